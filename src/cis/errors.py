@@ -1,0 +1,75 @@
+"""The CIS error tree: one root, each class with a stable CLI exit code and HTTP status."""
+
+from __future__ import annotations
+
+
+class CISError(Exception):
+    """Root of every error CIS raises on purpose."""
+
+    exit_code = 1
+    http_status = 500
+    code = "internal"
+
+
+class InvalidInput(CISError):
+    """A value given to CIS is malformed, out of range or unknown."""
+
+    exit_code = 2
+    http_status = 400
+    code = "invalid_input"
+
+
+class NotFound(CISError):
+    """No memory (or other object) matches the id or key."""
+
+    exit_code = 3
+    http_status = 404
+    code = "not_found"
+
+
+class Conflict(CISError):
+    """The write clashes with what is stored (e.g. a key already in use)."""
+
+    exit_code = 4
+    http_status = 409
+    code = "conflict"
+
+
+class KeyMismatch(CISError):
+    """The encryption key or passphrase does not open this database."""
+
+    exit_code = 5
+    http_status = 403
+    code = "wrong_key"
+
+
+class StorageError(CISError):
+    """The database cannot be read or written (disk full, read-only, corrupt)."""
+
+    exit_code = 6
+    http_status = 507
+    code = "storage"
+
+
+class Busy(CISError):
+    """Another process held the database lock for longer than the busy timeout."""
+
+    exit_code = 7
+    http_status = 503
+    code = "busy"
+
+
+class EmbeddingError(CISError):
+    """The embedding model could not be loaded or run."""
+
+    exit_code = 8
+    http_status = 503
+    code = "embedding"
+
+
+class NotInitialized(CISError):
+    """The data directory holds no node yet."""
+
+    exit_code = 9
+    http_status = 503
+    code = "not_initialized"

@@ -1,0 +1,1 @@
+"""Search engines: embeddings, vectors, words, their fusion and the batch indexer."""

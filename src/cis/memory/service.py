@@ -1,0 +1,519 @@
+"""The memory service: every memory operation the shells (CLI, HTTP, MCP) expose."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import apsw
+import msgspec
+import numpy as np
+
+from ..cache import ShardedCache
+from ..config import Config
+from ..errors import Conflict, InvalidInput, NotFound
+from ..index import text as text_index
+from ..index.batch import BatchIndexer
+from ..index.embed import Embedder
+from ..index.filters import Filters
+from ..index.hybrid import DEFAULT_TEXT_WEIGHT, fuse
+from ..index.vectors import VectorIndex
+from ..model import SEARCH_MODES, HistoryEntry, Hit, Memory
+from ..store.sqlite import Database
+from . import validate as check
+from .freshness import Freshness
+from .rows import COLUMNS, encode, to_history, to_memory
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+CANDIDATES = 50  # each signal's pool before fusion, at least
+
+
+class NewMemory(msgspec.Struct, kw_only=True):
+    """A validated memory about to be written."""
+
+    id: str
+    text: str
+    key: str | None
+    scope: str
+    domain: str
+    category: str
+    tags: tuple[str, ...]
+    metadata: dict[str, Any]
+    event_at: int | None
+    created_at: int
+    updated_at: int
+    version: int = 1
+    vector: np.ndarray | None = None
+
+
+_ADD_FIELDS = frozenset(
+    "text key scope domain category tags metadata event_at embedding "
+    "id created_at updated_at version".split()
+)
+
+
+class MemoryService:
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        embedder: Embedder,
+        index: VectorIndex,
+        cache: ShardedCache[Any],
+        indexer: BatchIndexer,
+        text_weight: float = DEFAULT_TEXT_WEIGHT,
+    ):
+        self.db = db
+        self.config = config
+        self.embedder = embedder
+        self.index = index
+        self.cache = cache
+        self.indexer = indexer
+        self.text_weight = text_weight
+        self.fresh = Freshness(db, index, cache, embedder.model_id)
+
+    # ---- writing ---------------------------------------------------------------
+
+    def _prepare(self, fields: dict[str, Any]) -> NewMemory:
+        unknown = set(fields) - _ADD_FIELDS
+        if unknown:
+            raise InvalidInput(f"unknown memory field(s): {', '.join(sorted(unknown))}")
+        if "text" not in fields:
+            raise InvalidInput("a memory needs 'text'")
+        now = check.now_ms()
+        memory_id = fields.get("id")
+        if memory_id is not None and not (isinstance(memory_id, str) and _UUID.fullmatch(memory_id)):
+            raise InvalidInput(f"id {memory_id!r} is not a lowercase UUID")
+        created = check.when(fields.get("created_at"), "created_at") or now
+        version = fields.get("version", 1)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise InvalidInput("version must be a whole number >= 1")
+        embedding = fields.get("embedding")
+        return NewMemory(
+            id=memory_id or check.new_id(),
+            text=check.text(fields["text"], self.config.max_text_bytes),
+            key=check.key(fields.get("key")),
+            scope=check.scope(fields.get("scope", "global")),
+            domain=check.domain(fields.get("domain", "private")),
+            category=check.category(fields.get("category", "context")),
+            tags=check.tags(fields.get("tags")),
+            metadata=check.metadata(fields.get("metadata")),
+            event_at=check.when(fields.get("event_at"), "event_at"),
+            created_at=created,
+            updated_at=check.when(fields.get("updated_at"), "updated_at") or created,
+            version=version,
+            vector=None if embedding is None else self.index.check(embedding),
+        )
+
+    def _insert(self, items: list[NewMemory], *, backpressure: bool) -> list[Memory]:
+        if backpressure and any(i.vector is None for i in items):
+            self.indexer.wait_for_room()
+        queued = 0
+        owner, now = self.indexer.owner, check.now_ms()
+        with self.db.write() as conn:
+            for it in items:
+                tags_json, meta_json = encode(it.tags), encode(it.metadata)
+                try:
+                    rid = conn.execute(
+                        "INSERT INTO memories(id, key, scope, domain, category, text, tags, metadata,"
+                        " created_at, updated_at, event_at, version, content_hash)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING rid",
+                        (it.id, it.key, it.scope, it.domain, it.category, it.text, tags_json,
+                         meta_json, it.created_at, it.updated_at, it.event_at, it.version,
+                         check.content_hash(it.text)),
+                    ).fetchall()[0][0]
+                except apsw.ConstraintError as exc:
+                    what = f"key {it.key!r} in scope {it.scope}" if it.key else f"id {it.id}"
+                    raise Conflict(f"{what} is already in use; use set() to replace by key") from exc
+                conn.execute(
+                    "INSERT INTO memories_fts(rowid, text, tags) VALUES (?,?,?)",
+                    (rid, it.text, " ".join(it.tags)),
+                )
+                conn.execute(
+                    "INSERT INTO memory_history VALUES (?,?,?,?,?,?,?)",
+                    (rid, it.version, "add", it.text, tags_json, meta_json, it.updated_at),
+                )
+                if it.vector is not None:
+                    conn.execute(
+                        "INSERT INTO memory_vectors VALUES (?, 'supplied', ?)",
+                        (rid, it.vector.tobytes()),
+                    )
+                    conn.execute("INSERT INTO index_log(rid) VALUES (?)", (rid,))
+                else:
+                    conn.execute("INSERT INTO embed_queue VALUES (?,?,?)", (rid, owner, now))
+                    queued += 1
+            generation = self.fresh.bump_generation(conn)
+        self.fresh.wrote(generation, {i.scope for i in items}, (), ())
+        if queued:
+            self.indexer.notify(queued)
+        return [
+            Memory(id=i.id, text=i.text, key=i.key, scope=i.scope, domain=i.domain,  # type: ignore[arg-type]
+                   category=i.category, tags=i.tags, metadata=i.metadata,
+                   created_at=i.created_at, updated_at=i.updated_at, event_at=i.event_at,
+                   version=i.version)
+            for i in items
+        ]
+
+    def add(
+        self,
+        text: str,
+        *,
+        key: str | None = None,
+        scope: str = "global",
+        domain: str = "private",
+        category: str = "context",
+        tags: Iterable[str] = (),
+        metadata: dict[str, Any] | None = None,
+        event_at: object = None,
+        embedding: object = None,
+    ) -> Memory:
+        """Store a memory; durable and findable by words when this returns."""
+        item = self._prepare(
+            {"text": text, "key": key, "scope": scope, "domain": domain, "category": category,
+             "tags": tags, "metadata": metadata, "event_at": event_at, "embedding": embedding}
+        )
+        return self._insert([item], backpressure=True)[0]
+
+    def add_many(self, items: Iterable[dict[str, Any]]) -> list[Memory]:
+        """Store many memories in one transaction: all of them, or none on any error."""
+        prepared = []
+        for number, fields in enumerate(items, 1):
+            if not isinstance(fields, dict):
+                raise InvalidInput(f"item {number}: expected an object of memory fields")
+            try:
+                prepared.append(self._prepare(fields))
+            except InvalidInput as exc:
+                raise InvalidInput(f"item {number}: {exc}") from exc
+        return self._insert(prepared, backpressure=False) if prepared else []
+
+    def set(self, key: str, text: str, **fields: Any) -> Memory:
+        """Upsert by (scope, key): replace the text and given fields, or add a new memory."""
+        scope = check.scope(fields.get("scope", "global"))
+        check.key(key)
+        with self.db.read() as conn:
+            row = self._find(conn, key, scope, by_id=False)
+        if row is None:
+            try:
+                return self.add(text, key=key, **fields)
+            except Conflict:  # another writer added the key in between
+                pass
+        changes = {k: v for k, v in fields.items() if k != "scope"}
+        return self._change(key, scope, text=text, by_id=False, **changes)
+
+    def update(
+        self,
+        id_or_key: str,
+        text: str | None = None,
+        *,
+        metadata: dict[str, Any] | None = None,
+        tags: Iterable[str] | None = None,
+        scope: str = "global",
+    ) -> Memory:
+        """Change text, metadata or tags; a new text is re-embedded. NotFound if missing."""
+        return self._change(id_or_key, scope, text=text, metadata=metadata, tags=tags)
+
+    def _change(self, id_or_key: str, scope: str, *, by_id: bool = True, **changes: Any) -> Memory:
+        unknown = set(changes) - {"text", "metadata", "tags", "domain", "category", "event_at"}
+        if unknown:
+            raise InvalidInput(f"cannot change field(s): {', '.join(sorted(unknown))}")
+        new = {k: v for k, v in changes.items() if v is not None}
+        if "text" in new:
+            new["text"] = check.text(new["text"], self.config.max_text_bytes)
+        for name, fn in (("tags", check.tags), ("metadata", check.metadata),
+                         ("domain", check.domain), ("category", check.category)):
+            if name in new:
+                new[name] = fn(new[name])
+        if "event_at" in new:
+            new["event_at"] = check.when(new["event_at"], "event_at")
+        with self.db.write() as conn:
+            row = self._find(conn, id_or_key, check.scope(scope), by_id=by_id)
+            if row is None:
+                raise NotFound(f"no memory {id_or_key!r} in scope {scope}")
+            old = to_memory(row)
+            merged = msgspec.structs.replace(old, **new)
+            if merged == old:
+                return old
+            now = check.now_ms()
+            merged = msgspec.structs.replace(merged, updated_at=max(now, old.updated_at),
+                                             version=old.version + 1)
+            rid = row[0]
+            tags_json, meta_json = encode(merged.tags), encode(merged.metadata)
+            conn.execute(
+                "UPDATE memories SET text=?, tags=?, metadata=?, domain=?, category=?, event_at=?,"
+                " updated_at=?, version=?, content_hash=? WHERE rid=?",
+                (merged.text, tags_json, meta_json, merged.domain, merged.category,
+                 merged.event_at, merged.updated_at, merged.version,
+                 check.content_hash(merged.text), rid),
+            )
+            if merged.text != old.text or merged.tags != old.tags:
+                conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rid,))
+                conn.execute("INSERT INTO memories_fts(rowid, text, tags) VALUES (?,?,?)",
+                             (rid, merged.text, " ".join(merged.tags)))
+            conn.execute(
+                "INSERT INTO memory_history VALUES (?,?,?,?,?,?,?)",
+                (rid, merged.version, "update", merged.text, tags_json, meta_json, merged.updated_at),
+            )
+            requeue = merged.text != old.text
+            if requeue:
+                conn.execute("DELETE FROM memory_vectors WHERE rid = ?", (rid,))
+                conn.execute("INSERT INTO index_log(rid) VALUES (?)", (rid,))
+                conn.execute("INSERT OR REPLACE INTO embed_queue VALUES (?,?,?)",
+                             (rid, self.indexer.owner, now))
+            generation = self.fresh.bump_generation(conn)
+        self.fresh.wrote(generation, {old.scope}, {old.id}, self._keys(old))
+        if requeue:
+            self.indexer.notify(1)
+        return merged
+
+    def delete(self, id_or_key: str, *, scope: str = "global") -> Memory:
+        """Remove a memory (its words and vector too); its history stays. NotFound if missing."""
+        with self.db.write() as conn:
+            row = self._find(conn, id_or_key, check.scope(scope))
+            if row is None:
+                raise NotFound(f"no memory {id_or_key!r} in scope {scope}")
+            old, rid, now = to_memory(row), row[0], check.now_ms()
+            conn.execute(
+                "UPDATE memories SET deleted = 1, version = version + 1, updated_at = ? WHERE rid = ?",
+                (max(now, old.updated_at), rid),
+            )
+            conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rid,))
+            conn.execute("DELETE FROM memory_vectors WHERE rid = ?", (rid,))
+            conn.execute("DELETE FROM embed_queue WHERE rid = ?", (rid,))
+            conn.execute("INSERT INTO index_log(rid) VALUES (?)", (rid,))
+            conn.execute(
+                "INSERT INTO memory_history VALUES (?,?,?,?,?,?,?)",
+                (rid, old.version + 1, "delete", old.text, encode(old.tags),
+                 encode(old.metadata), max(now, old.updated_at)),
+            )
+            generation = self.fresh.bump_generation(conn)
+        self.fresh.wrote(generation, {old.scope}, {old.id}, self._keys(old))
+        return old
+
+    @staticmethod
+    def _keys(memory: Memory) -> list[tuple[str, str]]:
+        return [(memory.scope, memory.key)] if memory.key else []
+
+    # ---- reading ---------------------------------------------------------------
+
+    @staticmethod
+    def _find(
+        conn: apsw.Connection, id_or_key: str, scope: str, *, by_id: bool = True,
+        deleted: bool = False,
+    ) -> tuple[Any, ...] | None:
+        if not isinstance(id_or_key, str) or not id_or_key:
+            raise InvalidInput("give a memory id or key")
+        live = "" if deleted else " AND deleted = 0"
+        if by_id and _UUID.fullmatch(id_or_key):
+            rows = conn.execute(
+                f"SELECT {COLUMNS} FROM memories WHERE id = ?{live}", (id_or_key,)
+            ).fetchall()
+            if rows:
+                return rows[0]
+        order = " ORDER BY deleted, rid DESC LIMIT 1"
+        rows = conn.execute(
+            f"SELECT {COLUMNS} FROM memories WHERE scope = ? AND key = ?{live}{order}",
+            (scope, id_or_key),
+        ).fetchall()
+        return rows[0] if rows else None
+
+    def get(self, id_or_key: str, scope: str = "global") -> Memory | None:
+        """The memory with this id, or with this key in `scope`; None if there is none."""
+        self.fresh.refresh(vectors=False)
+        for cache_key in (("id", id_or_key), ("key", scope, id_or_key)):
+            hit = self.cache.get(cache_key)
+            if hit is not None:
+                return hit  # type: ignore[no-any-return]
+        with self.db.read() as conn:
+            row = self._find(conn, id_or_key, check.scope(scope))
+        if row is None:
+            return None
+        memory = to_memory(row)
+        self.cache.set(("id", memory.id), memory)
+        if memory.key:
+            self.cache.set(("key", memory.scope, memory.key), memory)
+        return memory
+
+    def history(self, id_or_key: str, *, scope: str = "global") -> list[HistoryEntry]:
+        """Every add, update and delete of a memory, oldest first. NotFound if it never existed."""
+        with self.db.read() as conn:
+            row = self._find(conn, id_or_key, check.scope(scope), deleted=True)
+            if row is None:
+                raise NotFound(f"no memory {id_or_key!r} in scope {scope}")
+            rows = conn.execute(
+                "SELECT version, op, text, tags, metadata, at FROM memory_history"
+                " WHERE memory_rid = ? ORDER BY version",
+                (row[0],),
+            ).fetchall()
+        return [to_history(row[1], r) for r in rows]
+
+    @staticmethod
+    def filters(
+        scope: str | None = None,
+        domain: str | None = None,
+        category: str | None = None,
+        tags: Iterable[str] | None = None,
+        since: object = None,
+        until: object = None,
+        prefix: str | None = None,
+    ) -> Filters:
+        """Validated Filters from the arguments every listing and search takes."""
+        return Filters(
+            scope=None if scope is None else check.scope(scope),
+            domain=None if domain is None else check.domain(domain),
+            category=None if category is None else check.category(category),
+            tags=check.tags(tags),
+            since=check.when(since, "since"),
+            until=check.when(until, "until"),
+            key_prefix=prefix,
+        )
+
+    def list(self, *, limit: int = 100, after: str | None = None, **filters: Any) -> list[Memory]:
+        """Memories in the order they were added, `limit` at a time after the id `after`."""
+        return list(self._select(self.filters(**filters), check.limit(limit), after))
+
+    def _select(self, filters: Filters, limit: int | None, after: str | None) -> Iterator[Memory]:
+        where, params = filters.where("m")
+        with self.db.read() as conn:
+            if after is not None:
+                start = conn.execute("SELECT rid FROM memories WHERE id = ?", (after,)).fetchall()
+                if not start:
+                    raise InvalidInput(f"cursor {after!r} names no memory")
+                where += " AND m.rid > ?"
+                params.append(start[0][0])
+            sql = f"SELECT {COLUMNS} FROM memories m WHERE {where} ORDER BY m.rid"
+            if limit is not None:
+                sql += f" LIMIT {int(limit)}"
+            for row in conn.execute(sql, params):
+                yield to_memory(row)
+
+    def count(self) -> int:
+        with self.db.read() as conn:
+            return int(conn.execute("SELECT count(*) FROM memories WHERE deleted = 0").fetchall()[0][0])
+
+    # ---- search ----------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        *,
+        limit: int = 10,
+        scope: str | None = None,
+        domain: str | None = None,
+        category: str | None = None,
+        tags: Iterable[str] | None = None,
+        since: object = None,
+        until: object = None,
+        mode: str = "hybrid",
+        embedding: object = None,
+    ) -> list[Hit]:
+        """Memories that match `query` by words and meaning, best first (see Hit)."""
+        if mode not in SEARCH_MODES:
+            raise InvalidInput(f"unknown mode {mode!r}: use one of {', '.join(SEARCH_MODES)}")
+        if not isinstance(query, str) or (not query.strip() and embedding is None):
+            raise InvalidInput("query is empty")
+        check.text(query, self.config.max_text_bytes) if query.strip() else None
+        limit = check.limit(limit)
+        flt = self.filters(scope, domain, category, tags, since, until)
+        qvec = None if embedding is None else self.index.check(embedding)
+        self.fresh.refresh()
+        cache_key = None
+        if qvec is None:
+            cache_key = ("search", self.fresh.scope_token(flt.scope), query, limit, flt, mode)
+            cached = self.cache.get(cache_key)
+            if cached is not None:
+                return cached  # type: ignore[no-any-return]
+        hits = self._search(query, qvec, flt, limit, mode)
+        if cache_key is not None:
+            self.cache.set(cache_key, hits)
+        return hits
+
+    def _search(
+        self, query: str, qvec: np.ndarray | None, flt: Filters, limit: int, mode: str
+    ) -> list[Hit]:
+        pool = max(CANDIDATES, limit * 5)
+        text_hits: list[tuple[int, float]] = []
+        sims: dict[int, float] = {}
+        with self.db.read() as conn:
+            if mode != "vector" and query.strip():
+                text_hits = text_index.text_search(conn, query, flt, pool)
+            if mode != "text":
+                if qvec is None:
+                    qvec = self._embed_query(query)
+                allowed = None if flt.empty else self._allowed(conn, flt)
+                sims = dict(self.index.search(qvec, pool, allowed))
+                if mode == "hybrid":
+                    missing = [rid for rid, _ in text_hits if rid not in sims]
+                    sims.update(self.index.similarity(missing, qvec))
+            weight = {"text": 1.0, "vector": 0.0}.get(mode, self.text_weight)
+            scored = fuse(text_hits, sims if mode != "text" else {}, text_weight=weight)[:limit]
+            if not scored:
+                return []
+            marks = ",".join("?" * len(scored))
+            where, params = flt.where("m")
+            rows = {
+                r[0]: r
+                for r in conn.execute(
+                    f"SELECT {COLUMNS} FROM memories m WHERE m.rid IN ({marks}) AND {where}",
+                    [s.rid for s in scored] + params,
+                )
+            }
+        return [
+            Hit(memory=to_memory(rows[s.rid]), score=round(s.score, 6),
+                text_score=s.text_score, vector_score=s.vector_score)
+            for s in scored
+            if s.rid in rows
+        ]
+
+    def _allowed(self, conn: apsw.Connection, flt: Filters) -> np.ndarray:
+        key = ("allowed", self.fresh.scope_token(flt.scope), flt)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        where, params = flt.where("m")
+        rids = np.fromiter(
+            (r[0] for r in conn.execute(f"SELECT m.rid FROM memories m WHERE {where}", params)),
+            dtype=np.int64,
+        )
+        self.cache.set(key, rids)
+        return rids
+
+    def _embed_query(self, query: str) -> np.ndarray:
+        key = ("qvec", self.embedder.model_id, query)
+        vector = self.cache.get(key)
+        if vector is None:
+            vector = self.embedder.embed([query])[0]
+            self.cache.set(key, vector)
+        return vector  # type: ignore[no-any-return]
+
+    # ---- indexing --------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every memory added so far has its vector; False on timeout."""
+        done = self.indexer.flush(timeout)
+        self.fresh.refresh()
+        return done
+
+    def pending(self) -> int:
+        """Memories still waiting for their vector (in any process)."""
+        with self.db.read() as conn:
+            return int(conn.execute("SELECT count(*) FROM embed_queue").fetchall()[0][0])
+
+    def reindex(self, *, force: bool = False) -> int:
+        """Queue every memory whose vector is missing or from another model (all, if force)."""
+        model = self.embedder.model_id
+        old = "model != 'supplied'" + ("" if force else " AND model != ?")
+        args = () if force else (model,)
+        with self.db.write() as conn:
+            conn.execute(f"INSERT INTO index_log(rid) SELECT rid FROM memory_vectors WHERE {old}", args)
+            conn.execute(f"DELETE FROM memory_vectors WHERE {old}", args)
+            queued = conn.execute(
+                "INSERT OR IGNORE INTO embed_queue(rid, claimed_by, claimed_at) "
+                "SELECT m.rid, ?, ? FROM memories m WHERE m.deleted = 0 "
+                "AND NOT EXISTS (SELECT 1 FROM memory_vectors v WHERE v.rid = m.rid) RETURNING rid",
+                (self.indexer.owner, check.now_ms()),
+            ).fetchall()
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('model', ?)", (model,))
+        if queued:
+            self.indexer.notify(len(queued))
+        return len(queued)

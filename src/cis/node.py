@@ -1,0 +1,152 @@
+"""Node: opens a data directory and wires storage, indexing and the memory service."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import msgspec
+
+from .cache import CacheStats, ShardedCache
+from .config import Config, default_data_dir, load_config
+from .errors import KeyMismatch, NotInitialized
+from .index.batch import BatchIndexer
+from .index.embed import Embedder, MiniLMEmbedder
+from .index.vectors import VectorIndex
+from .memory.service import MemoryService
+from .store.crypto import KEY_FILE, SALT_FILE, resolve_key
+from .store.schema import SCHEMA_VERSION
+from .store.sqlite import Database
+
+DB_FILE = "cis.db"
+_FROM_ENV: Any = object()
+
+
+class NodeStatus(msgspec.Struct, frozen=True, kw_only=True):
+    data_dir: str
+    db_path: str
+    db_bytes: int
+    schema_version: int
+    cipher: str
+    memories: int
+    pending_embeddings: int
+    vectors: int
+    index: str
+    model: str
+    embedded: int
+    reused: int
+    cache: CacheStats
+
+
+class Node:
+    """One CIS node: a data directory holding an encrypted database and its key."""
+
+    def __init__(self, data_dir: Path, config: Config, db: Database, memory: MemoryService):
+        self.data_dir = data_dir
+        self.config = config
+        self.db = db
+        self.memory = memory
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        create: bool = True,
+        passphrase: str | None = _FROM_ENV,
+        embedder: Embedder | None = None,
+        config: Config | None = None,
+    ) -> Node:
+        """Open the node in `path` (default: CIS_DATA_DIR or ~/.cis), creating it if asked.
+
+        The key comes from `passphrase` (default: CIS_PASSPHRASE) or the node's key file.
+        """
+        data_dir = Path(path).expanduser() if path is not None else default_data_dir()
+        db_path = data_dir / DB_FILE
+        if not db_path.exists():
+            if not create:
+                raise NotInitialized(f"no node in {data_dir}; run `cis init`")
+            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        elif not (data_dir / KEY_FILE).exists() and not (data_dir / SALT_FILE).exists():
+            raise KeyMismatch(
+                f"{db_path} exists but its key file {data_dir / KEY_FILE} is missing; restore it"
+            )
+        if passphrase is _FROM_ENV:
+            passphrase = os.environ.get("CIS_PASSPHRASE")
+        config = config or load_config(data_dir)
+        key = resolve_key(data_dir, passphrase=passphrase, create=not db_path.exists())
+        db = Database(db_path, key, config)
+        embedder = embedder or MiniLMEmbedder(config.embed_threads, config.embed_batch_size)
+        cache: ShardedCache[Any] = ShardedCache(
+            config.cache_capacity, config.cache_ttl_s, config.cache_shards
+        )
+        indexer = BatchIndexer(
+            db,
+            embedder,
+            batch_size=config.embed_batch_size,
+            max_items=config.queue_max_items,
+            max_bytes=config.queue_max_bytes,
+        )
+        index = VectorIndex(embedder.dim, config.ann_threshold)
+        node = cls(data_dir, config, db, MemoryService(db, config, embedder, index, cache, indexer))
+        node._start_indexing()
+        return node
+
+    def _start_indexing(self) -> None:
+        """Re-embed after a model change; resume embeddings left by an earlier process."""
+        model = self.memory.embedder.model_id
+        with self.db.read() as conn:
+            stored = conn.execute("SELECT value FROM meta WHERE name = 'model'").fetchall()
+            waiting = conn.execute("SELECT 1 FROM embed_queue LIMIT 1").fetchall()
+        if not stored or stored[0][0] != model:
+            if self.memory.reindex():
+                return
+        if waiting:
+            self.memory.indexer.notify()
+
+    def status(self) -> NodeStatus:
+        memory = self.memory
+        memory.fresh.refresh()
+        with self.db.read() as conn:
+            vectors = conn.execute("SELECT count(*) FROM memory_vectors").fetchall()[0][0]
+            cipher = conn.execute("PRAGMA cipher").fetchall()[0][0]
+        db_bytes = sum(
+            p.stat().st_size
+            for p in (self.db.path, Path(f"{self.db.path}-wal"))
+            if p.exists()
+        )
+        return NodeStatus(
+            data_dir=str(self.data_dir),
+            db_path=str(self.db.path),
+            db_bytes=db_bytes,
+            schema_version=SCHEMA_VERSION,
+            cipher=str(cipher),
+            memories=memory.count(),
+            pending_embeddings=memory.pending(),
+            vectors=int(vectors),
+            index="hnsw" if memory.index.uses_ann else "exact",
+            model=memory.embedder.model_id,
+            embedded=memory.indexer.embedded,
+            reused=memory.indexer.reused,
+            cache=memory.cache.stats(),
+        )
+
+    def close(self, *, flush: bool = False) -> None:
+        """Close the node; with `flush`, wait for pending embeddings first."""
+        if flush:
+            self.memory.flush()
+        self.memory.indexer.close()
+        self.db.close()
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Storage: the encrypted SQLite database, its schema and its keys."""

@@ -1,0 +1,77 @@
+"""Database schema and its migrations, versioned by PRAGMA user_version."""
+
+from __future__ import annotations
+
+import apsw
+
+from ..errors import StorageError
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: memories, their words, vectors, history and the change logs.
+    """
+    CREATE TABLE memories(
+        rid INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        key TEXT,
+        scope TEXT NOT NULL,
+        domain TEXT NOT NULL,
+        category TEXT NOT NULL,
+        text TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        event_at INTEGER,
+        version INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        content_hash BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX memories_scope_key ON memories(scope, key)
+        WHERE key IS NOT NULL AND deleted = 0;
+    CREATE INDEX memories_scope ON memories(scope, rid);
+    CREATE INDEX memories_hash ON memories(content_hash);
+    CREATE VIRTUAL TABLE memories_fts USING fts5(
+        text, tags, content='', contentless_delete=1,
+        tokenize='porter unicode61 remove_diacritics 2'
+    );
+    CREATE TABLE memory_vectors(
+        rid INTEGER PRIMARY KEY REFERENCES memories(rid),
+        model TEXT NOT NULL,
+        vector BLOB NOT NULL
+    );
+    CREATE TABLE memory_history(
+        memory_rid INTEGER NOT NULL REFERENCES memories(rid),
+        version INTEGER NOT NULL,
+        op TEXT NOT NULL,
+        text TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY(memory_rid, version)
+    ) WITHOUT ROWID;
+    CREATE TABLE embed_queue(
+        rid INTEGER PRIMARY KEY,
+        claimed_by TEXT,
+        claimed_at INTEGER
+    );
+    CREATE TABLE index_log(seq INTEGER PRIMARY KEY AUTOINCREMENT, rid INTEGER NOT NULL);
+    CREATE TABLE meta(name TEXT PRIMARY KEY, value) WITHOUT ROWID;
+    INSERT INTO meta VALUES ('generation', 0);
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: apsw.Connection) -> int:
+    """Bring the schema to SCHEMA_VERSION inside the caller's transaction; return old version."""
+    version = int(conn.execute("PRAGMA user_version").fetchall()[0][0])
+    if version > SCHEMA_VERSION:
+        raise StorageError(
+            f"database schema {version} is newer than this CIS ({SCHEMA_VERSION}); upgrade CIS"
+        )
+    for number in range(version, SCHEMA_VERSION):
+        conn.execute(MIGRATIONS[number])
+    if version != SCHEMA_VERSION:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return version

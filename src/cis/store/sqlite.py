@@ -1,0 +1,137 @@
+"""The encrypted SQLite database: one writer, a pool of readers, tuned WAL, clear errors."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import apsw
+
+from ..config import Config
+from ..errors import Busy, CISError, KeyMismatch, StorageError
+from .schema import migrate
+
+
+@contextmanager
+def translate_errors(path: Path) -> Iterator[None]:
+    """Turn SQLite failures into CIS errors that say what to do."""
+    try:
+        yield
+    except CISError:
+        raise
+    except apsw.FullError as exc:
+        raise StorageError(f"disk full writing {path}; free space and retry ({exc})") from exc
+    except (apsw.ReadOnlyError, apsw.PermissionsError, apsw.AuthError) as exc:
+        raise StorageError(f"{path} cannot be written ({exc}); check permissions") from exc
+    except (apsw.BusyError, apsw.LockedError) as exc:
+        raise Busy(f"{path} stayed locked by another process ({exc}); retry") from exc
+    except apsw.NotADBError as exc:
+        raise KeyMismatch(
+            f"{path} cannot be opened with this key (wrong key file or passphrase)"
+        ) from exc
+    except (apsw.CorruptError, apsw.IOError, apsw.CantOpenError) as exc:
+        raise StorageError(f"{path}: {exc}") from exc
+
+
+class Database:
+    """An encrypted SQLite file; thread-safe; several processes may open the same file."""
+
+    def __init__(self, path: Path, key: bytes, config: Config, *, read_only: bool = False):
+        self.path = path
+        self._key_hex = key.hex()
+        self._config = config
+        self._read_only = read_only
+        self._write_lock = threading.Lock()
+        self._pool_lock = threading.Lock()
+        self._idle: list[apsw.Connection] = []
+        self._slots = threading.BoundedSemaphore(max(1, config.readers))
+        self._all: list[apsw.Connection] = []
+        self._watch_lock = threading.Lock()
+        try:
+            with translate_errors(path):
+                self._writer = self._connect(writer=True)
+                self._watch = self._connect(writer=False)
+            if not read_only:
+                with self.write() as conn:
+                    migrate(conn)
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self, *, writer: bool) -> apsw.Connection:
+        flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+        if self._read_only:
+            flags = apsw.SQLITE_OPEN_READONLY
+        conn = apsw.Connection(str(self.path), flags=flags)
+        self._all.append(conn)
+        conn.execute(f"PRAGMA hexkey='{self._key_hex}'")
+        conn.set_busy_timeout(self._config.busy_timeout_ms)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()  # checks the key
+        cfg = self._config
+        if writer and not self._read_only:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA wal_autocheckpoint={cfg.wal_autocheckpoint_pages}")
+            conn.execute(f"PRAGMA journal_size_limit={cfg.journal_size_limit_mb * 1024 * 1024}")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA cache_size=-{cfg.sqlite_cache_mb * 1024}")
+        conn.execute(f"PRAGMA mmap_size={cfg.mmap_mb * 1024 * 1024}")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute("PRAGMA foreign_keys=ON")
+        if not writer:
+            conn.execute("PRAGMA query_only=1")
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[apsw.Connection]:
+        """One IMMEDIATE transaction on the writer connection; rolled back on any error."""
+        if self._read_only:
+            raise StorageError(f"{self.path} is open read-only")
+        with self._write_lock, translate_errors(self.path):
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def read(self) -> Iterator[apsw.Connection]:
+        """A reader connection from the pool, inside one snapshot (deferred transaction)."""
+        self._slots.acquire()
+        try:
+            with self._pool_lock:
+                conn = self._idle.pop() if self._idle else None
+            with translate_errors(self.path):
+                if conn is None:
+                    conn = self._connect(writer=False)
+                conn.execute("BEGIN")
+                try:
+                    yield conn
+                finally:
+                    conn.execute("COMMIT")
+            with self._pool_lock:
+                self._idle.append(conn)
+        finally:
+            self._slots.release()
+
+    def data_version(self) -> int:
+        """Changes whenever any connection (this process or another) commits."""
+        with self._watch_lock, translate_errors(self.path):
+            return int(self._watch.execute("PRAGMA data_version").fetchall()[0][0])
+
+    def pragma(self, name: str) -> object:
+        with self.read() as conn:
+            rows = conn.execute(f"PRAGMA {name}").fetchall()
+        return rows[0][0] if rows else None
+
+    def close(self) -> None:
+        with self._write_lock, self._pool_lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+            self._idle.clear()
