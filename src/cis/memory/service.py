@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import apsw
 import msgspec
@@ -24,6 +25,7 @@ from ..store.sqlite import Database
 from . import validate as check
 from .freshness import Freshness
 from .rows import COLUMNS, encode, to_history, to_memory
+from .transfer import parse_import, raise_errors, write_export
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 CANDIDATES = 50  # each signal's pool before fusion, at least
@@ -386,6 +388,23 @@ class MemoryService:
                 sql += f" LIMIT {int(limit)}"
             for row in conn.execute(sql, params):
                 yield to_memory(row)
+
+    def import_file(self, path: str | Path) -> list[Memory]:
+        """Import a .jsonl (or .json list) file in one transaction: every record or none."""
+        path = Path(path)
+        prepared, errors = [], []
+        for number, record in parse_import(path):
+            try:
+                prepared.append(self._prepare(record))
+            except InvalidInput as exc:
+                errors.append(f"line {number}: {exc}")
+        if errors:
+            raise_errors(path, errors)
+        return self._insert(prepared, backpressure=False)
+
+    def export(self, out: IO[bytes], *, limit: int | None = None, **filters: Any) -> int:
+        """Write memories as JSON Lines to a binary stream; returns how many."""
+        return write_export(self._select(self.filters(**filters), limit, None), out)
 
     def count(self) -> int:
         with self.db.read() as conn:

@@ -1,0 +1,1 @@
+"""The `cis` command line: a thin shell over the Python API."""

@@ -1,0 +1,89 @@
+"""The `cis` root command: global options, `init`, `status`, and error handling."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import CISError, InvalidInput
+from . import output
+from .memory import memory_app
+from .state import State
+
+app = typer.Typer(
+    name="cis",
+    help="CIS: local-first, encrypted memory for LLM agents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(memory_app, name="memory")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", envvar="CIS_DATA_DIR", help="Node data directory [~/.cis]."),
+    ] = None,
+) -> None:
+    ctx.obj = State(data_dir)
+
+
+@app.command()
+def init(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Create the node: data directory, encryption key and database (idempotent)."""
+    state: State = ctx.obj
+    with state.open(create=True) as node:
+        result = {"data_dir": str(node.data_dir), "db_path": str(node.db.path)}
+    if as_json:
+        output.emit_json(result)
+    else:
+        print(f"node ready in {result['data_dir']}")
+        print("back up the key file (db.key) beside the database: without it the data is lost")
+
+
+@app.command()
+def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Counts, index state, model, database size and cache statistics."""
+    state: State = ctx.obj
+    with state.open() as node:
+        info = node.status()
+    if as_json:
+        output.emit_json(info)
+        return
+    cache = info.cache
+    print(f"data dir      {info.data_dir}")
+    print(f"database      {info.db_path} ({info.db_bytes / 1e6:.1f} MB, {info.cipher}, "
+          f"schema {info.schema_version})")
+    print(f"memories      {info.memories}")
+    print(f"vectors       {info.vectors} ({info.index} index, model {info.model}); "
+          f"{info.pending_embeddings} waiting")
+    print(f"cache         {cache.size}/{cache.capacity} entries, hit ratio {cache.hit_ratio:.2f}")
+
+
+def main() -> None:
+    """Entry point: runs the app and turns CIS errors into messages and exit codes."""
+    try:
+        app(standalone_mode=False)
+    except CISError as exc:
+        output.error(exc, "--json" in sys.argv)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(InvalidInput.exit_code if exc.exit_code == 2 else exc.exit_code)
+        raise

@@ -1,0 +1,295 @@
+"""`cis memory ...`: add, set, search, get, list, update, delete, history, import, export."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import typer
+
+from ..errors import InvalidInput
+from . import output
+from .state import State
+
+memory_app = typer.Typer(help="Store, find and manage memories.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+ScopeOpt = Annotated[str, typer.Option("--scope", help="global, project/N, agent/N, session/N.")]
+FilterScope = Annotated[str | None, typer.Option("--scope", help="Only this scope.")]
+DomainOpt = Annotated[str | None, typer.Option("--domain", help="private or public.")]
+CategoryOpt = Annotated[str | None, typer.Option("--category", help="Memory category.")]
+TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeatable).")]
+MetaOpt = Annotated[str | None, typer.Option("--metadata", help="A JSON object.")]
+EventOpt = Annotated[str | None, typer.Option("--event-at", help="ISO-8601 time or epoch ms.")]
+FLUSH_BUDGET_S = 5.0
+
+
+def _metadata(raw: str | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidInput(f"--metadata is not valid JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise InvalidInput("--metadata must be a JSON object")
+    return value
+
+
+def _text(value: str) -> str:
+    """The argument, or standard input when it is '-'."""
+    return sys.stdin.read() if value == "-" else value
+
+
+def _when(raw: str | None) -> str | int | None:
+    return int(raw) if raw is not None and raw.lstrip("-").isdigit() else raw
+
+
+def _show(memory: Any, as_json: bool) -> None:
+    if as_json:
+        output.emit_json(memory)
+    else:
+        print(output.memory_detail(memory))
+
+
+@memory_app.command("add")
+def add(
+    ctx: typer.Context,
+    text: Annotated[str, typer.Argument(help="The text to remember ('-' reads stdin).")],
+    key: Annotated[str | None, typer.Option("--key", help="Optional key, unique per scope.")] = None,
+    scope: ScopeOpt = "global",
+    domain: Annotated[str, typer.Option("--domain")] = "private",
+    category: Annotated[str, typer.Option("--category")] = "context",
+    tag: TagOpt = None,
+    metadata: MetaOpt = None,
+    event_at: EventOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a memory (a new id every time)."""
+    state: State = ctx.obj
+    with state.open() as node:
+        memory = node.memory.add(
+            _text(text), key=key, scope=scope, domain=domain, category=category,
+            tags=tag or (), metadata=_metadata(metadata), event_at=_when(event_at),
+        )
+    output.emit_json(memory) if as_json else print(memory.id)
+
+
+@memory_app.command("set")
+def set_(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="The key (unique within the scope).")],
+    value: Annotated[str, typer.Argument(help="The text ('-' reads stdin).")],
+    scope: ScopeOpt = "global",
+    domain: Annotated[str | None, typer.Option("--domain")] = None,
+    category: Annotated[str | None, typer.Option("--category")] = None,
+    tag: TagOpt = None,
+    metadata: MetaOpt = None,
+    event_at: EventOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set the memory under KEY: replace its text, or add it."""
+    state: State = ctx.obj
+    fields: dict[str, Any] = {"scope": scope}
+    for name, given in (("domain", domain), ("category", category), ("tags", tag),
+                        ("metadata", _metadata(metadata)), ("event_at", _when(event_at))):
+        if given is not None:
+            fields[name] = given
+    with state.open() as node:
+        memory = node.memory.set(key, _text(value), **fields)
+    output.emit_json(memory) if as_json else print(memory.id)
+
+
+@memory_app.command("search")
+def search(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="What to look for, in your own words.")],
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 10,
+    scope: FilterScope = None,
+    domain: DomainOpt = None,
+    category: CategoryOpt = None,
+    tag: TagOpt = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO-8601 or epoch ms.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO-8601 or epoch ms.")] = None,
+    mode: Annotated[str, typer.Option("--mode", help="hybrid, vector or text.")] = "hybrid",
+    as_json: JsonOpt = False,
+) -> None:
+    """Find memories by meaning and by words."""
+    state: State = ctx.obj
+    with state.open() as node:
+        if mode != "text" and not node.memory.flush(FLUSH_BUDGET_S):
+            left = node.memory.pending()
+            print(f"note: {left} memories are still being embedded; meaning search may miss "
+                  "them (words find them)", file=sys.stderr)
+        hits = node.memory.search(
+            query, limit=limit, scope=scope, domain=domain, category=category, tags=tag,
+            since=_when(since), until=_when(until), mode=mode,
+        )
+    if as_json:
+        output.emit_json(hits)
+        return
+    if not hits:
+        print("no match")
+    for rank, hit in enumerate(hits, 1):
+        print(output.hit_line(rank, hit))
+
+
+@memory_app.command("get")
+def get(
+    ctx: typer.Context,
+    id_or_key: Annotated[str, typer.Argument(help="A memory id, or a key.")],
+    scope: ScopeOpt = "global",
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one memory by id or key (exit 3 if there is none)."""
+    state: State = ctx.obj
+    with state.open() as node:
+        memory = node.memory.get(id_or_key, scope=scope)
+    if memory is None:
+        from ..errors import NotFound
+
+        raise NotFound(f"no memory {id_or_key!r} in scope {scope}")
+    _show(memory, as_json)
+
+
+@memory_app.command("list")
+def list_(
+    ctx: typer.Context,
+    scope: FilterScope = None,
+    domain: DomainOpt = None,
+    category: CategoryOpt = None,
+    tag: TagOpt = None,
+    prefix: Annotated[str | None, typer.Option("--prefix", help="Keys starting with this.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 100,
+    after: Annotated[str | None, typer.Option("--after", help="Continue after this id.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List memories in the order they were added."""
+    state: State = ctx.obj
+    with state.open() as node:
+        memories = node.memory.list(
+            scope=scope, domain=domain, category=category, tags=tag, prefix=prefix,
+            limit=limit, after=after,
+        )
+    if as_json:
+        output.emit_json(memories)
+        return
+    for memory in memories:
+        print(output.memory_line(memory))
+
+
+@memory_app.command("update")
+def update(
+    ctx: typer.Context,
+    id_or_key: Annotated[str, typer.Argument(help="A memory id, or a key.")],
+    text: Annotated[str | None, typer.Argument(help="New text ('-' reads stdin).")] = None,
+    tag: TagOpt = None,
+    metadata: MetaOpt = None,
+    scope: ScopeOpt = "global",
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a memory's text, tags or metadata."""
+    state: State = ctx.obj
+    with state.open() as node:
+        memory = node.memory.update(
+            id_or_key, None if text is None else _text(text), tags=tag,
+            metadata=_metadata(metadata), scope=scope,
+        )
+    _show(memory, as_json)
+
+
+@memory_app.command("delete")
+def delete(
+    ctx: typer.Context,
+    id_or_key: Annotated[str, typer.Argument(help="A memory id, or a key.")],
+    scope: ScopeOpt = "global",
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a memory (its history is kept)."""
+    state: State = ctx.obj
+    with state.open() as node:
+        memory = node.memory.delete(id_or_key, scope=scope)
+    output.emit_json({"deleted": memory.id}) if as_json else print(f"deleted {memory.id}")
+
+
+@memory_app.command("history")
+def history(
+    ctx: typer.Context,
+    id_or_key: Annotated[str, typer.Argument(help="A memory id, or a key.")],
+    scope: ScopeOpt = "global",
+    as_json: JsonOpt = False,
+) -> None:
+    """Every version of a memory, oldest first."""
+    state: State = ctx.obj
+    with state.open() as node:
+        entries = node.memory.history(id_or_key, scope=scope)
+    if as_json:
+        output.emit_json(entries)
+        return
+    for entry in entries:
+        print(output.history_line(entry))
+
+
+@memory_app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A .jsonl file (or .json list) of memories.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Import memories: every record, or none if any is bad (with line numbers)."""
+    state: State = ctx.obj
+    with state.open() as node:
+        memories = node.memory.import_file(file)
+    if as_json:
+        output.emit_json({"imported": len(memories)})
+    else:
+        print(f"imported {len(memories)} memories (embedding continues in the background)")
+
+
+@memory_app.command("export")
+def export(
+    ctx: typer.Context,
+    scope: FilterScope = None,
+    domain: DomainOpt = None,
+    category: CategoryOpt = None,
+    tag: TagOpt = None,
+    out: Annotated[Path | None, typer.Option("-o", "--output", help="File [stdout].")] = None,
+) -> None:
+    """Export memories as JSON Lines (import reads them back exactly)."""
+    state: State = ctx.obj
+    with state.open() as node:
+        filters = {"scope": scope, "domain": domain, "category": category, "tags": tag}
+        if out is None:
+            node.memory.export(sys.stdout.buffer, **filters)
+        else:
+            tmp = out.with_name(out.name + ".part")
+            with open(tmp, "wb") as fh:
+                count = node.memory.export(fh, **filters)
+            tmp.replace(out)
+            print(f"exported {count} memories to {out}", file=sys.stderr)
+
+
+@memory_app.command("reindex")
+def reindex(
+    ctx: typer.Context,
+    force: Annotated[bool, typer.Option("--force", help="Re-embed even current vectors.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-embed memories (after a model change, or all with --force), with progress."""
+    from rich.progress import Progress
+
+    state: State = ctx.obj
+    with state.open() as node:
+        queued = node.memory.reindex(force=force) or node.memory.pending()
+        with Progress(disable=as_json, transient=True) as bar:
+            task = bar.add_task("embedding", total=queued)
+            while not node.memory.flush(timeout=0.25):
+                bar.update(task, completed=queued - node.memory.pending())
+            bar.update(task, completed=queued)
+    if as_json:
+        output.emit_json({"embedded": queued})
+    else:
+        print(f"embedded {queued} memories")

@@ -1,0 +1,69 @@
+"""Formatting of command results: JSON for machines, short text for people."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from ..errors import CISError
+from ..model import HistoryEntry, Hit, Memory
+
+_encoder = msgspec.json.Encoder()
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.buffer.write(_encoder.encode(value) + b"\n")
+    sys.stdout.flush()
+
+
+def when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def memory_line(memory: Memory) -> str:
+    label = memory.key or memory.id
+    tags = f" [{', '.join(memory.tags)}]" if memory.tags else ""
+    return f"{label}  ({memory.scope}, {memory.domain}, {memory.category}){tags}\n  {memory.text}"
+
+
+def memory_detail(memory: Memory) -> str:
+    rows = [
+        ("id", memory.id),
+        ("key", memory.key or "-"),
+        ("scope", memory.scope),
+        ("domain", memory.domain),
+        ("category", memory.category),
+        ("tags", ", ".join(memory.tags) or "-"),
+        ("metadata", _encoder.encode(memory.metadata).decode()),
+        ("created", when(memory.created_at)),
+        ("updated", when(memory.updated_at)),
+        ("event", when(memory.event_at)),
+        ("version", str(memory.version)),
+        ("text", memory.text),
+    ]
+    return "\n".join(f"{name:>9}: {value}" for name, value in rows)
+
+
+def hit_line(rank: int, hit: Hit) -> str:
+    why = []
+    if hit.text_score is not None:
+        why.append(f"words {hit.text_score:.2f}")
+    if hit.vector_score is not None:
+        why.append(f"meaning {hit.vector_score:.2f}")
+    return f"{rank:>2}. {hit.score:.3f} ({', '.join(why)})  {memory_line(hit.memory)}"
+
+
+def history_line(entry: HistoryEntry) -> str:
+    return f"v{entry.version} {entry.op:<6} {when(entry.at)}  {entry.text}"
+
+
+def error(exc: CISError, as_json: bool) -> None:
+    if as_json:
+        emit_json({"error": {"code": exc.code, "message": str(exc)}})
+    else:
+        print(f"error: {exc}", file=sys.stderr)
