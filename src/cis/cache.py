@@ -33,7 +33,7 @@ class CacheStats(msgspec.Struct, frozen=True):
 
 
 class _Shard:
-    __slots__ = ("data", "lock", "hits", "misses", "evictions")
+    __slots__ = ("data", "evictions", "hits", "lock", "misses")
 
     def __init__(self) -> None:
         self.data: OrderedDict[Hashable, tuple[Any, float]] = OrderedDict()
@@ -65,7 +65,7 @@ class ShardedCache(Generic[V]):
             shard.misses += 1
             shard.data.pop(key, None)
             return default
-        try:
+        try:  # noqa: SIM105 (contextlib.suppress costs more on this hot path)
             shard.data.move_to_end(key)
         except KeyError:  # removed by another thread in between
             pass

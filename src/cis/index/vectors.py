@@ -8,6 +8,7 @@ the hole, so the scan never touches dead rows.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -22,10 +23,7 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Positions of the k largest scores, best first."""
     if k <= 0 or scores.size == 0:
         return np.empty(0, dtype=np.int64)
-    if k < scores.size:
-        part = np.argpartition(-scores, k - 1)[:k]
-    else:
-        part = np.arange(scores.size)
+    part = np.argpartition(-scores, k - 1)[:k] if k < scores.size else np.arange(scores.size)
     return part[np.argsort(-scores[part], kind="stable")]
 
 
@@ -39,7 +37,7 @@ class VectorIndex:
         self._matrix = np.empty((0, dim), dtype=np.float32)
         self._rids = np.empty(0, dtype=np.int64)
         self._slots: dict[int, int] = {}
-        self._ann: object | None = None
+        self._ann: Any = None
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -48,11 +46,13 @@ class VectorIndex:
     def uses_ann(self) -> bool:
         return self._ann is not None
 
-    def check(self, vector: np.ndarray) -> np.ndarray:
+    def check(self, vector: object) -> np.ndarray:
         """`vector` as a unit float32 row, or InvalidInput if its shape is wrong."""
         arr = np.asarray(vector, dtype=np.float32).reshape(-1)
         if arr.shape[0] != self.dim:
-            raise InvalidInput(f"embedding has {arr.shape[0]} dimensions, this index has {self.dim}")
+            raise InvalidInput(
+                f"embedding has {arr.shape[0]} dimensions, this index has {self.dim}"
+            )
         if not np.all(np.isfinite(arr)):
             raise InvalidInput("embedding holds NaN or infinite values")
         norm = float(np.linalg.norm(arr))
@@ -84,7 +84,7 @@ class VectorIndex:
                 self._matrix[slot] = vector
             if self._ann is not None:
                 self._ann_remove(rids)
-                self._ann.add(rids.astype(np.uint64), vectors)  # type: ignore[attr-defined]
+                self._ann.add(rids.astype(np.uint64), vectors)
             elif len(self._slots) >= self.ann_threshold:
                 self._build_ann()
 
@@ -128,9 +128,9 @@ class VectorIndex:
 
     def _ann_remove(self, rids: np.ndarray) -> None:
         ann = self._ann
-        present = [int(r) for r in rids.tolist() if ann.contains(int(r))]  # type: ignore[attr-defined]
+        present = [int(r) for r in rids.tolist() if ann.contains(int(r))]
         if present:
-            ann.remove(present)  # type: ignore[attr-defined]
+            ann.remove(present)
 
     def similarity(self, rids: list[int], query: np.ndarray) -> dict[int, float]:
         """Exact cosine of `query` to each indexed rowid in `rids`."""
@@ -157,7 +157,9 @@ class VectorIndex:
                 if self._ann is None or len(slots) <= self.ann_threshold:
                     sims = self._matrix[slots] @ query
                     best = top_k(sims, k)
-                    return list(zip(self._rids[slots[best]].tolist(), sims[best].tolist(), strict=True))
+                    return list(
+                        zip(self._rids[slots[best]].tolist(), sims[best].tolist(), strict=True)
+                    )
             if self._ann is None:
                 sims = self._matrix[:n] @ query
                 best = top_k(sims, k)
@@ -168,8 +170,11 @@ class VectorIndex:
         self, query: np.ndarray, k: int, allowed: np.ndarray | None
     ) -> list[tuple[int, float]]:
         want = k if allowed is None else min(len(self._slots), k * 8)
-        found = self._ann.search(query, want)  # type: ignore[attr-defined]
-        pairs = [(int(key), 1.0 - float(dist)) for key, dist in zip(found.keys, found.distances, strict=True)]
+        found = self._ann.search(query, want)
+        pairs = [
+            (int(key), 1.0 - float(dist))
+            for key, dist in zip(found.keys, found.distances, strict=True)
+        ]
         if allowed is not None:
             allow = set(allowed.tolist())
             pairs = [p for p in pairs if p[0] in allow]

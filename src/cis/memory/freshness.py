@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 import apsw
 import numpy as np
 
 from ..cache import ShardedCache
 from ..index.vectors import VectorIndex
-from ..store.sqlite import Database
+from ..store.sqlite import Database, scalar
 
 
 class Freshness:
@@ -41,12 +42,18 @@ class Freshness:
     def bump_generation(self, conn: apsw.Connection) -> int:
         """Inside a write transaction: the new generation number."""
         return int(
-            conn.execute(
-                "UPDATE meta SET value = value + 1 WHERE name = 'generation' RETURNING value"
-            ).fetchall()[0][0]
+            scalar(
+                conn, "UPDATE meta SET value = value + 1 WHERE name = 'generation' RETURNING value"
+            )
         )
 
-    def wrote(self, generation: int, scopes: Iterable[str], ids: Iterable[str], keys: Iterable[tuple[str, str]]) -> None:
+    def wrote(
+        self,
+        generation: int,
+        scopes: Iterable[str],
+        ids: Iterable[str],
+        keys: Iterable[tuple[str, str]],
+    ) -> None:
         """After a local commit: drop exactly the cache entries it made stale."""
         with self._lock:
             foreign = generation != self._generation + 1
@@ -76,10 +83,11 @@ class Freshness:
             return
         with self._lock:
             with self.db.read() as conn:
-                generation, seq = conn.execute(
+                row: tuple[Any, ...] = conn.execute(
                     "SELECT (SELECT value FROM meta WHERE name = 'generation'),"
                     " (SELECT coalesce(max(seq), 0) FROM index_log)"
                 ).fetchall()[0]
+                generation, seq = row
                 if vectors:
                     if not self.loaded:
                         self._load_all(conn)
@@ -108,7 +116,7 @@ class Freshness:
         self._upsert(rids, blobs)
 
     def _apply_log(self, conn: apsw.Connection) -> None:
-        rows = conn.execute(
+        rows: list[Any] = conn.execute(
             "SELECT l.seq, l.rid, v.vector, v.model, m.deleted FROM index_log l "
             "LEFT JOIN memory_vectors v ON v.rid = l.rid LEFT JOIN memories m ON m.rid = l.rid "
             "WHERE l.seq > ? ORDER BY l.seq",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,7 +23,7 @@ from ..index.filters import Filters
 from ..index.hybrid import DEFAULT_TEXT_WEIGHT, fuse
 from ..index.vectors import VectorIndex
 from ..model import SEARCH_MODES, HistoryEntry, Hit, Memory
-from ..store.sqlite import Database
+from ..store.sqlite import Database, scalar
 from . import validate as check
 from .freshness import Freshness
 from .rows import COLUMNS, encode, to_history, to_memory
@@ -50,8 +52,21 @@ class NewMemory(msgspec.Struct, kw_only=True):
 
 
 _ADD_FIELDS = frozenset(
-    "text key scope domain category tags metadata event_at embedding "
-    "id created_at updated_at version".split()
+    [
+        "text",
+        "key",
+        "scope",
+        "domain",
+        "category",
+        "tags",
+        "metadata",
+        "event_at",
+        "embedding",
+        "id",
+        "created_at",
+        "updated_at",
+        "version",
+    ]
 )
 
 
@@ -74,6 +89,8 @@ class MemoryService:
         self.indexer = indexer
         self.text_weight = text_weight
         self.fresh = Freshness(db, index, cache, embedder.model_id)
+        self._query_pool: ThreadPoolExecutor | None = None
+        self._warm: Future[np.ndarray] | None = None
 
     # ---- writing ---------------------------------------------------------------
 
@@ -85,7 +102,9 @@ class MemoryService:
             raise InvalidInput("a memory needs 'text'")
         now = check.now_ms()
         memory_id = fields.get("id")
-        if memory_id is not None and not (isinstance(memory_id, str) and _UUID.fullmatch(memory_id)):
+        if memory_id is not None and not (
+            isinstance(memory_id, str) and _UUID.fullmatch(memory_id)
+        ):
             raise InvalidInput(f"id {memory_id!r} is not a lowercase UUID")
         created = check.when(fields.get("created_at"), "created_at") or now
         version = fields.get("version", 1)
@@ -108,7 +127,9 @@ class MemoryService:
             vector=None if embedding is None else self.index.check(embedding),
         )
 
-    def _insert(self, items: list[NewMemory], *, backpressure: bool) -> list[Memory]:
+    def _insert(
+        self, items: builtins.list[NewMemory], *, backpressure: bool
+    ) -> builtins.list[Memory]:
         if backpressure and any(i.vector is None for i in items):
             self.indexer.wait_for_room()
         queued = 0
@@ -118,16 +139,30 @@ class MemoryService:
                 tags_json, meta_json = encode(it.tags), encode(it.metadata)
                 try:
                     rid = conn.execute(
-                        "INSERT INTO memories(id, key, scope, domain, category, text, tags, metadata,"
-                        " created_at, updated_at, event_at, version, content_hash)"
+                        "INSERT INTO memories(id, key, scope, domain, category, text, tags,"
+                        " metadata, created_at, updated_at, event_at, version, content_hash)"
                         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING rid",
-                        (it.id, it.key, it.scope, it.domain, it.category, it.text, tags_json,
-                         meta_json, it.created_at, it.updated_at, it.event_at, it.version,
-                         check.content_hash(it.text)),
+                        (
+                            it.id,
+                            it.key,
+                            it.scope,
+                            it.domain,
+                            it.category,
+                            it.text,
+                            tags_json,
+                            meta_json,
+                            it.created_at,
+                            it.updated_at,
+                            it.event_at,
+                            it.version,
+                            check.content_hash(it.text),
+                        ),
                     ).fetchall()[0][0]
                 except apsw.ConstraintError as exc:
                     what = f"key {it.key!r} in scope {it.scope}" if it.key else f"id {it.id}"
-                    raise Conflict(f"{what} is already in use; use set() to replace by key") from exc
+                    raise Conflict(
+                        f"{what} is already in use; use set() to replace by key"
+                    ) from exc
                 conn.execute(
                     "INSERT INTO memories_fts(rowid, text, tags) VALUES (?,?,?)",
                     (rid, it.text, " ".join(it.tags)),
@@ -150,10 +185,20 @@ class MemoryService:
         if queued:
             self.indexer.notify(queued)
         return [
-            Memory(id=i.id, text=i.text, key=i.key, scope=i.scope, domain=i.domain,  # type: ignore[arg-type]
-                   category=i.category, tags=i.tags, metadata=i.metadata,
-                   created_at=i.created_at, updated_at=i.updated_at, event_at=i.event_at,
-                   version=i.version)
+            Memory(
+                id=i.id,
+                text=i.text,
+                key=i.key,
+                scope=i.scope,
+                domain=i.domain,  # type: ignore[arg-type]
+                category=i.category,
+                tags=i.tags,
+                metadata=i.metadata,
+                created_at=i.created_at,
+                updated_at=i.updated_at,
+                event_at=i.event_at,
+                version=i.version,
+            )
             for i in items
         ]
 
@@ -172,12 +217,21 @@ class MemoryService:
     ) -> Memory:
         """Store a memory; durable and findable by words when this returns."""
         item = self._prepare(
-            {"text": text, "key": key, "scope": scope, "domain": domain, "category": category,
-             "tags": tags, "metadata": metadata, "event_at": event_at, "embedding": embedding}
+            {
+                "text": text,
+                "key": key,
+                "scope": scope,
+                "domain": domain,
+                "category": category,
+                "tags": tags,
+                "metadata": metadata,
+                "event_at": event_at,
+                "embedding": embedding,
+            }
         )
         return self._insert([item], backpressure=True)[0]
 
-    def add_many(self, items: Iterable[dict[str, Any]]) -> list[Memory]:
+    def add_many(self, items: Iterable[dict[str, Any]]) -> builtins.list[Memory]:
         """Store many memories in one transaction: all of them, or none on any error."""
         prepared = []
         for number, fields in enumerate(items, 1):
@@ -222,8 +276,12 @@ class MemoryService:
         new = {k: v for k, v in changes.items() if v is not None}
         if "text" in new:
             new["text"] = check.text(new["text"], self.config.max_text_bytes)
-        for name, fn in (("tags", check.tags), ("metadata", check.metadata),
-                         ("domain", check.domain), ("category", check.category)):
+        for name, fn in (
+            ("tags", check.tags),
+            ("metadata", check.metadata),
+            ("domain", check.domain),
+            ("category", check.category),
+        ):
             if name in new:
                 new[name] = fn(new[name])
         if "event_at" in new:
@@ -237,31 +295,53 @@ class MemoryService:
             if merged == old:
                 return old
             now = check.now_ms()
-            merged = msgspec.structs.replace(merged, updated_at=max(now, old.updated_at),
-                                             version=old.version + 1)
+            merged = msgspec.structs.replace(
+                merged, updated_at=max(now, old.updated_at), version=old.version + 1
+            )
             rid = row[0]
             tags_json, meta_json = encode(merged.tags), encode(merged.metadata)
             conn.execute(
                 "UPDATE memories SET text=?, tags=?, metadata=?, domain=?, category=?, event_at=?,"
                 " updated_at=?, version=?, content_hash=? WHERE rid=?",
-                (merged.text, tags_json, meta_json, merged.domain, merged.category,
-                 merged.event_at, merged.updated_at, merged.version,
-                 check.content_hash(merged.text), rid),
+                (
+                    merged.text,
+                    tags_json,
+                    meta_json,
+                    merged.domain,
+                    merged.category,
+                    merged.event_at,
+                    merged.updated_at,
+                    merged.version,
+                    check.content_hash(merged.text),
+                    rid,
+                ),
             )
             if merged.text != old.text or merged.tags != old.tags:
                 conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rid,))
-                conn.execute("INSERT INTO memories_fts(rowid, text, tags) VALUES (?,?,?)",
-                             (rid, merged.text, " ".join(merged.tags)))
+                conn.execute(
+                    "INSERT INTO memories_fts(rowid, text, tags) VALUES (?,?,?)",
+                    (rid, merged.text, " ".join(merged.tags)),
+                )
             conn.execute(
                 "INSERT INTO memory_history VALUES (?,?,?,?,?,?,?)",
-                (rid, merged.version, "update", merged.text, tags_json, meta_json, merged.updated_at),
+                (
+                    rid,
+                    merged.version,
+                    "update",
+                    merged.text,
+                    tags_json,
+                    meta_json,
+                    merged.updated_at,
+                ),
             )
             requeue = merged.text != old.text
             if requeue:
                 conn.execute("DELETE FROM memory_vectors WHERE rid = ?", (rid,))
                 conn.execute("INSERT INTO index_log(rid) VALUES (?)", (rid,))
-                conn.execute("INSERT OR REPLACE INTO embed_queue VALUES (?,?,?)",
-                             (rid, self.indexer.owner, now))
+                conn.execute(
+                    "INSERT OR REPLACE INTO embed_queue VALUES (?,?,?)",
+                    (rid, self.indexer.owner, now),
+                )
             generation = self.fresh.bump_generation(conn)
         self.fresh.wrote(generation, {old.scope}, {old.id}, self._keys(old))
         if requeue:
@@ -276,7 +356,8 @@ class MemoryService:
                 raise NotFound(f"no memory {id_or_key!r} in scope {scope}")
             old, rid, now = to_memory(row), row[0], check.now_ms()
             conn.execute(
-                "UPDATE memories SET deleted = 1, version = version + 1, updated_at = ? WHERE rid = ?",
+                "UPDATE memories SET deleted = 1, version = version + 1, updated_at = ?"
+                " WHERE rid = ?",
                 (max(now, old.updated_at), rid),
             )
             conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rid,))
@@ -285,22 +366,33 @@ class MemoryService:
             conn.execute("INSERT INTO index_log(rid) VALUES (?)", (rid,))
             conn.execute(
                 "INSERT INTO memory_history VALUES (?,?,?,?,?,?,?)",
-                (rid, old.version + 1, "delete", old.text, encode(old.tags),
-                 encode(old.metadata), max(now, old.updated_at)),
+                (
+                    rid,
+                    old.version + 1,
+                    "delete",
+                    old.text,
+                    encode(old.tags),
+                    encode(old.metadata),
+                    max(now, old.updated_at),
+                ),
             )
             generation = self.fresh.bump_generation(conn)
         self.fresh.wrote(generation, {old.scope}, {old.id}, self._keys(old))
         return old
 
     @staticmethod
-    def _keys(memory: Memory) -> list[tuple[str, str]]:
+    def _keys(memory: Memory) -> builtins.list[tuple[str, str]]:
         return [(memory.scope, memory.key)] if memory.key else []
 
     # ---- reading ---------------------------------------------------------------
 
     @staticmethod
     def _find(
-        conn: apsw.Connection, id_or_key: str, scope: str, *, by_id: bool = True,
+        conn: apsw.Connection,
+        id_or_key: str,
+        scope: str,
+        *,
+        by_id: bool = True,
         deleted: bool = False,
     ) -> tuple[Any, ...] | None:
         if not isinstance(id_or_key, str) or not id_or_key:
@@ -336,7 +428,7 @@ class MemoryService:
             self.cache.set(("key", memory.scope, memory.key), memory)
         return memory
 
-    def history(self, id_or_key: str, *, scope: str = "global") -> list[HistoryEntry]:
+    def history(self, id_or_key: str, *, scope: str = "global") -> builtins.list[HistoryEntry]:
         """Every add, update and delete of a memory, oldest first. NotFound if it never existed."""
         with self.db.read() as conn:
             row = self._find(conn, id_or_key, check.scope(scope), deleted=True)
@@ -370,9 +462,11 @@ class MemoryService:
             key_prefix=prefix,
         )
 
-    def list(self, *, limit: int = 100, after: str | None = None, **filters: Any) -> list[Memory]:
+    def list(
+        self, *, limit: int = 100, after: str | None = None, **filters: Any
+    ) -> builtins.list[Memory]:
         """Memories in the order they were added, `limit` at a time after the id `after`."""
-        return list(self._select(self.filters(**filters), check.limit(limit), after))
+        return builtins.list(self._select(self.filters(**filters), check.limit(limit), after))
 
     def _select(self, filters: Filters, limit: int | None, after: str | None) -> Iterator[Memory]:
         where, params = filters.where("m")
@@ -389,7 +483,7 @@ class MemoryService:
             for row in conn.execute(sql, params):
                 yield to_memory(row)
 
-    def import_file(self, path: str | Path) -> list[Memory]:
+    def import_file(self, path: str | Path) -> builtins.list[Memory]:
         """Import a .jsonl (or .json list) file in one transaction: every record or none."""
         path = Path(path)
         prepared, errors = [], []
@@ -408,7 +502,7 @@ class MemoryService:
 
     def count(self) -> int:
         with self.db.read() as conn:
-            return int(conn.execute("SELECT count(*) FROM memories WHERE deleted = 0").fetchall()[0][0])
+            return int(scalar(conn, "SELECT count(*) FROM memories WHERE deleted = 0"))
 
     # ---- search ----------------------------------------------------------------
 
@@ -425,7 +519,7 @@ class MemoryService:
         until: object = None,
         mode: str = "hybrid",
         embedding: object = None,
-    ) -> list[Hit]:
+    ) -> builtins.list[Hit]:
         """Memories that match `query` by words and meaning, best first (see Hit)."""
         if mode not in SEARCH_MODES:
             raise InvalidInput(f"unknown mode {mode!r}: use one of {', '.join(SEARCH_MODES)}")
@@ -435,7 +529,9 @@ class MemoryService:
         limit = check.limit(limit)
         flt = self.filters(scope, domain, category, tags, since, until)
         qvec = None if embedding is None else self.index.check(embedding)
-        self.fresh.refresh()
+        if qvec is None and mode != "text":
+            self.embedder_warm()
+        self.fresh.refresh(vectors=mode != "text")
         cache_key = None
         if qvec is None:
             cache_key = ("search", self.fresh.scope_token(flt.scope), query, limit, flt, mode)
@@ -449,16 +545,18 @@ class MemoryService:
 
     def _search(
         self, query: str, qvec: np.ndarray | None, flt: Filters, limit: int, mode: str
-    ) -> list[Hit]:
+    ) -> builtins.list[Hit]:
         pool = max(CANDIDATES, limit * 5)
-        text_hits: list[tuple[int, float]] = []
+        text_hits: builtins.list[tuple[int, float]] = []
         sims: dict[int, float] = {}
+        pending = None if mode == "text" or qvec is not None else self._embed_async(query)
         with self.db.read() as conn:
             if mode != "vector" and query.strip():
                 text_hits = text_index.text_search(conn, query, flt, pool)
             if mode != "text":
-                if qvec is None:
-                    qvec = self._embed_query(query)
+                if pending is not None:
+                    qvec = pending.result()
+                assert qvec is not None
                 allowed = None if flt.empty else self._allowed(conn, flt)
                 sims = dict(self.index.search(qvec, pool, allowed))
                 if mode == "hybrid":
@@ -478,8 +576,12 @@ class MemoryService:
                 )
             }
         return [
-            Hit(memory=to_memory(rows[s.rid]), score=round(s.score, 6),
-                text_score=s.text_score, vector_score=s.vector_score)
+            Hit(
+                memory=to_memory(rows[s.rid]),
+                score=round(s.score, 6),
+                text_score=s.text_score,
+                vector_score=s.vector_score,
+            )
             for s in scored
             if s.rid in rows
         ]
@@ -496,6 +598,27 @@ class MemoryService:
         )
         self.cache.set(key, rids)
         return rids
+
+    def embedder_warm(self) -> None:
+        """Start loading the embedding model in the background (no-op once loaded)."""
+        if self._warm is None:
+            self._warm = self._pool().submit(self.embedder.embed, ["warm up"])
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._query_pool is None:
+            self._query_pool = ThreadPoolExecutor(1, thread_name_prefix="cis-query")
+        return self._query_pool
+
+    def _embed_async(self, query: str) -> Future[np.ndarray]:
+        """Embed the query on a helper thread while words are searched (and, cold, the
+        model loads while the vectors do)."""
+        key = ("qvec", self.embedder.model_id, query)
+        vector = self.cache.get(key)
+        if vector is not None:
+            done: Future[np.ndarray] = Future()
+            done.set_result(vector)
+            return done
+        return self._pool().submit(self._embed_query, query)
 
     def _embed_query(self, query: str) -> np.ndarray:
         key = ("qvec", self.embedder.model_id, query)
@@ -516,7 +639,7 @@ class MemoryService:
     def pending(self) -> int:
         """Memories still waiting for their vector (in any process)."""
         with self.db.read() as conn:
-            return int(conn.execute("SELECT count(*) FROM embed_queue").fetchall()[0][0])
+            return int(scalar(conn, "SELECT count(*) FROM embed_queue"))
 
     def reindex(self, *, force: bool = False) -> int:
         """Queue every memory whose vector is missing or from another model (all, if force)."""
@@ -524,7 +647,9 @@ class MemoryService:
         old = "model != 'supplied'" + ("" if force else " AND model != ?")
         args = () if force else (model,)
         with self.db.write() as conn:
-            conn.execute(f"INSERT INTO index_log(rid) SELECT rid FROM memory_vectors WHERE {old}", args)
+            conn.execute(
+                f"INSERT INTO index_log(rid) SELECT rid FROM memory_vectors WHERE {old}", args
+            )
             conn.execute(f"DELETE FROM memory_vectors WHERE {old}", args)
             queued = conn.execute(
                 "INSERT OR IGNORE INTO embed_queue(rid, claimed_by, claimed_at) "

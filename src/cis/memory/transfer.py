@@ -30,7 +30,7 @@ def write_export(memories: Iterator[Memory], out: IO[bytes]) -> int:
 
 
 def parse_import(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, record) pairs from a .jsonl or .json file; InvalidInput lists every bad line."""
+    """(line number, record) pairs of a .jsonl or .json file; InvalidInput lists bad lines."""
     try:
         data = path.read_bytes()
     except OSError as exc:

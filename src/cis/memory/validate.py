@@ -21,7 +21,9 @@ MAX_TAGS = 32
 MAX_TAG_CHARS = 64
 MAX_METADATA_BYTES = 65_536
 MAX_LIMIT = 1000
-_SCOPE = re.compile(r"(?:global|(?:%s)/[A-Za-z0-9][A-Za-z0-9._:@-]{0,127})" % "|".join(SCOPE_KINDS))
+_SCOPE = re.compile(
+    r"(?:global|(?:" + "|".join(SCOPE_KINDS) + r")/[A-Za-z0-9][A-Za-z0-9._:@-]{0,127})"
+)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 

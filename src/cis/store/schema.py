@@ -65,7 +65,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def migrate(conn: apsw.Connection) -> int:
     """Bring the schema to SCHEMA_VERSION inside the caller's transaction; return old version."""
-    version = int(conn.execute("PRAGMA user_version").fetchall()[0][0])
+    version = int(conn.execute("PRAGMA user_version").fetchall()[0][0])  # type: ignore[arg-type]
     if version > SCHEMA_VERSION:
         raise StorageError(
             f"database schema {version} is newer than this CIS ({SCHEMA_VERSION}); upgrade CIS"

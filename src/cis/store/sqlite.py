@@ -6,12 +6,21 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import apsw
 
 from ..config import Config
 from ..errors import Busy, CISError, KeyMismatch, StorageError
 from .schema import migrate
+
+KDF_ITER = 1
+
+
+def scalar(conn: apsw.Connection, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
+    """The first column of the first row, or None."""
+    rows = conn.execute(sql, params).fetchall()
+    return rows[0][0] if rows else None
 
 
 @contextmanager
@@ -66,6 +75,10 @@ class Database:
             flags = apsw.SQLITE_OPEN_READONLY
         conn = apsw.Connection(str(self.path), flags=flags)
         self._all.append(conn)
+        # The key is already full-entropy (random, or stretched by Argon2id), so the
+        # cipher's own per-connection PBKDF2 adds only latency; this value is part of
+        # the file format: changing it makes every existing database unreadable.
+        conn.execute(f"PRAGMA kdf_iter={KDF_ITER}")
         conn.execute(f"PRAGMA hexkey='{self._key_hex}'")
         conn.set_busy_timeout(self._config.busy_timeout_ms)
         conn.execute("SELECT count(*) FROM sqlite_master").fetchall()  # checks the key
@@ -122,12 +135,11 @@ class Database:
     def data_version(self) -> int:
         """Changes whenever any connection (this process or another) commits."""
         with self._watch_lock, translate_errors(self.path):
-            return int(self._watch.execute("PRAGMA data_version").fetchall()[0][0])
+            return int(scalar(self._watch, "PRAGMA data_version"))
 
     def pragma(self, name: str) -> object:
         with self.read() as conn:
-            rows = conn.execute(f"PRAGMA {name}").fetchall()
-        return rows[0][0] if rows else None
+            return scalar(conn, f"PRAGMA {name}")
 
     def close(self) -> None:
         with self._write_lock, self._pool_lock:
