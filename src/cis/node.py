@@ -58,10 +58,14 @@ class Node:
         passphrase: str | None = _FROM_ENV,
         embedder: Embedder | None = None,
         config: Config | None = None,
+        background: bool = True,
     ) -> Node:
         """Open the node in `path` (default: CIS_DATA_DIR or ~/.cis), creating it if asked.
 
         The key comes from `passphrase` (default: CIS_PASSPHRASE) or the node's key file.
+        With `background` (the default) memories are embedded on a background thread as
+        they arrive; without it (short-lived CLI calls) only flush() embeds, and what is
+        left stays queued in the database for the next opener.
         """
         data_dir = Path(path).expanduser() if path is not None else default_data_dir()
         db_path = data_dir / DB_FILE
@@ -88,6 +92,7 @@ class Node:
             batch_size=config.embed_batch_size,
             max_items=config.queue_max_items,
             max_bytes=config.queue_max_bytes,
+            background=background,
         )
         index = VectorIndex(embedder.dim, config.ann_threshold)
         node = cls(data_dir, config, db, MemoryService(db, config, embedder, index, cache, indexer))
@@ -100,6 +105,7 @@ class Node:
         with self.db.read() as conn:
             stored = conn.execute("SELECT value FROM meta WHERE name = 'model'").fetchall()
             waiting = conn.execute("SELECT 1 FROM embed_queue LIMIT 1").fetchall()
+        self.memory.indexer.release_dead_claims()
         model_changed = not stored or stored[0][0] != model
         if not (model_changed and self.memory.reindex()) and waiting:
             self.memory.indexer.notify()

@@ -12,4 +12,4 @@ class State:
         self.data_dir = data_dir
 
     def open(self, *, create: bool = False) -> Node:
-        return Node.open(self.data_dir, create=create)
+        return Node.open(self.data_dir, create=create, background=False)

@@ -26,6 +26,17 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _alive(owner: str) -> bool:
+    """Whether the process named in a claim token ("<pid>-<random>") still runs here."""
+    try:
+        os.kill(int(owner.split("-", 1)[0]), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError):
+        return True  # not ours to judge: left to the stale-claim timeout
+    return True
+
+
 class BatchIndexer:
     """Background embedding with backpressure: `wait_for_room` blocks producers that outrun it."""
 
@@ -37,6 +48,7 @@ class BatchIndexer:
         batch_size: int = 32,
         max_items: int = 4096,
         max_bytes: int = 16 * 1024 * 1024,
+        background: bool = True,
     ):
         self.db = db
         self.embedder = embedder
@@ -49,6 +61,8 @@ class BatchIndexer:
         self._done = 0  # tickets known to be finished
         self._backlog = 0  # rows this process queued and has not embedded yet
         self._stop = False
+        self._poll = False
+        self.background = background
         self._thread: threading.Thread | None = None
         self.error: CISError | None = None
         self.embedded = 0
@@ -58,12 +72,15 @@ class BatchIndexer:
     def backlog(self) -> int:
         return self._backlog
 
-    def notify(self, queued: int = 0) -> None:
-        """Tell the worker there is work (`queued` new rows from this process)."""
+    def notify(self, queued: int = 0, *, start: bool = False) -> None:
+        """Tell the worker there is work (`queued` new rows from this process).
+
+        Without `background`, the worker only starts when asked (`start`, or flush()).
+        """
         with self._cond:
             self._submitted += 1
             self._backlog += queued
-            if self._thread is None:
+            if self._thread is None and (self.background or start):
                 self._thread = threading.Thread(target=self._run, name="cis-indexer", daemon=True)
                 self._thread.start()
             self._cond.notify_all()
@@ -75,11 +92,10 @@ class BatchIndexer:
                 self._cond.wait(0.5)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until the work handed in so far is embedded; False on timeout."""
-        with self._cond:
-            if self._thread is None and self._submitted == self._done:
-                return True
-        self.notify()
+        """Wait until the work handed in so far (and any left by others) is embedded.
+
+        Returns False on timeout."""
+        self.notify(start=True)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             target = self._submitted
@@ -108,13 +124,36 @@ class BatchIndexer:
                     "UPDATE embed_queue SET claimed_by = NULL WHERE claimed_by = ?", (self.owner,)
                 )
 
+    def release_dead_claims(self) -> int:
+        """Unclaim rows held by processes of this machine that no longer run."""
+        with self.db.read() as conn:
+            owners = [
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT DISTINCT claimed_by FROM embed_queue WHERE claimed_by IS NOT NULL"
+                )
+            ]
+        dead = [o for o in owners if o != self.owner and not _alive(o)]
+        if not dead:
+            return 0
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE embed_queue SET claimed_by = NULL"
+                f" WHERE claimed_by IN ({','.join('?' * len(dead))})",
+                dead,
+            )
+            return conn.changes()
+
     def _run(self) -> None:
         while True:
             with self._cond:
                 if self._stop:
                     return
                 target = self._submitted
+                poll, self._poll = self._poll, False
             try:
+                if poll:
+                    self.release_dead_claims()
                 while not self._stop and self._step():
                     pass
             except CISError as exc:
@@ -130,6 +169,7 @@ class BatchIndexer:
                     self._cond.wait(5.0)
                     if self._submitted == target:  # idle poll: adopt rows of dead processes
                         self._submitted += 1
+                        self._poll = True
 
     def _claim(self) -> list[tuple[int, str, bytes]]:
         stale = now_ms() - STALE_CLAIM_MS
@@ -181,7 +221,7 @@ class BatchIndexer:
                 )
             }
         todo = {h: t for _, t, h in items if h not in known}
-        self.reused += len(items) - sum(1 for _, _, h in items if h in todo)
+        self.reused += len(items) - len(todo)
         if todo:
             vectors = self.embedder.embed(list(todo.values()))
             for chash, vector in zip(todo, vectors, strict=True):

@@ -9,7 +9,7 @@ cache entries that may be stale, so a memory written by any process is found by 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import apsw
@@ -21,8 +21,16 @@ from ..store.sqlite import Database, scalar
 
 
 class Freshness:
-    def __init__(self, db: Database, index: VectorIndex, cache: ShardedCache[object], model: str):
+    def __init__(
+        self,
+        db: Database,
+        index: VectorIndex,
+        cache: ShardedCache[Any],
+        model: str,
+        on_foreign: Callable[[], None],
+    ):
         self.db = db
+        self._on_foreign = on_foreign
         self.index = index
         self.cache = cache
         self.model = model
@@ -101,6 +109,7 @@ class Freshness:
             if int(generation) != self._generation:
                 self._generation = int(generation)
                 self._invalidate_all()
+                self._on_foreign()  # another process wrote: it may have left rows to embed
 
     def _load_all(self, conn: apsw.Connection) -> None:
         self.index.clear()

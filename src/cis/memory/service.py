@@ -88,7 +88,7 @@ class MemoryService:
         self.cache = cache
         self.indexer = indexer
         self.text_weight = text_weight
-        self.fresh = Freshness(db, index, cache, embedder.model_id)
+        self.fresh = Freshness(db, index, cache, embedder.model_id, indexer.notify)
         self._query_pool: ThreadPoolExecutor | None = None
         self._warm: Future[np.ndarray] | None = None
 

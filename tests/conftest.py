@@ -1,0 +1,48 @@
+"""Shared fixtures: a fresh node in a temp dir, and a runner for the real `cis` CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from cis import Node
+
+CIS = str(Path(sys.executable).parent / "cis")
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "node"
+
+
+@pytest.fixture
+def node(data_dir: Path) -> Iterator[Node]:
+    with Node.open(data_dir) as opened:
+        yield opened
+
+
+CliRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def cli(data_dir: Path) -> CliRunner:
+    """Run the real `cis` executable against the test's data dir."""
+
+    def run(
+        *args: str, input: str | None = None, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "CIS_DATA_DIR": str(data_dir)}
+        env.pop("CIS_PASSPHRASE", None)
+        done = subprocess.run(
+            [CIS, *args], input=input, capture_output=True, text=True, env=env, timeout=120
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"cis {' '.join(args)} failed ({done.returncode}): {done.stderr}")
+        return done
+
+    return run

@@ -1,0 +1,118 @@
+"""The real `cis` executable, end to end, against a real data dir."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..conftest import CliRunner
+
+
+def test_full_cli_session(cli: CliRunner, tmp_path: Path) -> None:
+    assert "node ready" in cli("init", check=True).stdout
+    assert cli("init", check=True).returncode == 0  # idempotent
+    cli(
+        "memory",
+        "set",
+        "project/db",
+        "Billing runs on PostgreSQL 16",
+        "--category",
+        "context",
+        check=True,
+    )
+    added = cli(
+        "memory",
+        "add",
+        "Alice prefers dark mode in every editor",
+        "--scope",
+        "agent/claude",
+        "--tag",
+        "ui",
+        "--json",
+        check=True,
+    )
+    alice = json.loads(added.stdout)
+    assert alice["scope"] == "agent/claude" and alice["tags"] == ["ui"]
+    cli("memory", "add", "Kim takes after-hours DBA pages", check=True)
+
+    found = json.loads(
+        cli(
+            "memory", "search", "how do I reach a database admin at night", "--json", check=True
+        ).stdout
+    )
+    assert found[0]["memory"]["text"] == "Kim takes after-hours DBA pages"
+    assert 0 <= found[0]["score"] <= 1
+    scoped = json.loads(
+        cli("memory", "search", "editor", "--scope", "agent/claude", "--json", check=True).stdout
+    )
+    assert [h["memory"]["id"] for h in scoped] == [alice["id"]]
+    text = cli("memory", "search", "what database does billing use", check=True).stdout
+    assert text.startswith(" 1.") and "PostgreSQL" in text.splitlines()[1]
+
+    got = json.loads(cli("memory", "get", "project/db", "--json", check=True).stdout)
+    assert got["text"] == "Billing runs on PostgreSQL 16"
+    cli("memory", "update", got["id"], "Billing runs on PostgreSQL 17", check=True)
+    history = json.loads(cli("memory", "history", "project/db", "--json", check=True).stdout)
+    assert [h["op"] for h in history] == ["add", "update"]
+
+    listed = json.loads(cli("memory", "list", "--json", check=True).stdout)
+    assert len(listed) == 3
+    dump = tmp_path / "dump.jsonl"
+    cli("memory", "export", "-o", str(dump), check=True)
+    assert len(dump.read_text().splitlines()) == 3
+
+    assert cli("memory", "delete", "project/db", check=True).stdout.startswith("deleted")
+    assert cli("memory", "get", "project/db").returncode == 3
+    status = json.loads(cli("status", "--json", check=True).stdout)
+    assert status["memories"] == 2 and status["cipher"] == "chacha20"
+    reindexed = json.loads(cli("memory", "reindex", "--force", "--json", check=True).stdout)
+    assert reindexed == {"embedded": 2}
+
+
+def test_import_round_trip_and_errors(cli: CliRunner, tmp_path: Path) -> None:
+    cli("init", check=True)
+    good = tmp_path / "in.jsonl"
+    good.write_text('{"text": "one"}\n{"text": "two", "scope": "project/x"}\n')
+    assert json.loads(cli("memory", "import", str(good), "--json", check=True).stdout) == {
+        "imported": 2
+    }
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{oops\n')
+    done = cli("memory", "import", str(bad))
+    assert done.returncode == 2 and "line 2" in done.stderr
+    assert len(json.loads(cli("memory", "list", "--json", check=True).stdout)) == 2
+
+
+def test_exit_codes_and_error_messages(cli: CliRunner) -> None:
+    missing = cli("memory", "list")
+    assert missing.returncode == 9 and "cis init" in missing.stderr
+    cli("init", check=True)
+    bad_scope = cli("memory", "add", "x", "--scope", "nowhere")
+    assert bad_scope.returncode == 2 and "unknown scope" in bad_scope.stderr
+    as_json = cli("memory", "add", "x", "--category", "gossip", "--json")
+    assert as_json.returncode == 2
+    assert json.loads(as_json.stdout)["error"]["code"] == "invalid_input"
+    assert cli("memory", "update", "nope", "text").returncode == 3
+    assert cli("memory", "search", "--no-such-option", "x").returncode == 2
+    stdin = cli("memory", "add", "-", input="text from standard input\n", check=True)
+    assert cli("memory", "get", stdin.stdout.strip(), check=True).stdout.count("standard input")
+
+
+def test_every_command_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for command in (
+        "init",
+        "status",
+        "memory set",
+        "memory add",
+        "memory search",
+        "memory get",
+        "memory list",
+        "memory update",
+        "memory delete",
+        "memory history",
+        "memory import",
+        "memory export",
+        "memory reindex",
+    ):
+        assert f"cis {command}" in readme, f"README does not document `cis {command}`"

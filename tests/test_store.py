@@ -1,0 +1,133 @@
+"""The encrypted store: nothing readable on disk, wrong keys refused, clear storage errors."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import apsw
+import pytest
+
+from cis import KeyMismatch, Node, NotInitialized, StorageError
+from cis.config import Config
+from cis.store.crypto import KEY_FILE
+from cis.store.schema import SCHEMA_VERSION
+from cis.store.sqlite import Database
+
+MARKER = "zanzibar-quokka-7731 secret plan"
+
+
+def _disk_bytes(data_dir: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(data_dir.glob("cis.db*")))
+
+
+def _digest(data_dir: Path) -> str:
+    return hashlib.sha256(_disk_bytes(data_dir)).hexdigest()
+
+
+def test_nothing_readable_on_disk_including_wal(data_dir: Path) -> None:
+    with Node.open(data_dir) as node:
+        node.memory.add(MARKER, tags=["quokkatag"], metadata={"note": "quokkameta"})
+        node.memory.flush()
+        assert (data_dir / "cis.db-wal").exists()
+        raw = _disk_bytes(data_dir)
+        for needle in (b"zanzibar", b"quokka", b"secret plan", b"SQLite format"):
+            assert needle not in raw
+        assert node.status().cipher == "chacha20"
+
+
+def test_key_file_is_private(data_dir: Path) -> None:
+    Node.open(data_dir).close()
+    assert (data_dir / KEY_FILE).stat().st_mode & 0o777 == 0o600
+    assert data_dir.stat().st_mode & 0o777 == 0o700
+
+
+def test_wrong_key_is_refused_and_changes_nothing(data_dir: Path) -> None:
+    with Node.open(data_dir) as node:
+        node.memory.add("kept safe")
+    before = _digest(data_dir)
+    key = data_dir / KEY_FILE
+    key.write_text(os.urandom(32).hex() + "\n")
+    with pytest.raises(KeyMismatch, match="cannot be opened with this key"):
+        Node.open(data_dir)
+    assert _digest(data_dir) == before
+
+
+def test_missing_key_file_is_reported(data_dir: Path) -> None:
+    Node.open(data_dir).close()
+    (data_dir / KEY_FILE).unlink()
+    with pytest.raises(KeyMismatch, match=r"key file .* is missing"):
+        Node.open(data_dir)
+
+
+def test_key_file_readable_by_others_is_refused(data_dir: Path) -> None:
+    Node.open(data_dir).close()
+    (data_dir / KEY_FILE).chmod(0o644)
+    with pytest.raises(KeyMismatch, match="chmod 600"):
+        Node.open(data_dir)
+
+
+def test_passphrase_mode(data_dir: Path) -> None:
+    with Node.open(data_dir, passphrase="correct horse") as node:
+        node.memory.add("locked by a passphrase")
+    assert not (data_dir / KEY_FILE).exists()
+    with pytest.raises(KeyMismatch):
+        Node.open(data_dir, passphrase="wrong horse")
+    with pytest.raises(KeyMismatch, match="set CIS_PASSPHRASE"):
+        Node.open(data_dir, passphrase=None)
+    with Node.open(data_dir, passphrase="correct horse") as node:
+        assert node.memory.count() == 1
+
+
+def test_open_without_create_needs_a_node(tmp_path: Path) -> None:
+    with pytest.raises(NotInitialized, match="cis init"):
+        Node.open(tmp_path / "none", create=False)
+
+
+def test_schema_version_and_pragmas(node: Node) -> None:
+    assert node.db.pragma("user_version") == SCHEMA_VERSION
+    assert node.db.pragma("journal_mode") == "wal"
+    assert node.db.pragma("synchronous") == 1  # NORMAL
+    assert node.db.pragma("foreign_keys") == 1
+
+
+def test_newer_schema_is_refused(data_dir: Path) -> None:
+    with Node.open(data_dir) as node, node.db.write() as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StorageError, match="newer than this CIS"):
+        Node.open(data_dir)
+
+
+def test_full_disk_is_a_clear_error_and_nothing_half_written(node: Node) -> None:
+    node.memory.add("before the disk filled")
+    with node.db.write() as conn:
+        pages = conn.execute("PRAGMA page_count").fetchall()[0][0]
+        conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+    with pytest.raises(StorageError, match="disk full"):
+        node.memory.add_many([{"text": f"filler {i} " + "x" * 3000} for i in range(50)])
+    assert node.memory.count() == 1
+    assert node.memory.search("filler", mode="text") == []
+
+
+def test_read_only_database_refuses_writes(data_dir: Path) -> None:
+    Node.open(data_dir).close()
+    key = bytes.fromhex((data_dir / KEY_FILE).read_text().strip())
+    db = Database(data_dir / "cis.db", key, Config(), read_only=True)
+    try:
+        with pytest.raises(StorageError, match="read-only"), db.write():
+            pass
+        with db.read() as conn:
+            assert conn.execute("SELECT count(*) FROM memories").fetchall()[0][0] == 0
+    finally:
+        db.close()
+
+
+def test_garbage_file_is_not_mistaken_for_a_database(data_dir: Path) -> None:
+    Node.open(data_dir).close()
+    (data_dir / "cis.db").write_bytes(os.urandom(8192))
+    for suffix in ("-wal", "-shm"):
+        (data_dir / f"cis.db{suffix}").unlink(missing_ok=True)
+    with pytest.raises(KeyMismatch):
+        Node.open(data_dir)
+    assert apsw.sqlite_lib_version()

@@ -1,0 +1,87 @@
+"""Import and export: exact round trips; bad files import nothing and name their lines."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from cis import Conflict, InvalidInput, Node
+
+
+def _fill(node: Node) -> None:
+    node.memory.add("plain fact")
+    node.memory.set(
+        "cfg/db",
+        "Billing runs on PostgreSQL 16",
+        scope="project/billing",
+        domain="public",
+        category="fact",
+        tags=["db", "infra"],
+        metadata={"source": "wiki", "n": [1, 2.5, None, True]},
+        event_at="2024-05-08T13:56:00+00:00",
+    )
+    m = node.memory.add("to be updated", tags=["x"])
+    node.memory.update(m.id, "updated text")
+
+
+def test_export_import_round_trips_exactly(tmp_path: Path) -> None:
+    with Node.open(tmp_path / "a") as a:
+        _fill(a)
+        out = io.BytesIO()
+        assert a.memory.export(out) == 3
+        original = a.memory.list()
+    dump = tmp_path / "dump.jsonl"
+    dump.write_bytes(out.getvalue())
+    with Node.open(tmp_path / "b") as b:
+        assert len(b.memory.import_file(dump)) == 3
+        assert b.memory.list() == original
+        again = io.BytesIO()
+        b.memory.export(again)
+        assert again.getvalue() == out.getvalue()
+        with pytest.raises(Conflict):  # importing the same ids twice
+            b.memory.import_file(dump)
+        assert b.memory.count() == 3
+
+
+def test_bad_lines_are_all_reported_and_nothing_imported(node: Node, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(
+        b'{"text": "good one"}\n'
+        b'{"text": "broken json"\n'
+        b"\n"
+        b'{"text": ""}\n'
+        b'["not", "an", "object"]\n'
+        b'{"text": "bad utf8 \xff\xfe"}\n'
+        b'{"text": "ok", "scope": "nowhere"}\n'
+    )
+    with pytest.raises(InvalidInput) as err:
+        node.memory.import_file(bad)
+    message = str(err.value)
+    assert "nothing imported" in message
+    for line in ("line 2", "line 5", "line 6"):
+        assert line in message
+    assert node.memory.count() == 0
+    bad.write_bytes(b'{"text": "fine"}\n{"text": ""}\n{"text": "ok", "scope": "nowhere"}\n')
+    with pytest.raises(InvalidInput) as err:
+        node.memory.import_file(bad)
+    assert "line 2" in str(err.value) and "line 3" in str(err.value)
+    assert node.memory.count() == 0
+
+
+def test_json_list_and_unknown_fields(node: Node, tmp_path: Path) -> None:
+    good = tmp_path / "good.json"
+    good.write_text('[{"text": "first"}, {"text": "second", "tags": ["t"]}]')
+    assert len(node.memory.import_file(good)) == 2
+    typo = tmp_path / "typo.jsonl"
+    typo.write_text('{"txt": "misspelled"}\n')
+    with pytest.raises(InvalidInput, match="line 1"):
+        node.memory.import_file(typo)
+    not_list = tmp_path / "obj.json"
+    not_list.write_text('{"text": "x"}')
+    with pytest.raises(InvalidInput, match="list"):
+        node.memory.import_file(not_list)
+    with pytest.raises(InvalidInput, match="cannot read"):
+        node.memory.import_file(tmp_path / "missing.jsonl")
+    assert node.memory.count() == 2
