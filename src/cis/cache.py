@@ -1,22 +1,41 @@
-"""A sharded, TTL'd LRU cache whose reads take no lock.
+"""A sharded, TTL'd cache with CLOCK (second-chance LRU) eviction and lock-free reads.
 
-Reads rely on single dict / OrderedDict operations being atomic under the GIL; writes
-and evictions take the lock of one shard. Statistics are plain counters, so under
-heavy thread contention they can undercount by a few.
+A hit only sets its entry's `referenced` flag, so reads never change a dict's structure
+and take no lock; writes and evictions take the lock of one shard. Entries expire by a
+coarse clock that one daemon thread refreshes every CLOCK_TICK_S seconds, which spares
+each read a clock call. Keys should hash cheaply: strings cache their hash. Statistics
+are plain counters, so under heavy thread contention they can undercount by a few.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Hashable
-from time import monotonic
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
 V = TypeVar("V")
-_MISSING: Any = object()
+CLOCK_TICK_S = 0.02
+_now = [time.monotonic()]
+_ticker: threading.Thread | None = None
+_ticker_lock = threading.Lock()
+
+
+def _tick() -> None:
+    while True:
+        time.sleep(CLOCK_TICK_S)
+        _now[0] = time.monotonic()
+
+
+def _start_clock() -> None:
+    global _ticker
+    with _ticker_lock:
+        if _ticker is None:
+            _ticker = threading.Thread(target=_tick, name="cis-cache-clock", daemon=True)
+            _ticker.start()
 
 
 class CacheStats(msgspec.Struct, frozen=True):
@@ -32,71 +51,76 @@ class CacheStats(msgspec.Struct, frozen=True):
         return self.hits / total if total else 0.0
 
 
-class _Shard:
-    __slots__ = ("data", "evictions", "hits", "lock", "misses")
-
-    def __init__(self) -> None:
-        self.data: OrderedDict[Hashable, tuple[Any, float]] = OrderedDict()
-        self.lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-        self.evictions = 0
-
-
 class ShardedCache(Generic[V]):
-    """LRU per shard; each entry lives `ttl` seconds at most."""
+    """Each shard keeps at most capacity/shards entries; each entry lives `ttl` seconds."""
 
     def __init__(self, capacity: int = 4096, ttl: float = 300.0, shards: int = 16):
         if shards < 1 or shards & (shards - 1):
             raise ValueError("shards must be a power of two")
+        _start_clock()
         self.capacity = capacity
         self.ttl = ttl
         self._per_shard = max(1, capacity // shards)
         self._mask = shards - 1
-        self._shards = tuple(_Shard() for _ in range(shards))
+        # entry: [value, expires_at, referenced]
+        self._data: tuple[OrderedDict[Hashable, list[Any]], ...] = tuple(
+            OrderedDict() for _ in range(shards)
+        )
+        self._locks = tuple(threading.Lock() for _ in range(shards))
+        self._hits = [0] * shards
+        self._misses = [0] * shards
+        self._evictions = [0] * shards
 
     def get(self, key: Hashable, default: Any = None) -> Any:
-        shard = self._shards[hash(key) & self._mask]
-        entry = shard.data.get(key, _MISSING)
-        if entry is _MISSING:
-            shard.misses += 1
-            return default
-        if entry[1] < monotonic():
-            shard.misses += 1
-            shard.data.pop(key, None)
-            return default
-        try:  # noqa: SIM105 (contextlib.suppress costs more on this hot path)
-            shard.data.move_to_end(key)
-        except KeyError:  # removed by another thread in between
-            pass
-        shard.hits += 1
-        return entry[0]
+        shard = hash(key) & self._mask
+        entry = self._data[shard].get(key)
+        if entry is not None and entry[1] > _now[0]:
+            entry[2] = True
+            self._hits[shard] += 1
+            return entry[0]
+        self._misses[shard] += 1
+        return default
 
     def set(self, key: Hashable, value: V) -> None:
-        shard = self._shards[hash(key) & self._mask]
-        with shard.lock:
-            data = shard.data
-            data[key] = (value, monotonic() + self.ttl)
-            data.move_to_end(key)
-            while len(data) > self._per_shard:
-                data.popitem(last=False)
-                shard.evictions += 1
+        shard = hash(key) & self._mask
+        data = self._data[shard]
+        with self._locks[shard]:
+            data.pop(key, None)
+            if len(data) >= self._per_shard:
+                self._evict(shard, data, self._per_shard - 1)
+            data[key] = [value, time.monotonic() + self.ttl, False]
+
+    def _evict(self, shard: int, data: OrderedDict[Hashable, list[Any]], keep: int) -> None:
+        """Down to `keep` entries: expired ones first, then the oldest not read since its
+        last second chance."""
+        now = time.monotonic()
+        for key in [k for k, e in data.items() if e[1] <= now]:
+            del data[key]
+            self._evictions[shard] += 1
+        while len(data) > keep:
+            key, entry = next(iter(data.items()))
+            if entry[2]:
+                entry[2] = False
+                data.move_to_end(key)
+            else:
+                del data[key]
+                self._evictions[shard] += 1
 
     def pop(self, key: Hashable) -> None:
-        shard = self._shards[hash(key) & self._mask]
-        with shard.lock:
-            shard.data.pop(key, None)
+        shard = hash(key) & self._mask
+        with self._locks[shard]:
+            self._data[shard].pop(key, None)
 
     def clear(self) -> None:
-        for shard in self._shards:
-            with shard.lock:
-                shard.data.clear()
+        for lock, data in zip(self._locks, self._data, strict=True):
+            with lock:
+                data.clear()
 
     def stats(self) -> CacheStats:
         return CacheStats(
-            size=sum(len(s.data) for s in self._shards),
-            capacity=self._per_shard * len(self._shards),
-            hits=sum(s.hits for s in self._shards),
-            misses=sum(s.misses for s in self._shards),
-            evictions=sum(s.evictions for s in self._shards),
+            size=sum(len(d) for d in self._data),
+            capacity=self._per_shard * len(self._data),
+            hits=sum(self._hits),
+            misses=sum(self._misses),
+            evictions=sum(self._evictions),
         )

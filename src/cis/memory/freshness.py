@@ -18,6 +18,7 @@ import numpy as np
 from ..cache import ShardedCache
 from ..index.vectors import VectorIndex
 from ..store.sqlite import Database, scalar
+from . import cachekeys
 
 
 class Freshness:
@@ -71,9 +72,9 @@ class Freshness:
         if foreign:
             self._invalidate_all()
         for memory_id in ids:
-            self.cache.pop(("id", memory_id))
+            self.cache.pop(cachekeys.by_id(memory_id))
         for scope_key in keys:
-            self.cache.pop(("key", *scope_key))
+            self.cache.pop(cachekeys.by_key(*scope_key))
 
     def _invalidate_all(self) -> None:
         self.results_epoch += 1

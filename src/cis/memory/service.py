@@ -24,6 +24,7 @@ from ..index.hybrid import DEFAULT_TEXT_WEIGHT, fuse
 from ..index.vectors import VectorIndex
 from ..model import SEARCH_MODES, HistoryEntry, Hit, Memory
 from ..store.sqlite import Database, scalar
+from . import cachekeys
 from . import validate as check
 from .freshness import Freshness
 from .rows import COLUMNS, encode, to_history, to_memory
@@ -414,7 +415,7 @@ class MemoryService:
     def get(self, id_or_key: str, scope: str = "global") -> Memory | None:
         """The memory with this id, or with this key in `scope`; None if there is none."""
         self.fresh.refresh(vectors=False)
-        for cache_key in (("id", id_or_key), ("key", scope, id_or_key)):
+        for cache_key in (cachekeys.by_id(id_or_key), cachekeys.by_key(scope, id_or_key)):
             hit = self.cache.get(cache_key)
             if hit is not None:
                 return hit  # type: ignore[no-any-return]
@@ -423,9 +424,9 @@ class MemoryService:
         if row is None:
             return None
         memory = to_memory(row)
-        self.cache.set(("id", memory.id), memory)
+        self.cache.set(cachekeys.by_id(memory.id), memory)
         if memory.key:
-            self.cache.set(("key", memory.scope, memory.key), memory)
+            self.cache.set(cachekeys.by_key(memory.scope, memory.key), memory)
         return memory
 
     def history(self, id_or_key: str, *, scope: str = "global") -> builtins.list[HistoryEntry]:
@@ -534,7 +535,9 @@ class MemoryService:
         self.fresh.refresh(vectors=mode != "text")
         cache_key = None
         if qvec is None:
-            cache_key = ("search", self.fresh.scope_token(flt.scope), query, limit, flt, mode)
+            cache_key = cachekeys.compound(
+                "s", self.fresh.scope_token(flt.scope), limit, mode, flt, query
+            )
             cached = self.cache.get(cache_key)
             if cached is not None:
                 return cached  # type: ignore[no-any-return]
@@ -587,7 +590,7 @@ class MemoryService:
         ]
 
     def _allowed(self, conn: apsw.Connection, flt: Filters) -> np.ndarray:
-        key = ("allowed", self.fresh.scope_token(flt.scope), flt)
+        key = cachekeys.compound("a", self.fresh.scope_token(flt.scope), flt)
         cached = self.cache.get(key)
         if cached is not None:
             return cached  # type: ignore[no-any-return]
@@ -612,7 +615,7 @@ class MemoryService:
     def _embed_async(self, query: str) -> Future[np.ndarray]:
         """Embed the query on a helper thread while words are searched (and, cold, the
         model loads while the vectors do)."""
-        key = ("qvec", self.embedder.model_id, query)
+        key = cachekeys.query_vector(self.embedder.model_id, query)
         vector = self.cache.get(key)
         if vector is not None:
             done: Future[np.ndarray] = Future()
@@ -621,7 +624,7 @@ class MemoryService:
         return self._pool().submit(self._embed_query, query)
 
     def _embed_query(self, query: str) -> np.ndarray:
-        key = ("qvec", self.embedder.model_id, query)
+        key = cachekeys.query_vector(self.embedder.model_id, query)
         vector = self.cache.get(key)
         if vector is None:
             vector = self.embedder.embed([query])[0]
