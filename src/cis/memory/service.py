@@ -133,54 +133,64 @@ class MemoryService:
     ) -> builtins.list[Memory]:
         if backpressure and any(i.vector is None for i in items):
             self.indexer.wait_for_room()
-        queued = 0
         owner, now = self.indexer.owner, check.now_ms()
+        encoded = [(encode(it.tags), encode(it.metadata)) for it in items]
         with self.db.write() as conn:
-            for it in items:
-                tags_json, meta_json = encode(it.tags), encode(it.metadata)
-                try:
-                    rid = conn.execute(
-                        "INSERT INTO memories(id, key, scope, domain, category, text, tags,"
-                        " metadata, created_at, updated_at, event_at, version, content_hash)"
-                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING rid",
+            # rowids are handed out here, under the write lock; memories are never removed
+            # (a delete leaves a tombstone), so max(rid) only grows
+            first = int(scalar(conn, "SELECT coalesce(max(rid), 0) FROM memories")) + 1
+            rids = range(first, first + len(items))
+            try:
+                conn.executemany(
+                    "INSERT INTO memories(rid, id, key, scope, domain, category, text, tags,"
+                    " metadata, created_at, updated_at, event_at, version, content_hash)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [
                         (
+                            rid,
                             it.id,
                             it.key,
                             it.scope,
                             it.domain,
                             it.category,
                             it.text,
-                            tags_json,
-                            meta_json,
+                            tags,
+                            meta,
                             it.created_at,
                             it.updated_at,
                             it.event_at,
                             it.version,
                             check.content_hash(it.text),
-                        ),
-                    ).fetchall()[0][0]
-                except apsw.ConstraintError as exc:
-                    what = f"key {it.key!r} in scope {it.scope}" if it.key else f"id {it.id}"
-                    raise Conflict(
-                        f"{what} is already in use; use set() to replace by key"
-                    ) from exc
-                conn.execute(
-                    "INSERT INTO memories_fts(rowid, text, tags) VALUES (?,?,?)",
-                    (rid, it.text, " ".join(it.tags)),
+                        )
+                        for rid, it, (tags, meta) in zip(rids, items, encoded, strict=True)
+                    ],
                 )
-                conn.execute(
-                    "INSERT INTO memory_history VALUES (?,?,?,?,?,?,?)",
-                    (rid, it.version, "add", it.text, tags_json, meta_json, it.updated_at),
-                )
-                if it.vector is not None:
-                    conn.execute(
-                        "INSERT INTO memory_vectors VALUES (?, 'supplied', ?)",
-                        (rid, it.vector.tobytes()),
-                    )
-                    conn.execute("INSERT INTO index_log(rid) VALUES (?)", (rid,))
-                else:
-                    conn.execute("INSERT INTO embed_queue VALUES (?,?,?)", (rid, owner, now))
-                    queued += 1
+            except apsw.ConstraintError as exc:
+                raise Conflict(self._conflict(conn, items)) from exc
+            conn.executemany(
+                "INSERT INTO memories_fts(rowid, text, tags) VALUES (?,?,?)",
+                [(rid, it.text, " ".join(it.tags)) for rid, it in zip(rids, items, strict=True)],
+            )
+            conn.executemany(
+                "INSERT INTO memory_history VALUES (?,?,'add',?,?,?,?)",
+                [
+                    (rid, it.version, it.text, tags, meta, it.updated_at)
+                    for rid, it, (tags, meta) in zip(rids, items, encoded, strict=True)
+                ],
+            )
+            supplied = [
+                (rid, it) for rid, it in zip(rids, items, strict=True) if it.vector is not None
+            ]
+            conn.executemany(
+                "INSERT INTO memory_vectors VALUES (?, 'supplied', ?)",
+                [(rid, it.vector.tobytes()) for rid, it in supplied],  # type: ignore[union-attr]
+            )
+            conn.executemany("INSERT INTO index_log(rid) VALUES (?)", [(r,) for r, _ in supplied])
+            waiting = [
+                (rid, owner, now) for rid, it in zip(rids, items, strict=True) if it.vector is None
+            ]
+            conn.executemany("INSERT INTO embed_queue VALUES (?,?,?)", waiting)
+            queued = len(waiting)
             generation = self.fresh.bump_generation(conn)
         self.fresh.wrote(generation, {i.scope for i in items}, (), ())
         if queued:
@@ -202,6 +212,31 @@ class MemoryService:
             )
             for i in items
         ]
+
+    @staticmethod
+    def _conflict(conn: apsw.Connection, items: builtins.list[NewMemory]) -> str:
+        """Which item clashed (an id or a live key in use, or repeated in the batch)."""
+        ids: set[str] = set()
+        keys: set[tuple[str, str]] = set()
+        for number, it in enumerate(items, 1):
+            where = f"item {number}: " if len(items) > 1 else ""
+            if it.id in ids or scalar(conn, "SELECT 1 FROM memories WHERE id = ?", (it.id,)):
+                return f"{where}id {it.id} is already in use"
+            ids.add(it.id)
+            if it.key is None:
+                continue
+            taken = scalar(
+                conn,
+                "SELECT 1 FROM memories WHERE scope = ? AND key = ? AND deleted = 0",
+                (it.scope, it.key),
+            )
+            if (it.scope, it.key) in keys or taken:
+                return (
+                    f"{where}key {it.key!r} in scope {it.scope} is already in use;"
+                    " use set() to replace by key"
+                )
+            keys.add((it.scope, it.key))
+        return "a memory clashes with one already stored"
 
     def add(
         self,
