@@ -17,69 +17,22 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-WORDS = [
-    "alpha",
-    "bravo",
-    "charlie",
-    "delta",
-    "echo",
-    "foxtrot",
-    "golf",
-    "hotel",
-    "india",
-    "juliet",
-    "kilo",
-    "lima",
-    "mike",
-    "november",
-    "oscar",
-    "papa",
-    "quebec",
-    "romeo",
-    "sierra",
-    "tango",
-    "uniform",
-    "victor",
-    "whiskey",
-    "xray",
-    "yankee",
-    "zulu",
-    "apple",
-    "river",
-    "mountain",
-    "cloud",
-    "server",
-    "database",
-    "billing",
-    "invoice",
-    "deploy",
-    "cluster",
-    "memory",
-    "vector",
-    "search",
-    "window",
-    "garden",
-    "kitchen",
-    "train",
-    "airport",
-    "doctor",
-    "music",
-    "guitar",
-    "coffee",
-    "market",
-    "budget",
-    "report",
-    "meeting",
-    "project",
-    "launch",
-    "backup",
-    "network",
-    "printer",
-    "laptop",
-    "phone",
-    "camera",
-    "weather",
-]
+SYLLABLES = "ka lo mi ne ru sa te vi zo ba de fi go hu ja ke li mo nu pa qi re so tu".split()
+VOCABULARY = 20_000
+
+
+def _vocabulary() -> list[str]:
+    rng = np.random.default_rng(42)
+    words: dict[str, None] = {}
+    while len(words) < VOCABULARY:
+        size = int(rng.integers(2, 5))
+        words["".join(SYLLABLES[i] for i in rng.integers(0, len(SYLLABLES), size))] = None
+    return list(words)
+
+
+WORDS = _vocabulary()
+_ZIPF = 1.0 / np.arange(1, VOCABULARY + 1) ** 1.1
+_ZIPF /= _ZIPF.sum()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -97,9 +50,10 @@ def time_calls(fn: Callable[[], Any], repeat: int) -> list[float]:
 
 
 def sentences(n: int, seed: int = 0, length: int = 12) -> list[str]:
+    """Texts of `length` words drawn from a Zipf-distributed vocabulary, like real prose."""
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(WORDS), size=(n, length))
-    return [f"{i} " + " ".join(WORDS[j] for j in row) for i, row in enumerate(picks)]
+    picks = rng.choice(VOCABULARY, size=(n, length), p=_ZIPF)
+    return [" ".join(WORDS[j] for j in row) for row in picks]
 
 
 def clustered_vectors(n: int, dim: int = 384, clusters: int = 1000, seed: int = 0) -> np.ndarray:
@@ -126,14 +80,6 @@ def emit(name: str, **figures: Any) -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
     print(json.dumps(record, default=lambda x: round(float(x), 6)))
-
-
-def ms(seconds: float) -> float:
-    return round(seconds * 1000, 4)
-
-
-def us(seconds: float) -> float:
-    return round(seconds * 1e6, 4)
 
 
 def median(values: list[float]) -> float:

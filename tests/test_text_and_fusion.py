@@ -7,13 +7,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cis.index.hybrid import fuse
-from cis.index.text import match_query
+from cis.index.text import match_query, query_words, stems
 
 
 def test_stopwords_are_dropped_unless_nothing_is_left() -> None:
-    assert match_query("what database does billing use") == '"database" OR "billing" OR "use"'
-    assert match_query("what is it") == '"what" OR "is" OR "it"'
-    assert match_query("?!  ...") is None
+    assert query_words("What database does billing use? Billing!") == ["database", "billing", "use"]
+    assert query_words("what is it") == ["what", "is", "it"]
+    assert match_query(query_words("?!  ...")) is None
+    assert match_query(["a", "b"]) == '"a" OR "b"'
+
+
+def test_stems_match_the_index_tokenizer() -> None:
+    assert stems("Running") == ["run"]
+    assert stems("généralement") == ["general"]
 
 
 @settings(max_examples=300, deadline=None)
@@ -22,7 +28,7 @@ def test_any_text_gives_a_valid_fts5_query(text: str) -> None:
     conn = apsw.Connection(":memory:")
     conn.execute("CREATE VIRTUAL TABLE f USING fts5(t, tokenize='porter unicode61')")
     conn.execute("INSERT INTO f VALUES ('some words here')")
-    expr = match_query(text)
+    expr = match_query(query_words(text))
     if expr is not None:
         conn.execute("SELECT * FROM f WHERE f MATCH ?", (expr,)).fetchall()
 

@@ -61,7 +61,7 @@ def test_hnsw_above_threshold_keeps_recall_and_follows_edits() -> None:
     index = VectorIndex(64, ann_threshold=1000)
     rids = np.arange(1, 3001)
     index.upsert(rids, data.astype(np.float32))
-    assert index.uses_ann
+    assert index.wait_built(120) and index.uses_ann
     queries = normalize(centers[rng.integers(0, 40, 50)] + 0.3 * rng.normal(size=(50, 64)))
     recall = []
     for q in queries.astype(np.float32):
@@ -71,6 +71,31 @@ def test_hnsw_above_threshold_keeps_recall_and_follows_edits() -> None:
     index.remove([int(r) for r in rids[:1500]])
     found = {r for r, _ in index.search(queries[0].astype(np.float32), 50)}
     assert found and all(r > 1500 for r in found)
+    allowed = np.arange(2000, 2100)
+    hits = index.search(queries[1].astype(np.float32), 5, allowed)
+    expected = allowed[np.argsort(-(data[allowed - 1] @ queries[1]))[:5]]
+    assert [r for r, _ in hits] == expected.tolist()
+    restored = VectorIndex(64, ann_threshold=1000)
+    blob = index.snapshot()
+    assert blob is not None
+    restored.restore(blob)
+    assert restored.search(queries[2].astype(np.float32), 10) == index.search(
+        queries[2].astype(np.float32), 10
+    )
+
+
+def test_edits_during_a_background_build_are_kept() -> None:
+    rng = np.random.default_rng(3)
+    index = VectorIndex(32, ann_threshold=2000)
+    data = _unit(rng, 2600, 32)
+    index.upsert(np.arange(1, 2001), data[:2000])  # starts the build
+    index.upsert(np.arange(2001, 2601), data[2000:])  # journaled while it runs
+    index.remove(list(range(1, 101)))
+    assert index.wait_built(120) and index.uses_ann
+    assert len(index) == 2500
+    got = {r for r, _ in index.search(data[2300], 1)}
+    assert got == {2301}
+    assert not ({r for r, _ in index.search(data[50], 20)} & set(range(1, 101)))
 
 
 def test_rejects_bad_vectors() -> None:
@@ -80,3 +105,22 @@ def test_rejects_bad_vectors() -> None:
     with pytest.raises(InvalidInput):
         index.check(np.ones(DIM + 1))
     assert np.isclose(np.linalg.norm(index.check(np.ones(DIM))), 1.0)
+
+
+def test_model_loads_after_an_hnsw_index_was_built() -> None:
+    """usearch 2.26 made a later `import onnxruntime` segfault; the pin must keep this safe."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from cis.index.vectors import VectorIndex\n"
+        "from cis.index.embed import MiniLMEmbedder, normalize\n"
+        "index = VectorIndex(384, ann_threshold=10)\n"
+        "index.upsert(np.arange(1, 41), normalize(np.random.rand(40, 384).astype(np.float32)))\n"
+        "assert index.wait_built(60) and index.uses_ann\n"
+        "print(MiniLMEmbedder().embed(['still alive']).shape)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "(1, 384)" in done.stdout

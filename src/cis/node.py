@@ -18,9 +18,11 @@ from .index.vectors import VectorIndex
 from .memory.service import MemoryService
 from .store.crypto import KEY_FILE, SALT_FILE, resolve_key
 from .store.schema import SCHEMA_VERSION
+from .store.snapshot import SnapshotFile
 from .store.sqlite import Database, scalar
 
 DB_FILE = "cis.db"
+SNAPSHOT_FILE = "vectors.snap"
 _FROM_ENV: Any = object()
 
 
@@ -94,8 +96,10 @@ class Node:
             max_bytes=config.queue_max_bytes,
             background=background,
         )
-        index = VectorIndex(embedder.dim, config.ann_threshold)
-        node = cls(data_dir, config, db, MemoryService(db, config, embedder, index, cache, indexer))
+        index = VectorIndex(embedder.dim, config.ann_threshold, build=background)
+        snapshot = SnapshotFile(data_dir / SNAPSHOT_FILE, key, embedder.model_id)
+        memory = MemoryService(db, config, embedder, index, cache, indexer, snapshot)
+        node = cls(data_dir, config, db, memory)
         node._start_indexing()
         return node
 
@@ -140,6 +144,8 @@ class Node:
         if flush:
             self.memory.flush()
         self.memory.indexer.close()
+        self.memory.index.wait_built()
+        self.memory.fresh.persist_if_stale()
         self.db.close()
 
     def __enter__(self) -> Node:

@@ -1,108 +1,84 @@
-"""Word search over the FTS5 index (BM25), with the query turned into safe FTS5 syntax."""
+"""Word search over the FTS5 index (BM25), with the query turned into safe FTS5 syntax.
+
+BM25 ranking costs time for every memory that matches any query word, and a word found in
+a large share of memories adds little to the ranking (low IDF). So a query keeps its rarest
+words, as long as the memories they match together stay within SCORED_DOCS_BUDGET (the
+rarest is always kept); memories matching only the dropped common words can still be
+found by meaning.
+"""
 
 from __future__ import annotations
 
 import re
+import threading
 
 import apsw
 
 from .filters import Filters
 
+TOKENIZER = ("porter", ["unicode61", "remove_diacritics", "2"])
+SCORED_DOCS_BUDGET = 4000
 _WORD = re.compile(r"\w+", re.UNICODE)
 STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "been",
-        "but",
-        "by",
-        "can",
-        "could",
-        "did",
-        "do",
-        "does",
-        "for",
-        "from",
-        "had",
-        "has",
-        "have",
-        "he",
-        "her",
-        "hers",
-        "him",
-        "his",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "me",
-        "my",
-        "no",
-        "not",
-        "of",
-        "on",
-        "or",
-        "our",
-        "she",
-        "so",
-        "than",
-        "that",
-        "the",
-        "their",
-        "them",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "those",
-        "to",
-        "too",
-        "us",
-        "was",
-        "we",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "whom",
-        "why",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-        "yours",
-    ]
+    """a an and are as at be been but by can could did do does for from had has have he her
+    hers him his how i if in into is it its me my no not of on or our she so than that the
+    their them then there these they this those to too us was we were what when where which
+    who whom why will with would you your yours""".split()
 )
+_stemmer: apsw.FTS5Tokenizer | None = None
+_stemmer_lock = threading.Lock()
 
 
-def match_query(text: str) -> str | None:
-    """An FTS5 MATCH expression: the query's words (stopwords dropped) OR-ed, each quoted."""
+def stems(word: str) -> list[str]:
+    """The index terms FTS5 makes of `word` (porter stems, diacritics removed)."""
+    global _stemmer
+    with _stemmer_lock:
+        if _stemmer is None:
+            _stemmer = apsw.Connection(":memory:").fts5_tokenizer(*TOKENIZER)
+        tokens = _stemmer(
+            word.encode("utf-8"), apsw.FTS5_TOKENIZE_QUERY, None, include_offsets=False
+        )
+    return [str(t[0]) for t in tokens]
+
+
+def query_words(text: str) -> list[str]:
+    """The query's distinct words, lower-cased, stopwords dropped (unless nothing is left)."""
     words = [w.lower() for w in _WORD.findall(text)]
     kept = [w for w in words if w not in STOPWORDS] or words
-    unique = list(dict.fromkeys(kept))
-    if not unique:
-        return None
-    return " OR ".join(f'"{w}"' for w in unique)
+    return list(dict.fromkeys(kept))
+
+
+def match_query(words: list[str]) -> str | None:
+    """An FTS5 MATCH expression: the words OR-ed, each quoted (so never a syntax error)."""
+    return " OR ".join(f'"{w}"' for w in words) if words else None
+
+
+def rarest_words(conn: apsw.Connection, words: list[str], budget: int) -> list[str]:
+    """The words that occur, rarest first, while the memories they match fit the budget."""
+    term_of = {w: stems(w) for w in words}
+    terms = sorted({t for ts in term_of.values() for t in ts})
+    if not terms:
+        return []
+    marks = ",".join("?" * len(terms))
+    rows = conn.execute(f"SELECT term, doc FROM memories_vocab WHERE term IN ({marks})", terms)
+    counts = {str(term): int(doc) for term, doc in rows}
+    frequency = {w: max((counts.get(t, 0) for t in ts), default=0) for w, ts in term_of.items()}
+    present = sorted((f, w) for w, f in frequency.items() if f > 0)
+    kept: list[str] = []
+    total = 0
+    for count, word in present:
+        if kept and total + count > budget:
+            break
+        kept.append(word)
+        total += count
+    return kept
 
 
 def text_search(
     conn: apsw.Connection, query: str, filters: Filters, limit: int
 ) -> list[tuple[int, float]]:
     """Up to `limit` (rowid, bm25) pairs, best first; bm25 here is positive, higher is better."""
-    expr = match_query(query)
+    expr = match_query(rarest_words(conn, query_words(query), SCORED_DOCS_BUDGET))
     if expr is None:
         return []
     where, params = filters.where("m")

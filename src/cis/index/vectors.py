@@ -1,13 +1,18 @@
 """In-memory vector index: exact numpy scan up to a size, usearch HNSW above it.
 
-Vectors are unit length, so similarity is the dot product (cosine). Rows live in one
-contiguous float32 matrix that grows by doubling; a removal moves the last row into
-the hole, so the scan never touches dead rows.
+Vectors are unit length, so similarity is the dot product (cosine). In exact mode rows
+live in one contiguous float32 matrix that grows by doubling; a removal moves the last
+row into the hole, so a scan never touches dead rows. When the index reaches
+`ann_threshold` vectors, an HNSW graph is built on a background thread while exact scans
+go on serving; edits made meanwhile are journaled and replayed, then the index switches
+and the matrix is freed (usearch keeps the vectors). A built graph can be saved and
+restored (`snapshot`, `restore`), since building one is slow.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,8 +20,10 @@ import numpy as np
 from ..errors import InvalidInput
 
 ANN_CONNECTIVITY = 16
-ANN_EXPANSION_ADD = 128
+ANN_EXPANSION_ADD = 64
 ANN_EXPANSION_SEARCH = 96
+ANN_DTYPE = "f32"
+FILTER_OVERSAMPLE = 8
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -27,155 +34,252 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return part[np.argsort(-scores[part], kind="stable")]
 
 
-class VectorIndex:
-    """Maps memory rowids to vectors; thread-safe."""
+def new_ann(dim: int) -> Any:
+    from usearch.index import Index
 
-    def __init__(self, dim: int, ann_threshold: int = 20_000):
+    return Index(
+        ndim=dim,
+        metric="ip",
+        dtype=ANN_DTYPE,
+        connectivity=ANN_CONNECTIVITY,
+        expansion_add=ANN_EXPANSION_ADD,
+        expansion_search=ANN_EXPANSION_SEARCH,
+    )
+
+
+def _keys(rids: np.ndarray | list[int]) -> np.ndarray:
+    return np.asarray(rids, dtype=np.uint64)
+
+
+class VectorIndex:
+    """Maps memory rowids to vectors; thread-safe.
+
+    With `build` False the index never builds a graph itself (short-lived processes,
+    for which an exact scan is cheaper than a build), but it can `restore` one.
+    `on_built` runs after a background build has switched the index to HNSW.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        ann_threshold: int = 20_000,
+        *,
+        build: bool = True,
+        on_built: Callable[[], object] | None = None,
+    ):
         self.dim = dim
         self.ann_threshold = ann_threshold
+        self.can_build = build
+        self.on_built = on_built
         self._lock = threading.RLock()
         self._matrix = np.empty((0, dim), dtype=np.float32)
         self._rids = np.empty(0, dtype=np.int64)
         self._slots: dict[int, int] = {}
         self._ann: Any = None
+        self._builder: threading.Thread | None = None
+        self._journal: list[tuple[np.ndarray, np.ndarray | None]] = []
 
     def __len__(self) -> int:
-        return len(self._slots)
+        return len(self._ann) if self._ann is not None else len(self._slots)
 
     @property
     def uses_ann(self) -> bool:
         return self._ann is not None
 
     def check(self, vector: object) -> np.ndarray:
-        """`vector` as a unit float32 row, or InvalidInput if its shape is wrong."""
-        arr = np.asarray(vector, dtype=np.float32).reshape(-1)
+        """`vector` as a unit float32 row, or InvalidInput if it is not a usable vector."""
+        try:
+            arr = np.asarray(vector, dtype=np.float32).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"embedding is not a list of numbers ({exc})") from exc
         if arr.shape[0] != self.dim:
             raise InvalidInput(
-                f"embedding has {arr.shape[0]} dimensions, this index has {self.dim}"
+                f"embedding has {arr.shape[0]} dimensions; this index has {self.dim}"
             )
         if not np.all(np.isfinite(arr)):
             raise InvalidInput("embedding holds NaN or infinite values")
         norm = float(np.linalg.norm(arr))
         if norm == 0.0:
             raise InvalidInput("embedding is all zeros")
-        return arr / norm
+        unit: np.ndarray = arr / norm
+        return unit
 
-    def _grow(self, needed: int) -> None:
-        if needed <= self._matrix.shape[0]:
-            return
-        capacity = max(needed, 2 * self._matrix.shape[0], 1024)
-        matrix = np.empty((capacity, self.dim), dtype=np.float32)
-        rids = np.empty(capacity, dtype=np.int64)
-        n = len(self._slots)
-        matrix[:n] = self._matrix[:n]
-        rids[:n] = self._rids[:n]
-        self._matrix, self._rids = matrix, rids
+    # ---- edits -------------------------------------------------------------------
 
     def upsert(self, rids: np.ndarray, vectors: np.ndarray) -> None:
         """Add or replace rows; `vectors` must already be unit length."""
+        if len(rids) == 0:
+            return
         with self._lock:
-            self._grow(len(self._slots) + len(rids))
-            for rid, vector in zip(rids.tolist(), vectors, strict=True):
-                slot = self._slots.get(rid)
-                if slot is None:
-                    slot = len(self._slots)
-                    self._slots[rid] = slot
-                    self._rids[slot] = rid
-                self._matrix[slot] = vector
             if self._ann is not None:
                 self._ann_remove(rids)
-                self._ann.add(rids.astype(np.uint64), vectors)
-            elif len(self._slots) >= self.ann_threshold:
-                self._build_ann()
+                self._ann.add(_keys(rids), vectors)
+                return
+            self._exact_upsert(rids, vectors)
+            if self._builder is not None:
+                self._journal.append((np.array(rids), np.array(vectors)))
+            elif self.can_build and len(self._slots) >= self.ann_threshold:
+                self._builder = threading.Thread(
+                    target=self._build, name="cis-hnsw-build", daemon=True
+                )
+                self._builder.start()
+
+    def _exact_upsert(self, rids: np.ndarray, vectors: np.ndarray) -> None:
+        needed = len(self._slots) + len(rids)
+        if needed > self._matrix.shape[0]:
+            capacity = max(needed, 2 * self._matrix.shape[0], 1024)
+            matrix = np.empty((capacity, self.dim), dtype=np.float32)
+            ids = np.empty(capacity, dtype=np.int64)
+            n = len(self._slots)
+            matrix[:n], ids[:n] = self._matrix[:n], self._rids[:n]
+            self._matrix, self._rids = matrix, ids
+        for rid, vector in zip(rids.tolist(), vectors, strict=True):
+            slot = self._slots.get(rid)
+            if slot is None:
+                slot = len(self._slots)
+                self._slots[rid] = slot
+                self._rids[slot] = rid
+            self._matrix[slot] = vector
 
     def remove(self, rids: list[int]) -> None:
+        if not rids:
+            return
         with self._lock:
-            gone = []
+            if self._ann is not None:
+                self._ann_remove(np.asarray(rids, dtype=np.int64))
+                return
             for rid in rids:
                 slot = self._slots.pop(rid, None)
                 if slot is None:
                     continue
-                gone.append(rid)
                 last = len(self._slots)
                 if slot != last:
                     moved = int(self._rids[last])
                     self._matrix[slot] = self._matrix[last]
                     self._rids[slot] = moved
                     self._slots[moved] = slot
-            if self._ann is not None and gone:
-                self._ann_remove(np.asarray(gone, dtype=np.int64))
+            if self._builder is not None:
+                self._journal.append((np.asarray(rids, dtype=np.int64), None))
+
+    def _ann_remove(self, rids: np.ndarray) -> None:
+        keys = _keys(rids)
+        present = keys[np.asarray(self._ann.contains(keys), dtype=bool).reshape(-1)]
+        if len(present):
+            self._ann.remove(present)
 
     def clear(self) -> None:
         with self._lock:
             self._slots.clear()
             self._ann = None
+            self._journal.clear()
 
-    def _build_ann(self) -> None:
+    # ---- the HNSW graph ----------------------------------------------------------
+
+    def _build(self) -> None:
+        with self._lock:
+            n = len(self._slots)
+            rids, matrix = self._rids[:n].copy(), self._matrix[:n].copy()
+        ann = new_ann(self.dim)
+        ann.add(_keys(rids), matrix)
+        with self._lock:
+            for keys, vectors in self._journal:
+                present = _keys(keys)[np.asarray(ann.contains(_keys(keys))).reshape(-1)]
+                if len(present):
+                    ann.remove(present)
+                if vectors is not None:
+                    ann.add(_keys(keys), vectors)
+            self._journal.clear()
+            self._ann = ann
+            self._matrix = np.empty((0, self.dim), dtype=np.float32)
+            self._rids = np.empty(0, dtype=np.int64)
+            self._slots.clear()
+        try:
+            if self.on_built is not None:
+                self.on_built()
+        finally:
+            self._builder = None  # wait_built() covers on_built too
+
+    def wait_built(self, timeout: float | None = None) -> bool:
+        """Wait for a background build, if one runs; True when none is left running."""
+        builder = self._builder
+        if builder is not None:
+            builder.join(timeout)
+        return self._builder is None
+
+    def snapshot(self) -> bytes | None:
+        """The HNSW graph with its vectors, serialized; None in exact mode."""
+        with self._lock:
+            return None if self._ann is None else bytes(self._ann.save())
+
+    def restore(self, blob: bytes) -> None:
+        """Switch to a graph made by snapshot() (replacing everything held now)."""
         from usearch.index import Index
 
-        ann = Index(
-            ndim=self.dim,
-            metric="ip",
-            dtype="f32",
-            connectivity=ANN_CONNECTIVITY,
-            expansion_add=ANN_EXPANSION_ADD,
-            expansion_search=ANN_EXPANSION_SEARCH,
-        )
-        n = len(self._slots)
-        if n:
-            ann.add(self._rids[:n].astype(np.uint64), self._matrix[:n])
-        self._ann = ann
+        ann = Index.restore(bytearray(blob))
+        if ann is None or ann.ndim != self.dim:
+            raise ValueError("not a vector index snapshot of this dimension")
+        with self._lock:
+            self.clear()
+            self._ann = ann
 
-    def _ann_remove(self, rids: np.ndarray) -> None:
-        ann = self._ann
-        present = [int(r) for r in rids.tolist() if ann.contains(int(r))]
-        if present:
-            ann.remove(present)
+    # ---- queries -----------------------------------------------------------------
+
+    def _vectors(self, rids: list[int]) -> tuple[list[int], np.ndarray]:
+        """The rowids of `rids` that are indexed, and their vectors."""
+        if self._ann is None:
+            slots = [self._slots[r] for r in rids if r in self._slots]
+            return self._rids[slots].tolist(), self._matrix[slots]
+        keys = _keys(rids)
+        if not len(keys):
+            return [], np.empty((0, self.dim), dtype=np.float32)
+        # usearch's get() answers garbage for absent keys, so ask only for present ones
+        present = keys[np.asarray(self._ann.contains(keys), dtype=bool).reshape(-1)]
+        if not len(present):
+            return [], np.empty((0, self.dim), dtype=np.float32)
+        vectors = np.asarray(self._ann.get(present, dtype=np.float32), dtype=np.float32)
+        return present.astype(np.int64).tolist(), vectors.reshape(len(present), self.dim)
 
     def similarity(self, rids: list[int], query: np.ndarray) -> dict[int, float]:
         """Exact cosine of `query` to each indexed rowid in `rids`."""
         with self._lock:
-            slots = [self._slots[r] for r in rids if r in self._slots]
-            if not slots:
+            found, vectors = self._vectors(rids)
+            if not found:
                 return {}
-            sims = self._matrix[slots] @ query
-            return dict(zip(self._rids[slots].tolist(), sims.tolist(), strict=True))
+            return dict(zip(found, (vectors @ query).tolist(), strict=True))
 
     def search(
         self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
     ) -> list[tuple[int, float]]:
         """The k nearest rowids to `query` (unit length), restricted to `allowed` if given."""
         with self._lock:
-            n = len(self._slots)
-            if n == 0 or k <= 0:
+            if len(self) == 0 or k <= 0:
                 return []
-            if allowed is not None:
-                slots = np.fromiter(
-                    (s for r in allowed.tolist() if (s := self._slots.get(r)) is not None),
-                    dtype=np.int64,
-                )
-                if self._ann is None or len(slots) <= self.ann_threshold:
-                    sims = self._matrix[slots] @ query
-                    best = top_k(sims, k)
-                    return list(
-                        zip(self._rids[slots[best]].tolist(), sims[best].tolist(), strict=True)
-                    )
             if self._ann is None:
-                sims = self._matrix[:n] @ query
-                best = top_k(sims, k)
-                return list(zip(self._rids[best].tolist(), sims[best].tolist(), strict=True))
-            return self._ann_search(query, k, allowed)
+                if allowed is None:
+                    n = len(self._slots)
+                    return self._best(self._rids[:n], self._matrix[:n] @ query, k)
+                found, vectors = self._vectors(allowed.tolist())
+                return self._best(np.asarray(found, dtype=np.int64), vectors @ query, k)
+            if allowed is None:
+                return self._ann_search(query, k)
+            if len(allowed) <= self.ann_threshold:
+                found, vectors = self._vectors(allowed.tolist())
+                return self._best(np.asarray(found, dtype=np.int64), vectors @ query, k)
+            allow = set(allowed.tolist())
+            pairs = [p for p in self._ann_search(query, k * FILTER_OVERSAMPLE) if p[0] in allow]
+            if len(pairs) >= k:
+                return pairs[:k]
+            found, vectors = self._vectors(allowed.tolist())
+            return self._best(np.asarray(found, dtype=np.int64), vectors @ query, k)
 
-    def _ann_search(
-        self, query: np.ndarray, k: int, allowed: np.ndarray | None
-    ) -> list[tuple[int, float]]:
-        want = k if allowed is None else min(len(self._slots), k * 8)
-        found = self._ann.search(query, want)
-        pairs = [
+    @staticmethod
+    def _best(rids: np.ndarray, sims: np.ndarray, k: int) -> list[tuple[int, float]]:
+        best = top_k(sims, k)
+        return list(zip(rids[best].tolist(), sims[best].tolist(), strict=True))
+
+    def _ann_search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        found = self._ann.search(query, min(k, len(self._ann)))
+        return [
             (int(key), 1.0 - float(dist))
             for key, dist in zip(found.keys, found.distances, strict=True)
         ]
-        if allowed is not None:
-            allow = set(allowed.tolist())
-            pairs = [p for p in pairs if p[0] in allow]
-        return pairs[:k]

@@ -17,8 +17,12 @@ import numpy as np
 
 from ..cache import ShardedCache
 from ..index.vectors import VectorIndex
+from ..store.snapshot import SnapshotFile
 from ..store.sqlite import Database, scalar
 from . import cachekeys
+
+SNAPSHOT_MAX_LAG = 2000  # log entries a snapshot may be behind and still be used
+SNAPSHOT_EVERY = 5000  # log entries applied before a long-running process saves anew
 
 
 class Freshness:
@@ -29,9 +33,14 @@ class Freshness:
         cache: ShardedCache[Any],
         model: str,
         on_foreign: Callable[[], None],
+        snapshot: SnapshotFile | None = None,
     ):
         self.db = db
         self._on_foreign = on_foreign
+        self._snapshot = snapshot
+        self._since_snapshot = 0
+        self._persister: threading.Thread | None = None
+        index.on_built = self.persist
         self.index = index
         self.cache = cache
         self.model = model
@@ -99,18 +108,60 @@ class Freshness:
                 generation, seq = row
                 if vectors:
                     if not self.loaded:
-                        self._load_all(conn)
-                        self._log_seq = int(seq)
+                        self._load(conn, int(seq))
                         self.loaded = True
                     elif int(seq) != self._log_seq:
                         self._apply_log(conn)
                         self.results_epoch += 1
+                        if self._since_snapshot >= SNAPSHOT_EVERY and self.index.can_build:
+                            self._persist_in_background()
                     self._data_version = version
             self._cache_version = version
             if int(generation) != self._generation:
                 self._generation = int(generation)
                 self._invalidate_all()
                 self._on_foreign()  # another process wrote: it may have left rows to embed
+
+    def _load(self, conn: apsw.Connection, seq: int) -> None:
+        """Fill the index: from a recent snapshot plus the log after it, else from rows."""
+        saved = self._snapshot.load() if self._snapshot is not None else None
+        if saved is not None and 0 <= seq - saved[0] <= SNAPSHOT_MAX_LAG:
+            try:
+                self.index.restore(saved[1])
+            except ValueError:
+                pass
+            else:
+                self._log_seq = saved[0]
+                self._apply_log(conn)
+                return
+        self._load_all(conn)
+        self._log_seq = seq
+        self._since_snapshot = seq
+
+    def persist(self) -> bool:
+        """Save the vector graph (if there is one) with the log position it reflects."""
+        if self._snapshot is None:
+            return False
+        with self._lock:
+            blob = self.index.snapshot()
+            position = self._log_seq
+            self._since_snapshot = 0
+        if blob is None:
+            return False
+        self._snapshot.save(position, blob)
+        return True
+
+    def persist_if_stale(self) -> None:
+        """At close: wait for a save under way, then save if changes came since."""
+        if self._persister is not None:
+            self._persister.join()
+        if self._since_snapshot and self.index.can_build and self.index.uses_ann:
+            self.persist()
+
+    def _persist_in_background(self) -> None:
+        if self._persister is None or not self._persister.is_alive():
+            self._persister = threading.Thread(target=self.persist, name="cis-snapshot")
+            self._persister.start()
 
     def _load_all(self, conn: apsw.Connection) -> None:
         self.index.clear()
@@ -137,6 +188,7 @@ class Freshness:
             usable = blob is not None and not deleted and model in (self.model, "supplied")
             latest[rid] = blob if usable else None
             self._log_seq = max(self._log_seq, seq)
+        self._since_snapshot += len(rows)
         self.index.remove([rid for rid, blob in latest.items() if blob is None])
         live = [(rid, blob) for rid, blob in latest.items() if blob is not None]
         self._upsert([r for r, _ in live], [b for _, b in live])

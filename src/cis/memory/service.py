@@ -23,6 +23,7 @@ from ..index.filters import Filters
 from ..index.hybrid import DEFAULT_TEXT_WEIGHT, fuse
 from ..index.vectors import VectorIndex
 from ..model import SEARCH_MODES, HistoryEntry, Hit, Memory
+from ..store.snapshot import SnapshotFile
 from ..store.sqlite import Database, scalar
 from . import cachekeys
 from . import validate as check
@@ -80,6 +81,7 @@ class MemoryService:
         index: VectorIndex,
         cache: ShardedCache[Any],
         indexer: BatchIndexer,
+        snapshot: SnapshotFile | None = None,
         text_weight: float = DEFAULT_TEXT_WEIGHT,
     ):
         self.db = db
@@ -89,7 +91,7 @@ class MemoryService:
         self.cache = cache
         self.indexer = indexer
         self.text_weight = text_weight
-        self.fresh = Freshness(db, index, cache, embedder.model_id, indexer.notify)
+        self.fresh = Freshness(db, index, cache, embedder.model_id, indexer.notify, snapshot)
         self._query_pool: ThreadPoolExecutor | None = None
         self._warm: Future[np.ndarray] | None = None
 

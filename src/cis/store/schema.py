@@ -58,6 +58,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE meta(name TEXT PRIMARY KEY, value) WITHOUT ROWID;
     INSERT INTO meta VALUES ('generation', 0);
     """,
+    # 2: how many memories hold each indexed word, for choosing a query's rarest words.
+    """
+    CREATE VIRTUAL TABLE memories_vocab USING fts5vocab('memories_fts', 'row');
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

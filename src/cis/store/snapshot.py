@@ -1,0 +1,89 @@
+"""Encrypted snapshot files: a vector graph saved beside the database, as safe as it.
+
+Layout: a header (magic, format version, log position, model id) authenticated as
+associated data, then chunks of at most CHUNK bytes, each sealed with ChaCha20-Poly1305
+under its own random nonce, with the chunk number and a last-chunk flag bound into its
+associated data, so a reordered, truncated or altered file is refused. The key is derived
+from the database key with HKDF, so a snapshot opens only with the node's own key.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+MAGIC = b"CISSNAP1"
+CHUNK = 16 * 1024 * 1024
+_HEAD = struct.Struct("<8sQH")  # magic, log position, model id length
+_CHUNK_HEAD = struct.Struct("<12sIB")  # nonce, sealed length, last flag
+
+
+def _cipher(db_key: bytes, purpose: bytes) -> ChaCha20Poly1305:
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(db_key)
+    return ChaCha20Poly1305(key)
+
+
+class SnapshotFile:
+    """One encrypted snapshot file; `load` answers None for anything it cannot trust."""
+
+    def __init__(self, path: Path, db_key: bytes, model: str):
+        self.path = path
+        self.model = model.encode("utf-8")
+        self._aead = _cipher(db_key, b"cis snapshot v1 " + path.name.encode("utf-8"))
+
+    def save(self, position: int, payload: bytes) -> None:
+        """Write atomically (temp file, fsync, rename)."""
+        head = _HEAD.pack(MAGIC, position, len(self.model)) + self.model
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(head)
+            chunks = range(0, max(len(payload), 1), CHUNK)
+            for number, start in enumerate(chunks):
+                last = start + CHUNK >= len(payload)
+                nonce = os.urandom(12)
+                aad = head + struct.pack("<IB", number, last)
+                sealed = self._aead.encrypt(nonce, payload[start : start + CHUNK], aad)
+                out.write(_CHUNK_HEAD.pack(nonce, len(sealed), last) + sealed)
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(self.path)
+
+    def load(self) -> tuple[int, bytes] | None:
+        """(log position, payload), or None if missing, corrupt, foreign or of another model."""
+        try:
+            data = self.path.read_bytes()
+        except OSError:
+            return None
+        try:
+            magic, position, size = _HEAD.unpack_from(data)
+            if magic != MAGIC or data[_HEAD.size : _HEAD.size + size] != self.model:
+                return None
+            head = data[: _HEAD.size + size]
+            offset, parts, number = len(head), [], 0
+            while True:
+                nonce, length, last = _CHUNK_HEAD.unpack_from(data, offset)
+                offset += _CHUNK_HEAD.size
+                sealed = data[offset : offset + length]
+                if len(sealed) != length:
+                    return None
+                aad = head + struct.pack("<IB", number, last)
+                parts.append(self._aead.decrypt(nonce, sealed, aad))
+                offset += length
+                number += 1
+                if last:
+                    break
+            if offset != len(data):
+                return None
+        except (struct.error, InvalidTag, ValueError):
+            return None
+        return position, b"".join(parts)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
