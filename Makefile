@@ -36,6 +36,7 @@ bench: install
 eval: install
 	$(BIN)/python benchmarks/eval_locomo.py
 	$(BIN)/python benchmarks/eval_paraphrase.py
+	$(BIN)/pytest -m slow
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

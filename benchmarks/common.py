@@ -49,6 +49,16 @@ def time_calls(fn: Callable[[], Any], repeat: int) -> list[float]:
     return out
 
 
+def time_each(fn: Callable[[Any], Any], items: Any) -> list[float]:
+    """Seconds taken by fn(item) for each item."""
+    out = []
+    for item in items:
+        start = time.perf_counter()
+        fn(item)
+        out.append(time.perf_counter() - start)
+    return out
+
+
 def sentences(n: int, seed: int = 0, length: int = 12) -> list[str]:
     """Texts of `length` words drawn from a Zipf-distributed vocabulary, like real prose."""
     rng = np.random.default_rng(seed)

@@ -109,7 +109,8 @@ def test_paraphrase_is_found_by_meaning(node: Node) -> None:
     assert hits[0].memory.text == "Kim takes after-hours DBA pages"
     words = node.memory.search("what database does billing use")
     assert words[0].memory.text == "Billing runs on PostgreSQL 16"
-    assert words[0].text_score == 1.0 and words[0].vector_score is not None
+    assert 0 < words[0].text_score < 1  # holds "billing", not "database" nor "use"
+    assert words[0].vector_score is not None
 
 
 def test_words_find_a_memory_before_its_vector_lands(node: Node) -> None:

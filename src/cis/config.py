@@ -27,7 +27,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     embed_threads: int = 2
     queue_max_items: int = 4096
     queue_max_bytes: int = 16 * 1024 * 1024
-    ann_threshold: int = 20_000
+    ann_threshold: int = 40_000  # measured: benchmarks/bench_ann_switch.py
     max_text_bytes: int = 65_536
 
 

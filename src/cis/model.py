@@ -47,15 +47,18 @@ class Memory(msgspec.Struct, frozen=True, kw_only=True):
 class Hit(msgspec.Struct, frozen=True, kw_only=True):
     """One search result.
 
-    `score` is in [0, 1]; `text_score` (BM25 relative to the best text match of the
-    query) and `vector_score` (cosine similarity clipped at 0) say why it matched, and
-    are None where that signal did not find the memory.
+    `score` is in [0, 1]. Why it matched: `text_score`, how much of the query's words the
+    memory holds (BM25 over the query's full score, in [0, 1]); `vector_score`, the cosine
+    of query and memory clipped to [0, 1]; `context_score`, the best score of the
+    memories stored next to it (same scope, close in time). Each is None where that
+    signal did not reach the memory.
     """
 
     memory: Memory
     score: float
     text_score: float | None = None
     vector_score: float | None = None
+    context_score: float | None = None
 
 
 class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):

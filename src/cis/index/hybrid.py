@@ -1,10 +1,31 @@
-"""Fusion of word (BM25) and meaning (cosine) scores into one score in [0, 1]."""
+"""Fusion of word and meaning scores, with neighbouring memories as context.
+
+Each candidate's own score is `w * words**2 + (1 - w) * meaning`:
+- words: how much of the query's words the memory holds (BM25 over the query's full
+  score, in [0, 1]); squared, so a memory sharing one stray word with a question counts
+  for little next to one that holds most of it;
+- meaning: the cosine of query and memory, clipped to [0, 1].
+Then context: memories stored next to each other in one scope and close in time (turns
+of one conversation, notes of one session) explain each other, e.g. an answer and the
+question it replies to. A candidate's score is its own score plus CONTEXT_WEIGHT times
+the best own score of its neighbours, divided by (1 + CONTEXT_WEIGHT) to stay in [0, 1].
+
+The weights were chosen on two evaluations that pull in opposite directions
+(benchmarks/eval_locomo.py, where words win, and benchmarks/eval_paraphrase.py, where
+meaning wins); see the README for the figures.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import msgspec
 
-DEFAULT_TEXT_WEIGHT = 0.5
+WORD_WEIGHT = 0.6
+WORD_POWER = 2.0
+CONTEXT_WEIGHT = 0.5
+NEIGHBOURS_EACH_SIDE = 2
+NEIGHBOUR_WINDOW_MS = 30 * 60 * 1000
 
 
 class Scored(msgspec.Struct, frozen=True):
@@ -12,27 +33,61 @@ class Scored(msgspec.Struct, frozen=True):
     score: float
     text_score: float | None
     vector_score: float | None
+    context_score: float | None
+
+
+def own_score(words: float | None, meaning: float | None, word_weight: float) -> float:
+    m = min(1.0, max(0.0, meaning or 0.0))
+    w: float = (words or 0.0) ** WORD_POWER
+    return word_weight * w + (1.0 - word_weight) * m
 
 
 def fuse(
-    text_hits: list[tuple[int, float]],
-    similarities: dict[int, float],
+    candidates: Sequence[int],
+    words: Mapping[int, float],
+    meaning: Mapping[int, float],
+    neighbours: Mapping[int, Sequence[int]] | None = None,
     *,
-    text_weight: float = DEFAULT_TEXT_WEIGHT,
+    word_weight: float = WORD_WEIGHT,
+    context_weight: float = CONTEXT_WEIGHT,
 ) -> list[Scored]:
-    """Weighted sum of BM25 relative to the best text hit and cosine clipped to [0, 1].
-
-    `similarities` holds the cosine of every candidate that has a vector (text hits
-    included), so a memory found by words alone still gets its meaning score.
-    """
-    best = max((s for _, s in text_hits), default=0.0)
-    text_scores = {rid: (s / best if best > 0 else 0.0) for rid, s in text_hits}
+    """Scores for `candidates`, best first. `words` and `meaning` may also cover the
+    neighbours (a neighbour missing from them scores 0 on that signal)."""
+    neighbours = neighbours or {}
     out = []
-    for rid in text_scores.keys() | similarities.keys():
-        t = text_scores.get(rid)
-        sim = similarities.get(rid)
-        v = None if sim is None else min(1.0, max(0.0, sim))
-        score = text_weight * (t or 0.0) + (1.0 - text_weight) * (v or 0.0)
-        out.append(Scored(rid, score, t, v))
+    for rid in candidates:
+        own = own_score(words.get(rid), meaning.get(rid), word_weight)
+        around = neighbours.get(rid, ())
+        context = max(
+            (own_score(words.get(n), meaning.get(n), word_weight) for n in around),
+            default=None,
+        )
+        score = (own + context_weight * (context or 0.0)) / (1.0 + context_weight)
+        vector = meaning.get(rid)
+        out.append(
+            Scored(
+                rid,
+                score,
+                words.get(rid),
+                None if vector is None else min(1.0, max(0.0, vector)),
+                context,
+            )
+        )
+    out.sort(key=lambda s: (-s.score, s.rid))
+    return out
+
+
+def single(signal: Mapping[int, float], *, words: bool) -> list[Scored]:
+    """Scores from one signal alone (the `text` and `vector` search modes), best first."""
+    out = [
+        Scored(
+            rid,
+            min(1.0, max(0.0, value)),
+            value if words else None,
+            None if words else min(1.0, max(0.0, value)),
+            None,
+        )
+        for rid, value in signal.items()
+    ]
     out.sort(key=lambda s: (-s.score, s.rid))
     return out

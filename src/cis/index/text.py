@@ -9,11 +9,14 @@ found by meaning.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 
 import apsw
+import msgspec
 
+from ..store.sqlite import scalar
 from .filters import Filters
 
 TOKENIZER = ("porter", ["unicode61", "remove_diacritics", "2"])
@@ -53,33 +56,50 @@ def match_query(words: list[str]) -> str | None:
     return " OR ".join(f'"{w}"' for w in words) if words else None
 
 
-def rarest_words(conn: apsw.Connection, words: list[str], budget: int) -> list[str]:
-    """The words that occur, rarest first, while the memories they match fit the budget."""
+def idf(total: int, containing: int) -> float:
+    """FTS5's BM25 inverse document frequency (never below its floor of 1e-6)."""
+    return max(1e-6, math.log((total - containing + 0.5) / (containing + 0.5)))
+
+
+class WordQuery(msgspec.Struct, frozen=True):
+    """The words to search for, and the BM25 a memory holding every query word once would
+    get (the sum of their IDFs), which scales a hit's BM25 to [0, 1]."""
+
+    words: list[str]
+    full_score: float
+
+
+def plan(conn: apsw.Connection, text: str, budget: int = SCORED_DOCS_BUDGET) -> WordQuery:
+    """Keep the words that occur, rarest first, while the memories they match fit the budget."""
+    words = query_words(text)
     term_of = {w: stems(w) for w in words}
     terms = sorted({t for ts in term_of.values() for t in ts})
-    if not terms:
-        return []
-    marks = ",".join("?" * len(terms))
-    rows = conn.execute(f"SELECT term, doc FROM memories_vocab WHERE term IN ({marks})", terms)
-    counts = {str(term): int(doc) for term, doc in rows}
+    counts: dict[str, int] = {}
+    if terms:
+        marks = ",".join("?" * len(terms))
+        rows = conn.execute(f"SELECT term, doc FROM memories_vocab WHERE term IN ({marks})", terms)
+        counts = {str(term): int(doc) for term, doc in rows}
+    total = max(1, int(scalar(conn, "SELECT count(*) FROM memories")))
     frequency = {w: max((counts.get(t, 0) for t in ts), default=0) for w, ts in term_of.items()}
-    present = sorted((f, w) for w, f in frequency.items() if f > 0)
     kept: list[str] = []
-    total = 0
-    for count, word in present:
-        if kept and total + count > budget:
+    matched = 0
+    for count, word in sorted((f, w) for w, f in frequency.items() if f > 0):
+        if kept and matched + count > budget:
             break
         kept.append(word)
-        total += count
-    return kept
+        matched += count
+    full = sum(idf(total, f) for f in frequency.values())
+    return WordQuery(kept, full)
 
 
 def text_search(
     conn: apsw.Connection, query: str, filters: Filters, limit: int
 ) -> list[tuple[int, float]]:
-    """Up to `limit` (rowid, bm25) pairs, best first; bm25 here is positive, higher is better."""
-    expr = match_query(rarest_words(conn, query_words(query), SCORED_DOCS_BUDGET))
-    if expr is None:
+    """Up to `limit` (rowid, score) pairs, best first; the score is the memory's BM25 over
+    the query's full score, clipped to [0, 1]: how much of the query's words it holds."""
+    planned = plan(conn, query)
+    expr = match_query(planned.words)
+    if expr is None or planned.full_score <= 0:
         return []
     where, params = filters.where("m")
     sql = (
@@ -87,4 +107,7 @@ def text_search(
         "JOIN memories m ON m.rid = memories_fts.rowid "
         f"WHERE memories_fts MATCH ? AND {where} ORDER BY s DESC LIMIT ?"
     )
-    return [(int(r), float(s)) for r, s in conn.execute(sql, [expr, *params, limit])]
+    return [
+        (int(r), min(1.0, float(s) / planned.full_score))
+        for r, s in conn.execute(sql, [expr, *params, limit])
+    ]

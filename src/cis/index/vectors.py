@@ -21,7 +21,7 @@ from ..errors import InvalidInput
 
 ANN_CONNECTIVITY = 16
 ANN_EXPANSION_ADD = 64
-ANN_EXPANSION_SEARCH = 96
+ANN_EXPANSION_SEARCH = 128
 ANN_DTYPE = "f32"
 FILTER_OVERSAMPLE = 8
 
@@ -62,7 +62,7 @@ class VectorIndex:
     def __init__(
         self,
         dim: int,
-        ann_threshold: int = 20_000,
+        ann_threshold: int = 40_000,
         *,
         build: bool = True,
         on_built: Callable[[], object] | None = None,
@@ -218,6 +218,7 @@ class VectorIndex:
         ann = Index.restore(bytearray(blob))
         if ann is None or ann.ndim != self.dim:
             raise ValueError("not a vector index snapshot of this dimension")
+        ann.expansion_search = ANN_EXPANSION_SEARCH  # type: ignore[misc]  # usearch has a setter
         with self._lock:
             self.clear()
             self._ann = ann

@@ -20,7 +20,7 @@ from ..index import text as text_index
 from ..index.batch import BatchIndexer
 from ..index.embed import Embedder
 from ..index.filters import Filters
-from ..index.hybrid import DEFAULT_TEXT_WEIGHT, fuse
+from ..index.hybrid import WORD_WEIGHT, fuse, single
 from ..index.vectors import VectorIndex
 from ..model import SEARCH_MODES, HistoryEntry, Hit, Memory
 from ..store.snapshot import SnapshotFile
@@ -28,6 +28,7 @@ from ..store.sqlite import Database, scalar
 from . import cachekeys
 from . import validate as check
 from .freshness import Freshness
+from .neighbours import neighbours
 from .rows import COLUMNS, encode, to_history, to_memory
 from .transfer import parse_import, raise_errors, write_export
 
@@ -82,7 +83,7 @@ class MemoryService:
         cache: ShardedCache[Any],
         indexer: BatchIndexer,
         snapshot: SnapshotFile | None = None,
-        text_weight: float = DEFAULT_TEXT_WEIGHT,
+        text_weight: float = WORD_WEIGHT,
     ):
         self.db = db
         self.config = config
@@ -587,23 +588,28 @@ class MemoryService:
         self, query: str, qvec: np.ndarray | None, flt: Filters, limit: int, mode: str
     ) -> builtins.list[Hit]:
         pool = max(CANDIDATES, limit * 5)
-        text_hits: builtins.list[tuple[int, float]] = []
+        words: dict[int, float] = {}
         sims: dict[int, float] = {}
         pending = None if mode == "text" or qvec is not None else self._embed_async(query)
         with self.db.read() as conn:
             if mode != "vector" and query.strip():
-                text_hits = text_index.text_search(conn, query, flt, pool)
+                words = dict(text_index.text_search(conn, query, flt, pool))
             if mode != "text":
                 if pending is not None:
                     qvec = pending.result()
                 assert qvec is not None
                 allowed = None if flt.empty else self._allowed(conn, flt)
                 sims = dict(self.index.search(qvec, pool, allowed))
-                if mode == "hybrid":
-                    missing = [rid for rid, _ in text_hits if rid not in sims]
-                    sims.update(self.index.similarity(missing, qvec))
-            weight = {"text": 1.0, "vector": 0.0}.get(mode, self.text_weight)
-            scored = fuse(text_hits, sims if mode != "text" else {}, text_weight=weight)[:limit]
+            if mode == "hybrid":
+                candidates = list(dict.fromkeys([*words, *sims]))
+                around = neighbours(conn, candidates)
+                wanted = {*candidates, *(n for ns in around.values() for n in ns)}
+                assert qvec is not None
+                sims.update(self.index.similarity([r for r in wanted if r not in sims], qvec))
+                scored = fuse(candidates, words, sims, around, word_weight=self.text_weight)
+            else:
+                scored = single(words if mode == "text" else sims, words=mode == "text")
+            scored = scored[:limit]
             if not scored:
                 return []
             marks = ",".join("?" * len(scored))
@@ -621,6 +627,7 @@ class MemoryService:
                 score=round(s.score, 6),
                 text_score=s.text_score,
                 vector_score=s.vector_score,
+                context_score=s.context_score,
             )
             for s in scored
             if s.rid in rows
