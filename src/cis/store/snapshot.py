@@ -37,7 +37,7 @@ class SnapshotFile:
         self.model = model.encode("utf-8")
         self._aead = _cipher(db_key, b"cis snapshot v1 " + path.name.encode("utf-8"))
 
-    def save(self, position: int, payload: bytes) -> None:
+    def save(self, position: int, payload: bytes | bytearray) -> None:
         """Write atomically (temp file, fsync, rename)."""
         head = _HEAD.pack(MAGIC, position, len(self.model)) + self.model
         tmp = self.path.with_name(self.path.name + ".tmp")
@@ -55,18 +55,19 @@ class SnapshotFile:
             os.fsync(out.fileno())
         tmp.replace(self.path)
 
-    def load(self) -> tuple[int, bytes] | None:
+    def load(self) -> tuple[int, bytearray] | None:
         """(log position, payload), or None if missing, corrupt, foreign or of another model."""
         try:
-            data = self.path.read_bytes()
+            data = memoryview(self.path.read_bytes())  # slices below copy nothing
         except OSError:
             return None
         try:
             magic, position, size = _HEAD.unpack_from(data)
             if magic != MAGIC or data[_HEAD.size : _HEAD.size + size] != self.model:
                 return None
-            head = data[: _HEAD.size + size]
-            offset, parts, number = len(head), [], 0
+            head = bytes(data[: _HEAD.size + size])
+            offset, number = len(head), 0
+            parts: list[bytes] = []
             while True:
                 nonce, length, last = _CHUNK_HEAD.unpack_from(data, offset)
                 offset += _CHUNK_HEAD.size
@@ -83,7 +84,7 @@ class SnapshotFile:
                 return None
         except (struct.error, InvalidTag, ValueError):
             return None
-        return position, b"".join(parts)
+        return position, bytearray().join(parts)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
