@@ -20,7 +20,6 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     readers: int = 4
     busy_timeout_ms: int = 10_000
     sqlite_cache_mb: int = 64
-    mmap_mb: int = 256
     wal_autocheckpoint_pages: int = 1000
     journal_size_limit_mb: int = 64
     embed_batch_size: int = 32

@@ -144,7 +144,8 @@ class Node:
         if flush:
             self.memory.flush()
         self.memory.indexer.close()
-        self.memory.index.wait_built()
+        # an HNSW build still running is left behind (the next opener builds again or
+        # uses the last snapshot); a snapshot being written is waited for
         self.memory.fresh.persist_if_stale()
         self.db.close()
 

@@ -9,7 +9,7 @@ from typing import IO, Annotated, Any
 import msgspec
 import typer
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NotFound
 from . import output
 from .state import State
 
@@ -23,6 +23,7 @@ CategoryOpt = Annotated[str | None, typer.Option("--category", help="Memory cate
 TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeatable).")]
 MetaOpt = Annotated[str | None, typer.Option("--metadata", help="A JSON object.")]
 EventOpt = Annotated[str | None, typer.Option("--event-at", help="ISO-8601 time or epoch ms.")]
+IdOrKey = Annotated[str, typer.Argument(help="A memory id, or a key.")]
 FLUSH_BUDGET_S = 5.0
 
 
@@ -162,7 +163,7 @@ def search(
 @memory_app.command("get")
 def get(
     ctx: typer.Context,
-    id_or_key: Annotated[str, typer.Argument(help="A memory id, or a key.")],
+    id_or_key: IdOrKey,
     scope: ScopeOpt = "global",
     as_json: JsonOpt = False,
 ) -> None:
@@ -171,8 +172,6 @@ def get(
     with state.open() as node:
         memory = node.memory.get(id_or_key, scope=scope)
     if memory is None:
-        from ..errors import NotFound
-
         raise NotFound(f"no memory {id_or_key!r} in scope {scope}")
     _show(memory, as_json)
 
@@ -211,7 +210,7 @@ def list_(
 @memory_app.command("update")
 def update(
     ctx: typer.Context,
-    id_or_key: Annotated[str, typer.Argument(help="A memory id, or a key.")],
+    id_or_key: IdOrKey,
     text: Annotated[str | None, typer.Argument(help="New text ('-' reads stdin).")] = None,
     tag: TagOpt = None,
     metadata: MetaOpt = None,
@@ -234,7 +233,7 @@ def update(
 @memory_app.command("delete")
 def delete(
     ctx: typer.Context,
-    id_or_key: Annotated[str, typer.Argument(help="A memory id, or a key.")],
+    id_or_key: IdOrKey,
     scope: ScopeOpt = "global",
     as_json: JsonOpt = False,
 ) -> None:
@@ -248,7 +247,7 @@ def delete(
 @memory_app.command("history")
 def history(
     ctx: typer.Context,
-    id_or_key: Annotated[str, typer.Argument(help="A memory id, or a key.")],
+    id_or_key: IdOrKey,
     scope: ScopeOpt = "global",
     as_json: JsonOpt = False,
 ) -> None:

@@ -86,7 +86,11 @@ class BatchIndexer:
             self._cond.notify_all()
 
     def wait_for_room(self) -> None:
-        """Backpressure: block while this process's backlog is at its cap."""
+        """Backpressure: block while this process's backlog is at its cap (starting the
+        worker if it is not running, so that the wait ends)."""
+        if self._backlog < self._max_items:
+            return
+        self.notify(start=True)
         with self._cond:
             while self._backlog >= self._max_items and not self._stop and self.error is None:
                 self._cond.wait(0.5)

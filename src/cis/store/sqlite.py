@@ -89,7 +89,6 @@ class Database:
             conn.execute(f"PRAGMA journal_size_limit={cfg.journal_size_limit_mb * 1024 * 1024}")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA cache_size=-{cfg.sqlite_cache_mb * 1024}")
-        conn.execute(f"PRAGMA mmap_size={cfg.mmap_mb * 1024 * 1024}")
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute("PRAGMA foreign_keys=ON")
         if not writer:
