@@ -224,13 +224,13 @@ class BatchIndexer:
                     [*hashes, model],
                 )
             }
-        todo = {h: t for _, t, h in items if h not in known}
-        self.reused += len(items) - len(todo)
-        if todo:
-            vectors = self.embedder.embed(list(todo.values()))
-            for chash, vector in zip(todo, vectors, strict=True):
+        to_embed = {h: t for _, t, h in items if h not in known}
+        self.reused += len(items) - len(to_embed)
+        if to_embed:
+            vectors = self.embedder.embed(list(to_embed.values()))
+            for chash, vector in zip(to_embed, vectors, strict=True):
                 known[chash] = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
-            self.embedded += len(todo)
+            self.embedded += len(to_embed)
         self._store(items, known, model)
         with self._cond:
             self._backlog = max(0, self._backlog - len(items))
