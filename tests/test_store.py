@@ -37,9 +37,11 @@ def test_nothing_readable_on_disk_including_wal(data_dir: Path) -> None:
         assert node.status().cipher == "chacha20"
 
 
-def test_key_file_is_private(data_dir: Path) -> None:
-    Node.open(data_dir).close()
-    assert (data_dir / KEY_FILE).stat().st_mode & 0o777 == 0o600
+def test_key_file_and_database_are_private(data_dir: Path) -> None:
+    with Node.open(data_dir) as node:
+        node.memory.add("private")
+        for name in (KEY_FILE, "cis.db", "cis.db-wal"):
+            assert (data_dir / name).stat().st_mode & 0o777 == 0o600, name
     assert data_dir.stat().st_mode & 0o777 == 0o700
 
 

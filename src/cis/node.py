@@ -82,7 +82,10 @@ class Node:
         if passphrase is _FROM_ENV:
             passphrase = os.environ.get("CIS_PASSPHRASE")
         config = config or load_config(data_dir)
-        key = resolve_key(data_dir, passphrase=passphrase, create=not db_path.exists())
+        fresh = not db_path.exists()
+        key = resolve_key(data_dir, passphrase=passphrase, create=fresh)
+        if fresh:  # owner-only, like the key; SQLite gives its -wal and -shm the same mode
+            os.close(os.open(db_path, os.O_WRONLY | os.O_CREAT, 0o600))
         db = Database(db_path, key, config)
         embedder = embedder or MiniLMEmbedder(config.embed_threads, config.embed_batch_size)
         cache: ShardedCache[Any] = ShardedCache(

@@ -116,3 +116,20 @@ def test_every_command_is_documented_in_the_readme() -> None:
         "memory reindex",
     ):
         assert f"cis {command}" in readme, f"README does not document `cis {command}`"
+
+
+def test_invalid_utf8_argument_is_refused(data_dir: Path) -> None:
+    import os
+    import subprocess
+
+    from ..conftest import CIS
+
+    env = {**os.environ, "CIS_DATA_DIR": str(data_dir)}
+    subprocess.run([CIS, "init"], env=env, check=True, capture_output=True)
+    done = subprocess.run(
+        [CIS.encode(), b"memory", b"add", b"caf\xe9 latte"], env=env, capture_output=True
+    )
+    assert done.returncode == 2
+    assert b"not valid UTF-8" in done.stderr
+    listed = subprocess.run([CIS, "memory", "list", "--json"], env=env, capture_output=True)
+    assert listed.stdout.strip() == b"[]"
