@@ -7,7 +7,6 @@ from typing import Any, Literal
 import msgspec
 
 Domain = Literal["private", "public"]
-SearchMode = Literal["hybrid", "vector", "text"]
 HistoryOp = Literal["add", "update", "delete"]
 
 DOMAINS: tuple[str, ...] = ("private", "public")

@@ -85,6 +85,3 @@ class SnapshotFile:
         except (struct.error, InvalidTag, ValueError):
             return None
         return position, bytearray().join(parts)
-
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
