@@ -6,6 +6,8 @@ import io
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cis import Conflict, InvalidInput, Node
 
@@ -85,3 +87,43 @@ def test_json_list_and_unknown_fields(node: Node, tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="cannot read"):
         node.memory.import_file(tmp_path / "missing.jsonl")
     assert node.memory.count() == 2
+
+
+texts = st.text(min_size=1, max_size=60).filter(lambda t: t.strip())
+records = st.lists(
+    st.fixed_dictionaries(
+        {"text": texts},
+        optional={
+            "scope": st.sampled_from(["global", "project/x", "agent/y"]),
+            "domain": st.sampled_from(["private", "public"]),
+            "tags": st.lists(st.from_regex(r"[a-z0-9_-]{1,10}", fullmatch=True), max_size=3),
+            "metadata": st.dictionaries(
+                st.text(max_size=5),
+                st.integers() | st.text(max_size=5) | st.booleans(),
+                max_size=3,
+            ),
+            "event_at": st.integers(0, 2**41),
+        },
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(items=records)
+def test_any_memories_round_trip_through_export_and_import(tmp_path: Path, items: list) -> None:
+    source = tmp_path / f"src{abs(hash(str(items)))}"
+    target = tmp_path / f"dst{abs(hash(str(items)))}"
+    with Node.open(source, background=False) as a:
+        a.memory.add_many(items)
+        out = io.BytesIO()
+        a.memory.export(out)
+        original = a.memory.list(limit=1000)
+    dump = source / "dump.jsonl"
+    dump.write_bytes(out.getvalue())
+    with Node.open(target, background=False) as b:
+        b.memory.import_file(dump)
+        assert b.memory.list(limit=1000) == original

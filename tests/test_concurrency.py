@@ -1,0 +1,47 @@
+"""Many threads on one node at once, as a server will have them."""
+
+from __future__ import annotations
+
+import threading
+
+from cis import Node
+
+
+def test_searches_and_writes_from_many_threads(node: Node) -> None:
+    node.memory.add_many({"text": f"seed fact {i} about harbours and ships"} for i in range(50))
+    node.memory.flush()
+    errors: list[BaseException] = []
+    written: list[str] = []
+
+    def searcher(n: int) -> None:
+        try:
+            for i in range(15):
+                hits = node.memory.search(f"ships in harbour {n} {i}", limit=5)
+                assert 0 < len(hits) <= 5
+                assert all(0.0 <= h.score <= 1.0 for h in hits)
+        except BaseException as exc:  # collected and re-raised in the main thread
+            errors.append(exc)
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(20):
+                m = node.memory.add(f"writer {n} harbour note {i}", scope=f"agent/w{n}")
+                written.append(m.id)
+                assert node.memory.get(m.id) == m
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=searcher, args=(n,)) for n in range(8)]
+    threads += [threading.Thread(target=writer, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors[0]
+    assert len(written) == 40
+    assert node.memory.count() == 90
+    assert node.memory.flush(timeout=60)
+    status = node.status()
+    assert status.vectors == 90 and status.pending_embeddings == 0
+    found = node.memory.search("harbour note", scope="agent/w1", mode="text", limit=50)
+    assert len(found) == 20
