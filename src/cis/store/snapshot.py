@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 MAGIC = b"CISSNAP1"
 CHUNK = 16 * 1024 * 1024
+TAG = 16  # Poly1305 tag bytes at the end of each sealed chunk
 _HEAD = struct.Struct("<8sQH")  # magic, log position, model id length
 _CHUNK_HEAD = struct.Struct("<12sIB")  # nonce, sealed length, last flag
 
@@ -66,22 +67,25 @@ class SnapshotFile:
             if magic != MAGIC or data[_HEAD.size : _HEAD.size + size] != self.model:
                 return None
             head = bytes(data[: _HEAD.size + size])
-            offset, number = len(head), 0
-            parts: list[bytes] = []
-            while True:
+            chunks, offset = [], len(head)
+            while True:  # first pass: where each chunk lies, and the payload's size
                 nonce, length, last = _CHUNK_HEAD.unpack_from(data, offset)
                 offset += _CHUNK_HEAD.size
-                sealed = data[offset : offset + length]
-                if len(sealed) != length:
+                if length < TAG or offset + length > len(data):
                     return None
-                aad = head + struct.pack("<IB", number, last)
-                parts.append(self._aead.decrypt(nonce, sealed, aad))
+                chunks.append((nonce, offset, length, last))
                 offset += length
-                number += 1
                 if last:
                     break
             if offset != len(data):
                 return None
+            payload = bytearray(sum(length - TAG for _, _, length, _ in chunks))
+            out, at = memoryview(payload), 0
+            for number, (nonce, start, length, last) in enumerate(chunks):
+                aad = head + struct.pack("<IB", number, last)
+                sealed = data[start : start + length]
+                self._aead.decrypt_into(nonce, sealed, aad, out[at : at + length - TAG])
+                at += length - TAG
         except (struct.error, InvalidTag, ValueError):
             return None
-        return position, bytearray().join(parts)
+        return position, payload
