@@ -99,7 +99,7 @@ records = st.lists(
             "tags": st.lists(st.from_regex(r"[a-z0-9_-]{1,10}", fullmatch=True), max_size=3),
             "metadata": st.dictionaries(
                 st.text(max_size=5),
-                st.integers() | st.text(max_size=5) | st.booleans(),
+                st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5) | st.booleans(),
                 max_size=3,
             ),
             "event_at": st.integers(0, 2**41),
