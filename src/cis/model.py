@@ -60,6 +60,16 @@ class Hit(msgspec.Struct, frozen=True, kw_only=True):
     context_score: float | None = None
 
 
+class Token(msgspec.Struct, frozen=True, kw_only=True):
+    """An API token as stored: its secret is never kept, only a hash of it."""
+
+    name: str
+    scope: str | None = None
+    read_only: bool = False
+    created_at: int = 0
+    last_used_at: int | None = None
+
+
 class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
     """One change to a memory: the state it left behind (`text` is the new text)."""
 

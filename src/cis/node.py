@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from .access.tokens import TokenService
 from .cache import CacheStats, ShardedCache
 from .config import Config, default_data_dir, load_config
 from .errors import KeyMismatch, NotInitialized
@@ -50,6 +51,7 @@ class Node:
         self.config = config
         self.db = db
         self.memory = memory
+        self.tokens = TokenService(db)
 
     @classmethod
     def open(

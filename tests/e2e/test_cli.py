@@ -133,3 +133,17 @@ def test_invalid_utf8_argument_is_refused(data_dir: Path) -> None:
     assert b"not valid UTF-8" in done.stderr
     listed = subprocess.run([CIS, "memory", "list", "--json"], env=env, capture_output=True)
     assert listed.stdout.strip() == b"[]"
+
+
+def test_token_commands(cli: CliRunner) -> None:
+    cli("init", check=True)
+    made = cli("token", "create", "laptop", "--scope", "project/web", "--read-only", check=True)
+    secret = made.stdout.strip().splitlines()[-1]
+    assert secret.startswith("cis_")
+    listed = json.loads(cli("token", "list", "--json", check=True).stdout)
+    assert [(t["name"], t["scope"], t["read_only"]) for t in listed] == [
+        ("laptop", "project/web", True)
+    ]
+    assert secret not in cli("token", "list", check=True).stdout
+    assert cli("token", "revoke", "laptop", check=True).stdout.startswith("revoked")
+    assert cli("token", "revoke", "laptop").returncode == 3

@@ -20,6 +20,7 @@ from ..errors import CISError
 from . import output
 from .memory import memory_app
 from .state import State
+from .token import token_app
 
 app = typer.Typer(
     name="cis",
@@ -29,6 +30,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(memory_app, name="memory")
+app.add_typer(token_app, name="token")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 

@@ -62,6 +62,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE VIRTUAL TABLE memories_vocab USING fts5vocab('memories_fts', 'row');
     """,
+    # 3: API tokens for the HTTP and MCP shells (only a hash of each secret is kept).
+    """
+    CREATE TABLE tokens(
+        name TEXT PRIMARY KEY,
+        hash BLOB NOT NULL UNIQUE,
+        scope TEXT,
+        read_only INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_used_at INTEGER
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,1 @@
+"""Access to a node from outside: API tokens."""
