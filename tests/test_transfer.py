@@ -127,3 +127,24 @@ def test_any_memories_round_trip_through_export_and_import(tmp_path: Path, items
     with Node.open(target, background=False) as b:
         b.memory.import_file(dump)
         assert b.memory.list(limit=1000) == original
+
+
+def test_supplied_vectors_travel_with_the_export(tmp_path: Path) -> None:
+    import numpy as np
+
+    vector = np.random.default_rng(3).normal(size=384).astype(np.float32)
+    with Node.open(tmp_path / "a", background=False) as a:
+        a.memory.add("brought its own vector", embedding=vector)
+        a.memory.add("embedded here")
+        out = io.BytesIO()
+        a.memory.export(out)
+    lines = out.getvalue().splitlines()
+    assert b'"embedding"' in lines[0] and b'"embedding"' not in lines[1]
+    dump = tmp_path / "dump.jsonl"
+    dump.write_bytes(out.getvalue())
+    with Node.open(tmp_path / "b") as b:
+        b.memory.import_file(dump)
+        assert b.memory.pending() == 1  # only the model-made one is embedded again
+        hit = b.memory.search("x", embedding=vector, mode="vector", limit=1)[0]
+        assert hit.memory.text == "brought its own vector"
+        assert hit.vector_score == pytest.approx(1.0, abs=1e-6)

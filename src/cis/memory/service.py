@@ -508,6 +508,14 @@ class MemoryService:
         return builtins.list(self._select(self.filters(**filters), check.limit(limit), after))
 
     def _select(self, filters: Filters, limit: int | None, after: str | None) -> Iterator[Memory]:
+        for row in self._rows(filters, limit, after, supplied=False):
+            yield to_memory(row)
+
+    def _rows(
+        self, filters: Filters, limit: int | None, after: str | None, *, supplied: bool
+    ) -> Iterator[tuple[Any, ...]]:
+        """Rows of COLUMNS in storage order; with `supplied`, plus the caller-supplied
+        vector (or None) as a last column."""
         where, params = filters.where("m")
         with self.db.read() as conn:
             if after is not None:
@@ -516,11 +524,15 @@ class MemoryService:
                     raise InvalidInput(f"cursor {after!r} names no memory")
                 where += " AND m.rid > ?"
                 params.append(start[0][0])
-            sql = f"SELECT {COLUMNS} FROM memories m WHERE {where} ORDER BY m.rid"
+            extra, join = "", ""
+            if supplied:
+                extra = ", v.vector"
+                join = " LEFT JOIN memory_vectors v ON v.rid = m.rid AND v.model = 'supplied'"
+            columns = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
+            sql = f"SELECT {columns}{extra} FROM memories m{join} WHERE {where} ORDER BY m.rid"
             if limit is not None:
                 sql += f" LIMIT {int(limit)}"
-            for row in conn.execute(sql, params):
-                yield to_memory(row)
+            yield from conn.execute(sql, params)
 
     def import_file(self, path: str | Path) -> builtins.list[Memory]:
         """Import a .jsonl (or .json list) file in one transaction: every record or none."""
@@ -536,8 +548,11 @@ class MemoryService:
         return self._insert(prepared, backpressure=False)
 
     def export(self, out: IO[bytes], *, limit: int | None = None, **filters: Any) -> int:
-        """Write memories as JSON Lines to a binary stream; returns how many."""
-        return write_export(self._select(self.filters(**filters), limit, None), out)
+        """Write memories as JSON Lines to a binary stream; returns how many. A memory
+        whose vector its caller supplied carries it as `embedding` (others are re-embedded
+        from their text on import)."""
+        rows = self._rows(self.filters(**filters), limit, None, supplied=True)
+        return write_export(((to_memory(r), r[-1]) for r in rows), out)
 
     def count(self) -> int:
         with self.db.read() as conn:

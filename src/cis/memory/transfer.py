@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import msgspec
+import numpy as np
 
 from ..errors import InvalidInput
 from ..model import Memory
@@ -14,14 +15,19 @@ from ..model import Memory
 MAX_REPORTED = 20
 
 
-def export_lines(memories: Iterator[Memory]) -> Iterator[bytes]:
-    """One JSON object per memory, newline-terminated."""
+def export_lines(memories: Iterator[tuple[Memory, bytes | None]]) -> Iterator[bytes]:
+    """One JSON object per memory, newline-terminated; a supplied vector as `embedding`."""
     encoder = msgspec.json.Encoder()
-    for memory in memories:
-        yield encoder.encode(memory) + b"\n"
+    for memory, vector in memories:
+        if vector is None:
+            yield encoder.encode(memory) + b"\n"
+        else:
+            record = msgspec.to_builtins(memory)
+            record["embedding"] = np.frombuffer(vector, dtype=np.float32).tolist()
+            yield encoder.encode(record) + b"\n"
 
 
-def write_export(memories: Iterator[Memory], out: IO[bytes]) -> int:
+def write_export(memories: Iterator[tuple[Memory, bytes | None]], out: IO[bytes]) -> int:
     count = 0
     for line in export_lines(memories):
         out.write(line)
