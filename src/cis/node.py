@@ -112,11 +112,12 @@ class Node:
         """Re-embed after a model change; resume embeddings left by an earlier process."""
         model = self.memory.embedder.model_id
         with self.db.read() as conn:
-            stored = conn.execute("SELECT value FROM meta WHERE name = 'model'").fetchall()
-            waiting = conn.execute("SELECT 1 FROM embed_queue LIMIT 1").fetchall()
+            stored = scalar(conn, "SELECT value FROM meta WHERE name = 'model'")
+            waiting = scalar(conn, "SELECT 1 FROM embed_queue LIMIT 1")
         self.memory.indexer.release_dead_claims()
-        model_changed = not stored or stored[0][0] != model
-        if not (model_changed and self.memory.reindex()) and waiting:
+        if stored != model and self.memory.reindex():
+            return  # reindex queued the work and woke the indexer
+        if waiting:
             self.memory.indexer.notify()
 
     def status(self) -> NodeStatus:

@@ -200,11 +200,7 @@ def list_(
             limit=limit,
             after=after,
         )
-    if as_json:
-        output.emit_json(memories)
-        return
-    for memory in memories:
-        print(output.memory_line(memory))
+    output.emit_lines(memories, as_json, output.memory_line)
 
 
 @memory_app.command("update")
@@ -255,11 +251,7 @@ def history(
     state: State = ctx.obj
     with state.open() as node:
         entries = node.memory.history(id_or_key, scope=scope)
-    if as_json:
-        output.emit_json(entries)
-        return
-    for entry in entries:
-        print(output.history_line(entry))
+    output.emit_lines(entries, as_json, output.history_line)
 
 
 @memory_app.command("import")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
 from ..errors import CISError
-from ..model import HistoryEntry, Hit, Memory
+from ..model import HistoryEntry, Hit, Memory, Token
 
 _encoder = msgspec.json.Encoder()
 
@@ -17,6 +18,15 @@ _encoder = msgspec.json.Encoder()
 def emit_json(value: Any) -> None:
     sys.stdout.buffer.write(_encoder.encode(value) + b"\n")
     sys.stdout.flush()
+
+
+def emit_lines(values: Sequence[Any], as_json: bool, line: Callable[[Any], str]) -> None:
+    """Values as one JSON array, or one formatted line each."""
+    if as_json:
+        emit_json(values)
+        return
+    for value in values:
+        print(line(value))
 
 
 def when(ms: int | None) -> str:
@@ -60,6 +70,18 @@ def hit_line(rank: int, hit: Hit) -> str:
 
 def history_line(entry: HistoryEntry) -> str:
     return f"v{entry.version} {entry.op:<6} {when(entry.at)}  {entry.text}"
+
+
+def token_limits(token: Token) -> str:
+    scope = f"scope {token.scope}" if token.scope else "all scopes"
+    return f"{scope}, {'read-only' if token.read_only else 'read-write'}"
+
+
+def token_line(token: Token) -> str:
+    return (
+        f"{token.name}  ({token_limits(token)})  created {when(token.created_at)}"
+        f"  last used {when(token.last_used_at)}"
+    )
 
 
 def error(exc: CISError, as_json: bool) -> None:

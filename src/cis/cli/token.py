@@ -30,9 +30,7 @@ def create(
     if as_json:
         output.emit_json({"token": token, "secret": secret})
         return
-    limits = [f"scope {token.scope}" if token.scope else "all scopes"]
-    limits.append("read-only" if token.read_only else "read-write")
-    print(f"token {token.name} ({', '.join(limits)}); the secret below is shown only now:")
+    print(f"token {token.name} ({output.token_limits(token)}); the secret below is shown only now:")
     print(secret)
 
 
@@ -42,15 +40,7 @@ def list_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     state: State = ctx.obj
     with state.open() as node:
         tokens = node.tokens.list()
-    if as_json:
-        output.emit_json(tokens)
-        return
-    for token in tokens:
-        mode = "read-only" if token.read_only else "read-write"
-        print(
-            f"{token.name}  {token.scope or 'all scopes'}  {mode}  "
-            f"created {output.when(token.created_at)}  last used {output.when(token.last_used_at)}"
-        )
+    output.emit_lines(tokens, as_json, output.token_line)
 
 
 @token_app.command("revoke")

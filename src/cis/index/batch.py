@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CISError
-from ..store.sqlite import Database
+from ..store.sqlite import Database, scalar
 from .embed import Embedder
 
 STALE_CLAIM_MS = 120_000
@@ -251,8 +251,8 @@ class BatchIndexer:
                 if conn.changes():
                     conn.execute("INSERT INTO index_log(rid) VALUES (?)", (rid,))
                     conn.execute("DELETE FROM embed_queue WHERE rid = ?", (rid,))
-                elif conn.execute(
-                    "SELECT deleted FROM memories WHERE rid = ?", (rid,)
-                ).fetchall() in ([], [(1,)]):
+                    continue
+                deleted = scalar(conn, "SELECT deleted FROM memories WHERE rid = ?", (rid,))
+                if deleted in (None, 1):  # the memory is gone: nothing left to embed
                     conn.execute("DELETE FROM embed_queue WHERE rid = ?", (rid,))
                 # else: the text changed meanwhile; the row stays queued for its new text

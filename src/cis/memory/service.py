@@ -579,7 +579,8 @@ class MemoryService:
             raise InvalidInput(f"unknown mode {mode!r}: use one of {', '.join(SEARCH_MODES)}")
         if not isinstance(query, str) or (not query.strip() and embedding is None):
             raise InvalidInput("query is empty")
-        check.text(query, self.config.max_text_bytes) if query.strip() else None
+        if query.strip():
+            check.text(query, self.config.max_text_bytes)
         limit = check.limit(limit)
         flt = self.filters(scope, domain, category, tags, since, until)
         qvec = None if embedding is None else self.index.check(embedding)
