@@ -28,6 +28,10 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     queue_max_bytes: int = 16 * 1024 * 1024
     ann_threshold: int = 40_000  # measured: benchmarks/bench_ann_switch.py
     max_text_bytes: int = 65_536
+    http_host: str = "127.0.0.1"
+    http_port: int = 7676
+    http_max_body_bytes: int = 1024 * 1024
+    http_max_import_bytes: int = 64 * 1024 * 1024
 
 
 def default_data_dir() -> Path:

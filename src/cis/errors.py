@@ -73,3 +73,26 @@ class NotInitialized(CISError):
     exit_code = 9
     http_status = 503
     code = "not_initialized"
+
+
+class Unauthorized(CISError):
+    """The request carries no valid API token."""
+
+    exit_code = 10
+    http_status = 401
+    code = "unauthorized"
+
+
+class Forbidden(CISError):
+    """The caller's token does not allow this (another scope, or a write when read-only)."""
+
+    exit_code = 11
+    http_status = 403
+    code = "forbidden"
+
+
+class TooLarge(InvalidInput):
+    """A request body is over its size limit."""
+
+    http_status = 413
+    code = "too_large"

@@ -19,6 +19,7 @@ import typer
 from ..errors import CISError
 from . import output
 from .memory import memory_app
+from .serve import mcp, serve
 from .state import State
 from .token import token_app
 
@@ -31,6 +32,8 @@ app = typer.Typer(
 )
 app.add_typer(memory_app, name="memory")
 app.add_typer(token_app, name="token")
+app.command()(serve)
+app.command()(mcp)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import re
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +23,7 @@ from ..index.embed import Embedder
 from ..index.filters import Filters
 from ..index.hybrid import WORD_WEIGHT, fuse, single
 from ..index.vectors import VectorIndex
+from ..metrics import Histogram
 from ..model import SEARCH_MODES, HistoryEntry, Hit, Memory
 from ..store.snapshot import SnapshotFile
 from ..store.sqlite import Database, scalar
@@ -30,7 +32,7 @@ from . import validate as check
 from .freshness import Freshness
 from .neighbours import neighbours
 from .rows import COLUMNS, encode, to_history, to_memory
-from .transfer import parse_import, raise_errors, write_export
+from .transfer import export_lines, raise_errors, read_import
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 CANDIDATES = 50  # each signal's pool before fusion, at least
@@ -94,6 +96,7 @@ class MemoryService:
         self.text_weight = text_weight
         self.fresh = Freshness(db, index, cache, embedder.model_id, indexer.notify, snapshot)
         self._query_pool: ThreadPoolExecutor | None = None
+        self.search_seconds = Histogram("cis_search_seconds", "Search latency, by search mode.")
         self._warm: Future[np.ndarray] | None = None
 
     # ---- writing ---------------------------------------------------------------
@@ -537,22 +540,42 @@ class MemoryService:
     def import_file(self, path: str | Path) -> builtins.list[Memory]:
         """Import a .jsonl (or .json list) file in one transaction: every record or none."""
         path = Path(path)
+        return self.import_records(read_import(path), name=str(path))
+
+    def import_records(
+        self, records: Iterable[tuple[int, dict[str, Any]]], *, name: str
+    ) -> builtins.list[Memory]:
+        """Import (line number, record) pairs in one transaction; bad lines are named."""
         prepared, errors = [], []
-        for number, record in parse_import(path):
+        for number, record in records:
             try:
                 prepared.append(self._prepare(record))
             except InvalidInput as exc:
                 errors.append(f"line {number}: {exc}")
         if errors:
-            raise_errors(path, errors)
+            raise_errors(name, errors)
         return self._insert(prepared, backpressure=False)
 
     def export(self, out: IO[bytes], *, limit: int | None = None, **filters: Any) -> int:
         """Write memories as JSON Lines to a binary stream; returns how many. A memory
         whose vector its caller supplied carries it as `embedding` (others are re-embedded
         from their text on import)."""
+        count = 0
+        for line in self.export_lines(limit=limit, **filters):
+            out.write(line)
+            count += 1
+        return count
+
+    def export_lines(self, *, limit: int | None = None, **filters: Any) -> Iterator[bytes]:
+        """The export of `export`, one JSON line at a time, from one consistent read."""
         rows = self._rows(self.filters(**filters), limit, None, supplied=True)
-        return write_export(((to_memory(r), r[-1]) for r in rows), out)
+        return export_lines((to_memory(r), r[-1]) for r in rows)
+
+    def scope_of(self, memory_id: str) -> str | None:
+        """The scope of the memory with this id, deleted or not; None if there is none."""
+        with self.db.read() as conn:
+            found = scalar(conn, "SELECT scope FROM memories WHERE id = ?", (memory_id,))
+        return None if found is None else str(found)
 
     def count(self) -> int:
         with self.db.read() as conn:
@@ -584,6 +607,15 @@ class MemoryService:
         limit = check.limit(limit)
         flt = self.filters(scope, domain, category, tags, since, until)
         qvec = None if embedding is None else self.index.check(embedding)
+        started = time.perf_counter()
+        try:
+            return self._search_cached(query, qvec, flt, limit, mode)
+        finally:
+            self.search_seconds.observe(time.perf_counter() - started, (("mode", mode),))
+
+    def _search_cached(
+        self, query: str, qvec: np.ndarray | None, flt: Filters, limit: int, mode: str
+    ) -> builtins.list[Hit]:
         if qvec is None and mode != "text":
             self.embedder_warm()
         self.fresh.refresh(vectors=mode != "text")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -27,29 +27,26 @@ def export_lines(memories: Iterator[tuple[Memory, bytes | None]]) -> Iterator[by
             yield encoder.encode(record) + b"\n"
 
 
-def write_export(memories: Iterator[tuple[Memory, bytes | None]], out: IO[bytes]) -> int:
-    count = 0
-    for line in export_lines(memories):
-        out.write(line)
-        count += 1
-    return count
-
-
-def parse_import(path: Path) -> list[tuple[int, dict[str, Any]]]:
+def read_import(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, record) pairs of a .jsonl or .json file; InvalidInput lists bad lines."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
+    return parse_records(data, str(path), json_list=path.suffix.lower() == ".json")
+
+
+def parse_records(data: bytes, name: str, *, json_list: bool) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, record) pairs of JSON Lines, or of a JSON list with `json_list`."""
     records: list[tuple[int, Any]] = []
     errors: list[str] = []
-    if path.suffix.lower() == ".json":
+    if json_list:
         try:
             items = msgspec.json.decode(data)
         except msgspec.DecodeError as exc:
-            raise InvalidInput(f"{path}: not valid JSON ({exc})") from exc
+            raise InvalidInput(f"{name}: not valid JSON ({exc})") from exc
         if not isinstance(items, list):
-            raise InvalidInput(f"{path}: a .json import must hold a list of memory objects")
+            raise InvalidInput(f"{name}: a JSON import must hold a list of memory objects")
         records = [(i, item) for i, item in enumerate(items, 1)]
         where = "item"
     else:
@@ -68,11 +65,11 @@ def parse_import(path: Path) -> list[tuple[int, dict[str, Any]]]:
         if not isinstance(item, dict):
             errors.append(f"{where} {number}: expected a JSON object")
     if errors:
-        raise_errors(path, errors)
+        raise_errors(name, errors)
     return records
 
 
-def raise_errors(path: Path, errors: list[str]) -> None:
+def raise_errors(name: str, errors: list[str]) -> None:
     shown = "\n".join(errors[:MAX_REPORTED])
     more = f"\n... and {len(errors) - MAX_REPORTED} more" if len(errors) > MAX_REPORTED else ""
-    raise InvalidInput(f"{path}: nothing imported; {len(errors)} bad record(s):\n{shown}{more}")
+    raise InvalidInput(f"{name}: nothing imported; {len(errors)} bad record(s):\n{shown}{more}")

@@ -1,0 +1,154 @@
+"""A caller's view of the memory API: a token's scope and read-only limits applied.
+
+Every shell that serves callers it does not trust (HTTP, MCP over HTTP) goes through
+`Access`; a caller with no token limits (the CLI, stdio MCP, a token of all scopes)
+gets the same methods with nothing withheld.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from ..errors import Forbidden, NotFound
+from ..memory import validate as check
+from ..memory.service import MemoryService
+from ..memory.transfer import parse_records
+from ..model import HistoryEntry, Hit, Memory, Token
+
+
+class Page:
+    """One page of a listing and the cursor of the next (None on the last page)."""
+
+    __slots__ = ("items", "next_cursor")
+
+    def __init__(self, items: list[Memory], next_cursor: str | None):
+        self.items = items
+        self.next_cursor = next_cursor
+
+
+class Access:
+    """The memory API as one caller may use it.
+
+    With a scoped token, a call that names no scope uses the token's scope, a call that
+    names another scope is Forbidden, and a memory of another scope looks absent
+    (NotFound), so a token never learns what lies outside its scope. A read-only token
+    gets Forbidden on every write.
+    """
+
+    def __init__(self, memory: MemoryService, token: Token | None = None):
+        self.memory = memory
+        self.token = token
+
+    @property
+    def scope(self) -> str | None:
+        return None if self.token is None else self.token.scope
+
+    def _name(self) -> str:
+        return f"token {self.token.name!r}" if self.token else "this caller"
+
+    def _writable(self) -> None:
+        if self.token is not None and self.token.read_only:
+            raise Forbidden(f"{self._name()} is read-only")
+
+    def _scope(self, asked: str | None) -> str | None:
+        """The scope a call works in: the asked one if allowed, else the caller's own
+        (None: any scope)."""
+        limit = self.scope
+        if asked is None:
+            return limit
+        asked = check.scope(asked)
+        if limit is not None and asked != limit:
+            raise Forbidden(f"{self._name()} is limited to scope {limit}, not {asked}")
+        return asked
+
+    def _home(self, asked: str | None) -> str:
+        """The scope a write, or a lookup by key, works in: global unless limited."""
+        return self._scope(asked) or "global"
+
+    def _visible(self, memory: Memory | None, id_or_key: str, scope: str) -> Memory:
+        if memory is None or (self.scope is not None and memory.scope != self.scope):
+            raise NotFound(f"no memory {id_or_key!r}: no such id, nor key in scope {scope}")
+        return memory
+
+    # ---- writes ----------------------------------------------------------------
+
+    def add(self, text: str, *, scope: str | None = None, **fields: Any) -> Memory:
+        self._writable()
+        return self.memory.add(text, scope=self._home(scope), **fields)
+
+    def set(self, key: str, text: str, *, scope: str | None = None, **fields: Any) -> Memory:
+        self._writable()
+        return self.memory.set(key, text, scope=self._home(scope), **fields)
+
+    def update(
+        self,
+        id_or_key: str,
+        text: str | None = None,
+        *,
+        tags: Iterable[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        scope: str | None = None,
+    ) -> Memory:
+        self._writable()
+        found = self.get(id_or_key, scope=scope)
+        return self.memory.update(found.id, text, tags=tags, metadata=metadata)
+
+    def delete(self, id_or_key: str, *, scope: str | None = None) -> Memory:
+        self._writable()
+        found = self.get(id_or_key, scope=scope)
+        return self.memory.delete(found.id)
+
+    def import_data(self, data: bytes, *, name: str, json_list: bool = False) -> list[Memory]:
+        """Import JSON Lines (or a JSON list): every record or none. A scoped caller may
+        import only into its scope; records that name no scope land in it."""
+        self._writable()
+        records = parse_records(data, name, json_list=json_list)
+        if self.scope is not None:
+            for number, record in records:
+                asked = record.get("scope")
+                if asked is not None and asked != self.scope:
+                    raise Forbidden(
+                        f"{name}: line {number}: {self._name()} is limited to scope "
+                        f"{self.scope}, not {asked}; nothing imported"
+                    )
+                record["scope"] = self.scope
+        return self.memory.import_records(records, name=name)
+
+    # ---- reads -----------------------------------------------------------------
+
+    def get(self, id_or_key: str, *, scope: str | None = None) -> Memory:
+        """The memory with this id (or key in `scope`); NotFound if missing or not visible."""
+        where = self._home(scope)
+        return self._visible(self.memory.get(id_or_key, where), id_or_key, where)
+
+    def history(self, id_or_key: str, *, scope: str | None = None) -> list[HistoryEntry]:
+        where = self._home(scope)
+        entries = self.memory.history(id_or_key, scope=where)
+        if self.scope is not None:
+            owner = self.memory.scope_of(entries[0].memory_id)
+            if owner != self.scope:
+                raise NotFound(f"no memory {id_or_key!r} in scope {self.scope}")
+        return entries
+
+    def search(self, query: str, *, scope: str | None = None, **options: Any) -> list[Hit]:
+        return self.memory.search(query, scope=self._scope(scope), **options)
+
+    def list(
+        self,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        scope: str | None = None,
+        **filters: Any,
+    ) -> Page:
+        limit = check.limit(limit)
+        where = self._scope(scope)
+        items = self.memory.list(limit=limit + 1, after=cursor, scope=where, **filters)
+        more = len(items) > limit
+        items = items[:limit]
+        return Page(items, items[-1].id if more else None)
+
+    def export(self, *, scope: str | None = None, **filters: Any) -> Iterator[bytes]:
+        """The export as JSON Lines, one memory a line, read lazily."""
+        return self.memory.export_lines(scope=self._scope(scope), **filters)

@@ -1,0 +1,42 @@
+"""`cis serve` (HTTP API + MCP over HTTP) and `cis mcp` (MCP over stdio)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .state import State
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to bind [127.0.0.1, CIS_HTTP_HOST].")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", help="Port [7676, CIS_HTTP_PORT]; 0 picks a free one."),
+    ] = None,
+) -> None:
+    """Serve the HTTP API and MCP (streamable HTTP at /mcp) until Ctrl-C."""
+    from ..server.serve import serve_http
+
+    state: State = ctx.obj
+    with state.open(background=True) as node:
+        if not node.tokens.list():
+            print("no API tokens yet: create one with `cis token create NAME`", flush=True)
+        serve_http(
+            node,
+            host if host is not None else node.config.http_host,
+            port if port is not None else node.config.http_port,
+        )
+
+
+def mcp(ctx: typer.Context) -> None:
+    """Serve MCP over stdio, for an agent to spawn: `claude mcp add cis -- cis mcp`."""
+    from ..server.serve import serve_stdio
+
+    state: State = ctx.obj
+    with state.open(background=True) as node:
+        serve_stdio(node)

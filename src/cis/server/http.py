@@ -1,0 +1,432 @@
+"""The HTTP API (FastAPI): each route is one call into the Python API plus JSON.
+
+Every route but /healthz needs a bearer token (`cis token create`); a token's scope and
+read-only limits apply through `Access`. Errors are `{"error": {"code", "message"}}`
+with the status of the CIS error class; nothing a caller sends yields a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+import msgspec
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from .. import __version__
+from ..access.limits import Access
+from ..errors import CISError, InvalidInput
+from ..metrics import render, sample
+from ..model import HistoryEntry, Memory
+from ..node import Node, NodeStatus
+from . import wire
+from .middleware import TOKEN_STATE, Gate, Meter
+from .wire import AddBody, SearchBody, UpdateBody
+
+log = logging.getLogger("cis.http")
+EXPORT_CHUNK = 64 * 1024
+JSON_TYPES = ("application/json",)
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return wire.encode(content)
+
+
+def ok(value: Any, status: int = 200) -> JSON:
+    return JSON(value, status_code=status)
+
+
+def body(kind: type[wire.Body]) -> Any:
+    """A dependency that decodes the request body strictly as `kind`."""
+
+    async def decode(request: Request) -> Any:
+        return wire.decode(await request.body(), kind)
+
+    return Depends(decode)
+
+
+def documented(kind: type, status: int = 200, *, many: bool = False) -> dict[Any, Any]:
+    """OpenAPI `responses` for a route that answers `kind` (and the error shape)."""
+    error = {"content": {"application/json": {"schema": wire.ref(wire.ErrorBody)}}}
+    return {
+        status: {"content": {"application/json": {"schema": wire.ref(kind, many=many)}}},
+        "4XX": {"description": "error", **error},
+    }
+
+
+def request_body(kind: type, media: str = "application/json") -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {media: {"schema": wire.ref(kind)}}}}
+
+
+def create_app(node: Node, *, mcp_routes: list[Any] | None = None, lifespan: Any = None) -> Any:
+    """The ASGI app: routes, error handlers, token gate, body limits and metrics."""
+    app = FastAPI(
+        title="CIS",
+        version=__version__,
+        summary="Local-first, encrypted memory for LLM agents.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+        dependencies=[Depends(_known_query)],
+    )
+    _routes(app, node)
+    _errors(app)
+    if mcp_routes:
+        app.router.routes.extend(mcp_routes)
+    app.openapi = _openapi(app)  # type: ignore[method-assign]
+    cfg = node.config
+    gate = Gate(
+        app,
+        node.tokens,
+        open_paths=frozenset({"/healthz"}),
+        max_body=cfg.http_max_body_bytes,
+        large_bodies={"/v1/import": cfg.http_max_import_bytes},
+    )
+    meter = Meter(gate)
+    app.state.meter = meter
+    app.state.node = node
+    return meter
+
+
+_QUERY_NAMES: dict[int, frozenset[str]] = {}  # by id() of a route (routes are not hashable)
+
+
+def _query_names(route: Any) -> frozenset[str]:
+    known = _QUERY_NAMES.get(id(route))
+    if known is not None:
+        return known
+    names: set[str] = set()
+    stack = [route.dependant]
+    while stack:
+        dependant = stack.pop()
+        names.update(field.alias for field in dependant.query_params)
+        stack.extend(dependant.dependencies)
+    known = _QUERY_NAMES[id(route)] = frozenset(names)
+    return known
+
+
+async def _known_query(request: Request) -> None:
+    """Refuses query parameters the route does not take (a typo would widen a filter)."""
+    route = request.scope.get("route")
+    if getattr(route, "dependant", None) is None:
+        return
+    known = _query_names(route)
+    unknown = set(request.query_params) - known
+    if unknown:
+        takes = ", ".join(sorted(known)) or "none"
+        raise InvalidInput(
+            f"unknown query parameter(s): {', '.join(sorted(unknown))}; this route takes: {takes}"
+        )
+
+
+async def _caller(request: Request) -> Access:  # async: no thread hop for this
+    node: Node = request.app.state.node
+    return Access(node.memory, getattr(request.state, TOKEN_STATE))
+
+
+Caller = Annotated[Access, Depends(_caller)]
+Scope = Annotated[str | None, Query(description="global, project/N, agent/N, session/N")]
+Domain = Annotated[str | None, Query(description="private or public")]
+Category = Annotated[str | None, Query()]
+Tags = Annotated[list[str] | None, Query(alias="tag", description="repeatable")]
+When = Annotated[str | None, Query(description="ISO-8601 time or epoch ms")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+def _routes(app: FastAPI, node: Node) -> None:
+    @app.get("/healthz", responses=documented(wire.Health), tags=["node"])
+    def healthz() -> JSON:
+        """Liveness: answers without a token."""
+        return ok(wire.Health(status="ok"))
+
+    @app.get("/v1/status", responses=documented(NodeStatus), tags=["node"])
+    def status() -> JSON:
+        """Counts, index state, model, database size and cache statistics."""
+        return ok(node.status())
+
+    @app.get("/metrics", tags=["node"])
+    def metrics(request: Request) -> Response:
+        """Prometheus text format."""
+        meter: Meter = request.app.state.meter
+        return Response(_metrics(node, meter), media_type="text/plain; version=0.0.4")
+
+    @app.post(
+        "/v1/memories",
+        status_code=201,
+        responses=documented(Memory, 201),
+        openapi_extra=request_body(AddBody),
+        tags=["memories"],
+    )
+    def add(access: Caller, new: Annotated[AddBody, body(AddBody)]) -> JSON:
+        """Store a memory; findable by words at once, by meaning once embedded."""
+        fields = msgspec.structs.asdict(new)
+        return ok(access.add(fields.pop("text"), **fields), 201)
+
+    @app.get("/v1/memories", responses=documented(wire.MemoryPage), tags=["memories"])
+    def list_memories(
+        access: Caller,
+        scope: Scope = None,
+        domain: Domain = None,
+        category: Category = None,
+        tags: Tags = None,
+        since: When = None,
+        until: When = None,
+        prefix: Annotated[str | None, Query(description="key prefix")] = None,
+        limit: Limit = 100,
+        cursor: Annotated[str | None, Query(description="next_cursor of the page before")] = None,
+    ) -> JSON:
+        """Memories in the order they were added, a page at a time."""
+        page = access.list(
+            limit=limit,
+            cursor=cursor,
+            scope=scope,
+            domain=domain,
+            category=category,
+            tags=tags,
+            since=_when(since),
+            until=_when(until),
+            prefix=prefix,
+        )
+        return ok(wire.MemoryPage(items=page.items, next_cursor=page.next_cursor))
+
+    @app.get(
+        "/v1/memories/{id_or_key:path}/history",
+        responses=documented(HistoryEntry, many=True),
+        tags=["memories"],
+    )
+    def history(access: Caller, id_or_key: str, scope: Scope = None) -> JSON:
+        """Every add, update and delete of a memory, oldest first."""
+        return ok(access.history(id_or_key, scope=scope))
+
+    @app.get("/v1/memories/{id_or_key:path}", responses=documented(Memory), tags=["memories"])
+    def get(access: Caller, id_or_key: str, scope: Scope = None) -> JSON:
+        """One memory by id, or by key (in `scope`, default global)."""
+        return ok(access.get(id_or_key, scope=scope))
+
+    @app.patch(
+        "/v1/memories/{id_or_key:path}",
+        responses=documented(Memory),
+        openapi_extra=request_body(UpdateBody),
+        tags=["memories"],
+    )
+    def update(
+        access: Caller,
+        id_or_key: str,
+        change: Annotated[UpdateBody, body(UpdateBody)],
+        scope: Scope = None,
+    ) -> JSON:
+        """Change text, tags or metadata; a new text is re-embedded."""
+        return ok(
+            access.update(
+                id_or_key, change.text, tags=change.tags, metadata=change.metadata, scope=scope
+            )
+        )
+
+    @app.delete("/v1/memories/{id_or_key:path}", responses=documented(Memory), tags=["memories"])
+    def delete(access: Caller, id_or_key: str, scope: Scope = None) -> JSON:
+        """Delete a memory (its history stays); answers the memory as it was."""
+        return ok(access.delete(id_or_key, scope=scope))
+
+    @app.get("/v1/search", responses=documented(wire.SearchResult), tags=["search"])
+    def search_get(
+        access: Caller,
+        q: Annotated[str, Query(description="the query")],
+        limit: Limit = 10,
+        scope: Scope = None,
+        domain: Domain = None,
+        category: Category = None,
+        tags: Tags = None,
+        since: When = None,
+        until: When = None,
+        mode: Annotated[str, Query(description="hybrid, vector or text")] = "hybrid",
+    ) -> JSON:
+        """Memories that match the query by words and meaning, best first."""
+        hits = access.search(
+            q,
+            limit=limit,
+            scope=scope,
+            domain=domain,
+            category=category,
+            tags=tags,
+            since=_when(since),
+            until=_when(until),
+            mode=mode,
+        )
+        return ok(wire.SearchResult(hits=hits))
+
+    @app.post(
+        "/v1/search",
+        responses=documented(wire.SearchResult),
+        openapi_extra=request_body(SearchBody),
+        tags=["search"],
+    )
+    def search_post(access: Caller, asked: Annotated[SearchBody, body(SearchBody)]) -> JSON:
+        """Search with the options in a JSON body (also takes a query `embedding`)."""
+        fields = msgspec.structs.asdict(asked)
+        return ok(wire.SearchResult(hits=access.search(fields.pop("query"), **fields)))
+
+    @app.post(
+        "/v1/import",
+        responses=documented(wire.ImportResult),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-ndjson": {"schema": {"type": "string"}},
+                    "application/json": {"schema": wire.ref(AddBody, many=True)},
+                },
+            }
+        },
+        tags=["memories"],
+    )
+    async def import_memories(request: Request, access: Caller) -> JSON:
+        """Import JSON Lines (or a JSON list with Content-Type application/json): every
+        record or none; bad lines are named."""
+        data = await request.body()
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        imported = await run_in_threadpool(
+            access.import_data, data, name="request body", json_list=kind in JSON_TYPES
+        )
+        return ok(wire.ImportResult(imported=len(imported)))
+
+    @app.get(
+        "/v1/export",
+        responses={200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}}},
+        tags=["memories"],
+    )
+    def export(
+        access: Caller,
+        scope: Scope = None,
+        domain: Domain = None,
+        category: Category = None,
+        tags: Tags = None,
+        since: When = None,
+        until: When = None,
+    ) -> StreamingResponse:
+        """Memories as JSON Lines, streamed; importing them back is exact."""
+        lines = access.export(
+            scope=scope,
+            domain=domain,
+            category=category,
+            tags=tags,
+            since=_when(since),
+            until=_when(until),
+        )
+        return StreamingResponse(_chunks(lines), media_type="application/x-ndjson")
+
+
+def _when(raw: str | None) -> str | int | None:
+    """Epoch milliseconds as a number; anything else as given (ISO-8601 is parsed later)."""
+    return int(raw) if raw is not None and raw.lstrip("-").isdigit() else raw
+
+
+def _chunks(lines: Iterator[bytes]) -> Iterator[bytes]:
+    """Lines joined into chunks, so a big export is not one thread hop per line."""
+    chunk: list[bytes] = []
+    size = 0
+    for line in lines:
+        chunk.append(line)
+        size += len(line)
+        if size >= EXPORT_CHUNK:
+            yield b"".join(chunk)
+            chunk, size = [], 0
+    if chunk:
+        yield b"".join(chunk)
+
+
+def _errors(app: FastAPI) -> None:
+    @app.exception_handler(CISError)
+    async def cis_error(_: Request, exc: CISError) -> Response:
+        if exc.http_status >= 500:
+            log.warning("%s: %s", exc.code, exc)
+        return JSON(
+            wire.ErrorBody(error=wire.ErrorDetail(code=exc.code, message=str(exc))), exc.http_status
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, exc: RequestValidationError) -> Response:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error.get("loc", ()))
+            problems.append(f"{where}: {error.get('msg', 'invalid')}")
+        return await cis_error(_, InvalidInput("; ".join(problems) or "invalid request"))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        body = wire.ErrorBody(error=wire.ErrorDetail(code=code, message=str(exc.detail)))
+        return JSON(body, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def crash(_: Request, exc: Exception) -> Response:
+        log.exception("unexpected error")
+        body = wire.ErrorBody(
+            error=wire.ErrorDetail(code="internal", message="internal error; see the server log")
+        )
+        return JSON(body, 500)
+
+
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
+            spec.setdefault("components", {}).setdefault("schemas", {}).update(wire.schemas())
+            spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            spec["security"] = [{"bearer": []}]
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    return build
+
+
+def _metrics(node: Node, meter: Meter) -> str:
+    memory = node.memory
+    cache = memory.cache.stats()
+    return render(
+        [
+            meter.requests.render(),
+            meter.seconds.render(),
+            memory.search_seconds.render(),
+            sample("cis_memories", "Memories stored (not deleted).", "gauge", memory.count()),
+            sample(
+                "cis_index_vectors", "Vectors in the in-memory index.", "gauge", len(memory.index)
+            ),
+            sample(
+                "cis_embed_queue_depth",
+                "Memories waiting for their vector.",
+                "gauge",
+                memory.pending(),
+            ),
+            sample(
+                "cis_embedded_total",
+                "Texts embedded by this process.",
+                "counter",
+                memory.indexer.embedded,
+            ),
+            sample(
+                "cis_embed_reused_total",
+                "Vectors reused for identical text.",
+                "counter",
+                memory.indexer.reused,
+            ),
+            sample("cis_cache_hits_total", "Cache hits.", "counter", cache.hits),
+            sample("cis_cache_misses_total", "Cache misses.", "counter", cache.misses),
+            sample(
+                "cis_cache_hit_ratio",
+                "Cache hits over lookups since start.",
+                "gauge",
+                cache.hit_ratio,
+            ),
+        ]
+    )

@@ -1,0 +1,86 @@
+"""Running the node as a service: HTTP API + MCP over HTTP (`cis serve`), MCP over stdio."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+
+from ..node import Node
+from . import mcp
+from .http import create_app
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def plain_logging() -> None:
+    """Log lines to stderr (set before the MCP SDK, which would install its own)."""
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def http_app(node: Node) -> Any:
+    """The HTTP API with the MCP streamable-HTTP endpoint at /mcp, behind one token gate."""
+    server = mcp.build(node, mcp.http_caller(node))
+    # DNS-rebinding protection (Host and Origin checks) is on for loopback hosts
+    mcp_app = server.streamable_http_app(streamable_http_path="/mcp", host=node.config.http_host)
+
+    @asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        async with server.session_manager.run():
+            yield
+
+    return create_app(node, mcp_routes=list(mcp_app.routes), lifespan=lifespan)
+
+
+def serve_http(node: Node, host: str, port: int) -> None:
+    """Serve until SIGINT or SIGTERM; prints one line with the address once listening."""
+    plain_logging()
+    node.memory.embedder_warm()
+    config = uvicorn.Config(
+        http_app(node),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    asyncio.run(_serve(server, host))
+
+
+async def _serve(server: uvicorn.Server, host: str) -> None:
+    task = asyncio.create_task(server.serve())
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    if server.started:
+        port = server.servers[0].sockets[0].getsockname()[1]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"CIS listening on http://{shown}:{port} (HTTP API /v1, MCP /mcp)", flush=True)
+        if host not in LOOPBACK:
+            print(
+                "warning: reachable from other machines; tokens travel in clear text over"
+                " plain HTTP, so put TLS in front of it",
+                file=sys.stderr,
+                flush=True,
+            )
+    await task
+
+
+def serve_stdio(node: Node) -> None:
+    """MCP over standard input and output, until the client closes the stream."""
+    plain_logging()
+    server = mcp.build(node, mcp.stdio_caller(node))
+    node.memory.embedder_warm()
+    server.run("stdio")
