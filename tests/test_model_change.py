@@ -26,6 +26,8 @@ class HashingEmbedder:
                 out[row, int.from_bytes(digest[:4], "little") % self.dim] += 1.0
         return normalize(out)
 
+    embed_queries = embed
+
 
 def _models(node: Node) -> set[str]:
     with node.db.read() as conn:

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from .access.limits import Access
 from .access.tokens import TokenService
 from .cache import CacheStats, ShardedCache
 from .config import Config, default_data_dir, load_config
@@ -17,6 +18,7 @@ from .index.batch import BatchIndexer
 from .index.embed import Embedder, MiniLMEmbedder
 from .index.vectors import VectorIndex
 from .memory.service import MemoryService
+from .model import Token
 from .store.crypto import KEY_FILE, SALT_FILE, resolve_key
 from .store.schema import SCHEMA_VERSION
 from .store.snapshot import SnapshotFile
@@ -120,6 +122,10 @@ class Node:
         if waiting:
             self.memory.indexer.notify()
 
+    def access(self, token: Token | None = None) -> Access:
+        """The memory API as a caller holding `token` may use it (no limits without one)."""
+        return Access(self.memory, token)
+
     def status(self) -> NodeStatus:
         memory = self.memory
         memory.fresh.refresh()
@@ -150,6 +156,7 @@ class Node:
         if flush:
             self.memory.flush()
         self.memory.indexer.close()
+        self.memory.queries.close()
         # an HNSW build still running is left behind (the next opener builds again or
         # uses the last snapshot); a snapshot being written is waited for
         self.memory.fresh.persist_if_stale()

@@ -56,7 +56,7 @@ def test_full_cli_session(cli: CliRunner, tmp_path: Path) -> None:
     assert [h["op"] for h in history] == ["add", "update"]
 
     listed = json.loads(cli("memory", "list", "--json", check=True).stdout)
-    assert len(listed) == 3
+    assert len(listed["items"]) == 3 and listed["next_cursor"] is None
     dump = tmp_path / "dump.jsonl"
     cli("memory", "export", "-o", str(dump), check=True)
     assert len(dump.read_text().splitlines()) == 3
@@ -80,7 +80,7 @@ def test_import_round_trip_and_errors(cli: CliRunner, tmp_path: Path) -> None:
     bad.write_text('{"text": "fine"}\n{oops\n')
     done = cli("memory", "import", str(bad))
     assert done.returncode == 2 and "line 2" in done.stderr
-    assert len(json.loads(cli("memory", "list", "--json", check=True).stdout)) == 2
+    assert len(json.loads(cli("memory", "list", "--json", check=True).stdout)["items"]) == 2
 
 
 def test_exit_codes_and_error_messages(cli: CliRunner) -> None:
@@ -132,7 +132,7 @@ def test_invalid_utf8_argument_is_refused(data_dir: Path) -> None:
     assert done.returncode == 2
     assert b"not valid UTF-8" in done.stderr
     listed = subprocess.run([CIS, "memory", "list", "--json"], env=env, capture_output=True)
-    assert listed.stdout.strip() == b"[]"
+    assert json.loads(listed.stdout) == {"items": [], "next_cursor": None}
 
 
 def test_token_commands(cli: CliRunner) -> None:

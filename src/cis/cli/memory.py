@@ -185,22 +185,30 @@ def list_(
     tag: TagOpt = None,
     prefix: Annotated[str | None, typer.Option("--prefix", help="Keys starting with this.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n")] = 100,
-    after: Annotated[str | None, typer.Option("--after", help="Continue after this id.")] = None,
+    cursor: Annotated[
+        str | None,
+        typer.Option("--cursor", "--after", help="Continue after this id (a page's next_cursor)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List memories in the order they were added."""
+    """List memories in the order they were added, a page at a time."""
     state: State = ctx.obj
     with state.open() as node:
-        memories = node.memory.list(
+        page = node.access().list(
             scope=scope,
             domain=domain,
             category=category,
             tags=tag,
             prefix=prefix,
             limit=limit,
-            after=after,
+            cursor=cursor,
         )
-    output.emit_lines(memories, as_json, output.memory_line)
+    if as_json:
+        output.emit_json({"items": page.items, "next_cursor": page.next_cursor})
+        return
+    output.emit_lines(page.items, False, output.memory_line)
+    if page.next_cursor:
+        print(f"more: --cursor {page.next_cursor}", file=sys.stderr)
 
 
 @memory_app.command("update")
@@ -237,7 +245,7 @@ def delete(
     state: State = ctx.obj
     with state.open() as node:
         memory = node.memory.delete(id_or_key, scope=scope)
-    output.emit_json({"deleted": memory.id}) if as_json else print(f"deleted {memory.id}")
+    output.emit_json(memory) if as_json else print(f"deleted {memory.id}")
 
 
 @memory_app.command("history")

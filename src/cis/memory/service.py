@@ -6,7 +6,7 @@ import builtins
 import re
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,7 +19,7 @@ from ..config import Config
 from ..errors import Conflict, InvalidInput, NotFound
 from ..index import text as text_index
 from ..index.batch import BatchIndexer
-from ..index.embed import Embedder
+from ..index.embed import Embedder, QueryBatcher
 from ..index.filters import Filters
 from ..index.hybrid import WORD_WEIGHT, fuse, single
 from ..index.vectors import VectorIndex
@@ -95,9 +95,9 @@ class MemoryService:
         self.indexer = indexer
         self.text_weight = text_weight
         self.fresh = Freshness(db, index, cache, embedder.model_id, indexer.notify, snapshot)
-        self._query_pool: ThreadPoolExecutor | None = None
-        self.search_seconds = Histogram("cis_search_seconds", "Search latency, by search mode.")
+        self.queries = QueryBatcher(embedder)
         self._warm: Future[np.ndarray] | None = None
+        self.search_seconds = Histogram("cis_search_seconds", "Search latency, by search mode.")
 
     # ---- writing ---------------------------------------------------------------
 
@@ -616,8 +616,6 @@ class MemoryService:
     def _search_cached(
         self, query: str, qvec: np.ndarray | None, flt: Filters, limit: int, mode: str
     ) -> builtins.list[Hit]:
-        if qvec is None and mode != "text":
-            self.embedder_warm()
         self.fresh.refresh(vectors=mode != "text")
         cache_key = None
         if qvec is None:
@@ -639,15 +637,18 @@ class MemoryService:
         words: dict[int, float] = {}
         sims: dict[int, float] = {}
         with self.db.read() as conn:
-            meaning = None
-            if mode != "text":  # embed and search vectors on a helper thread meanwhile
-                allowed = None if flt.empty else self._allowed(conn, flt)
-                meaning = self._pool().submit(self._vector_stage, query, qvec, pool, allowed)
+            embedding = None
+            if mode != "text" and qvec is None:  # embedded on the batcher's thread meanwhile
+                embedding = self._query_vector(query)
             if mode != "vector" and query.strip():
                 words = dict(text_index.text_search(conn, query, flt, pool, self.cache))
-            if meaning is not None:
-                qvec, hits = meaning.result()
-                sims = dict(hits)
+            if mode != "text":
+                if embedding is not None:
+                    qvec = embedding.result()
+                    self.cache.set(cachekeys.query_vector(self.embedder.model_id, query), qvec)
+                assert qvec is not None
+                allowed = None if flt.empty else self._allowed(conn, flt)
+                sims = dict(self.index.search(qvec, pool, allowed))
             if mode == "hybrid":
                 candidates = list(dict.fromkeys([*words, *sims]))
                 around = neighbours(conn, candidates)
@@ -697,28 +698,16 @@ class MemoryService:
     def embedder_warm(self) -> None:
         """Start loading the embedding model in the background (no-op once loaded)."""
         if self._warm is None:
-            self._warm = self._pool().submit(self.embedder.embed, ["warm up"])
+            self._warm = self.queries.submit("warm up")
 
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._query_pool is None:
-            self._query_pool = ThreadPoolExecutor(1, thread_name_prefix="cis-query")
-        return self._query_pool
-
-    def _vector_stage(
-        self, query: str, qvec: np.ndarray | None, pool: int, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, builtins.list[tuple[int, float]]]:
-        """The query's vector (embedded unless given) and its nearest memories."""
-        if qvec is None:
-            qvec = self._embed_query(query)
-        return qvec, self.index.search(qvec, pool, allowed)
-
-    def _embed_query(self, query: str) -> np.ndarray:
-        key = cachekeys.query_vector(self.embedder.model_id, query)
-        vector = self.cache.get(key)
-        if vector is None:
-            vector = self.embedder.embed([query])[0]
-            self.cache.set(key, vector)
-        return vector  # type: ignore[no-any-return]
+    def _query_vector(self, query: str) -> Future[np.ndarray]:
+        """The query's vector: from the cache, else embedded by the batcher."""
+        cached = self.cache.get(cachekeys.query_vector(self.embedder.model_id, query))
+        if cached is not None:
+            done: Future[np.ndarray] = Future()
+            done.set_result(cached)
+            return done
+        return self.queries.submit(query)
 
     # ---- indexing --------------------------------------------------------------
 

@@ -1,0 +1,153 @@
+"""HTTP search round trips against a real `cis serve` on 127.0.0.1 over 10k memories:
+one client in sequence (p50/p95/p99), then 8 concurrent clients (searches/s, errors).
+
+Memories are 12-word texts over a 20,000-word Zipf vocabulary (as in bench_search.py);
+queries are 6 words drawn from the same distribution, every one distinct, so no result
+comes from the search cache and the query is embedded on every search. The baseline is
+the same searches through the Python API in one process, in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from common import clustered_vectors, emit, median, percentile, sentences, temp_dir
+
+from cis import Node
+from cis.index.embed import MiniLMEmbedder
+
+N = 10_000
+SEQUENTIAL = 300
+CLIENTS = 8
+CONCURRENT_S = 20.0
+CIS = str(Path(sys.executable).parent / "cis")
+
+
+def queries(count: int, seed: int) -> list[str]:
+    return sentences(count, seed=seed, length=6)
+
+
+def start(data_dir: Path) -> tuple[subprocess.Popen[str], str, str]:
+    env = {**os.environ, "CIS_DATA_DIR": str(data_dir)}
+    made = subprocess.run(
+        [CIS, "token", "create", "bench", "--json"], env=env, capture_output=True, check=True
+    )
+    secret = json.loads(made.stdout)["secret"]
+    process = subprocess.Popen(
+        [CIS, "serve", "--port", "0"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        found = re.search(r"listening on (http://\S+)", line)
+        if found:
+            return process, found.group(1), secret
+    raise SystemExit(f"cis serve did not start (exit {process.poll()})")
+
+
+def hammer(url: str, headers: dict[str, str], load: list[str]) -> dict[str, float]:
+    """CLIENTS threads searching for CONCURRENT_S seconds; searches/s, latency, errors."""
+    done: list[list[float]] = [[] for _ in range(CLIENTS)]
+    errors = [0] * CLIENTS
+    stop = time.perf_counter() + CONCURRENT_S
+
+    def client_loop(n: int) -> None:
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+            i = n
+            while time.perf_counter() < stop and i < len(load):
+                began = time.perf_counter()
+                answer = client.get("/v1/search", params={"q": load[i], "limit": 10})
+                if answer.status_code != 200:
+                    errors[n] += 1
+                done[n].append(time.perf_counter() - began)
+                i += CLIENTS
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=client_loop, args=(n,)) for n in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - began
+    latencies = [x for per in done for x in per]
+    return {
+        "searches_per_s": len(latencies) / elapsed,
+        "p50_ms": median(latencies) * 1000,
+        "p95_ms": percentile(latencies, 95) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "errors": sum(errors),
+    }
+
+
+def embed_cost(texts: list[str]) -> float:
+    """CPU seconds per query to embed `texts` in batches of 8 (the batcher's best case)."""
+    embedder = MiniLMEmbedder()
+    embedder.embed_queries(texts[:8])
+    began = time.process_time()
+    for i in range(0, len(texts), 8):
+        embedder.embed_queries(texts[i : i + 8])
+    return (time.process_time() - began) / len(texts)
+
+
+def main() -> None:
+    data_dir = temp_dir("http")
+    texts = sentences(N, seed=3)
+    vectors = clustered_vectors(N, seed=3)
+    with Node.open(data_dir, background=False) as node:
+        node.memory.add_many(
+            {"text": t, "embedding": v} for t, v in zip(texts, vectors, strict=True)
+        )
+        asked = queries(SEQUENTIAL, seed=7)
+        node.memory.search("warm up", limit=10)
+        in_process = []
+        for q in asked:
+            began = time.perf_counter()
+            node.memory.search(q, limit=10)
+            in_process.append(time.perf_counter() - began)
+
+    process, url, secret = start(data_dir)
+    try:
+        headers = {"Authorization": f"Bearer {secret}"}
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+            client.get("/v1/search", params={"q": "warm up"}).raise_for_status()
+            sequential = []
+            for q in asked:
+                began = time.perf_counter()
+                client.get("/v1/search", params={"q": q, "limit": 10}).raise_for_status()
+                sequential.append(time.perf_counter() - began)
+
+        distinct = hammer(url, headers, queries(CLIENTS * 2000, seed=8))
+        repeated = hammer(url, headers, queries(50, seed=9) * 400)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    embed_batched = embed_cost(queries(96, seed=10))
+    emit(
+        "http_search",
+        memories=N,
+        sequential_p50_ms=median(sequential) * 1000,
+        sequential_p95_ms=percentile(sequential, 95) * 1000,
+        sequential_p99_ms=percentile(sequential, 99) * 1000,
+        python_api_p50_ms=median(in_process) * 1000,
+        http_over_python_api_p50=median(sequential) / median(in_process),
+        concurrent_clients=CLIENTS,
+        **{f"concurrent_{k}": v for k, v in distinct.items()},
+        **{f"concurrent_repeated_{k}": v for k, v in repeated.items()},
+        query_embedding_cpu_ms_batched=embed_batched * 1000,
+        note="concurrent_*: every query distinct, so each is embedded (no cache hit);"
+        " concurrent_repeated_*: 50 queries cycled, so results come from the search cache"
+        " (the HTTP layer's own ceiling); query_embedding_cpu_ms_batched: CPU time to"
+        " embed one query in batches of 8, the floor of a distinct search's cost",
+    )
+
+
+if __name__ == "__main__":
+    main()
