@@ -30,6 +30,7 @@ from cis.node import Node
 
 from ..conftest import CIS
 
+
 def _error_classes() -> dict[str, type[CISError]]:
     found: dict[str, type[CISError]] = {}
     stack: list[type[CISError]] = [CISError]
@@ -81,7 +82,12 @@ class PythonShell:
                 return plain({"items": page.items, "next_cursor": page.next_cursor})
             if op in ("get", "update", "delete", "history"):
                 target = args.pop("id_or_key")
-                method = {"get": a.get, "update": a.update, "delete": a.delete, "history": a.history}
+                method = {
+                    "get": a.get,
+                    "update": a.update,
+                    "delete": a.delete,
+                    "history": a.history,
+                }
                 return plain(method[op](target, **args))
             if op == "add":
                 return plain(a.add(args.pop("text"), **args))
@@ -161,14 +167,17 @@ class CliShell:
         except (ValueError, KeyError):
             error = {"code": "invalid_input", "message": done.stderr}  # usage error (typer)
         expected = ERRORS[error["code"]].exit_code
-        assert done.returncode == expected, f"exit {done.returncode}, {error['code']} has {expected}"
+        assert done.returncode == expected, (
+            f"exit {done.returncode}, {error['code']} has {expected}"
+        )
         raise Failed(error["code"], error["message"])
 
 
 @contextmanager
-def served(data_dir: Path) -> Iterator[tuple[str, str]]:
-    """A real `cis serve` on a free port: (base URL, token secret)."""
-    env = env_for(data_dir)
+def served(data_dir: Path, **settings: str) -> Iterator[tuple[str, str]]:
+    """A real `cis serve` on a free port: (base URL, token secret). `settings` are CIS_*
+    environment variables. On leaving, SIGTERM must end it cleanly (exit 0)."""
+    env = {**env_for(data_dir), **settings}
     subprocess.run([CIS, "init"], env=env, check=True, capture_output=True)
     made = subprocess.run(
         [CIS, "token", "create", "tests", "--json"], env=env, check=True, capture_output=True
@@ -190,10 +199,11 @@ def served(data_dir: Path) -> Iterator[tuple[str, str]]:
     finally:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=15)
+            code = process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
             raise
+    assert code == 0, f"cis serve exited {code} on SIGTERM"
 
 
 class HttpShell:
@@ -275,7 +285,9 @@ class McpShell:
         if result.is_error:
             text = result.content[0].text
             found = _TOOL_ERROR.search(text)
-            code = found.group(1) if found else "invalid_input" if "validation error" in text else "?"
+            code = (
+                found.group(1) if found else "invalid_input" if "validation error" in text else "?"
+            )
             raise Failed(code, text)
         data = result.structured_content
         if op == "search":
@@ -306,4 +318,3 @@ def http_server(url: str, secret: str) -> Any:
 
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {secret}"}, timeout=60)
     return streamable_http_client(f"{url}/mcp", http_client=http)
-

@@ -69,8 +69,10 @@ TABLE: list[Step] = [
             "category": "fact",
             "tags": ["db"],
         },
-        lambda m, _: (m["key"], m["scope"], m["tags"], m["version"], m["category"])
-        == ("project/db", "global", ["db"], 1, "fact"),
+        lambda m, _: (
+            (m["key"], m["scope"], m["tags"], m["version"], m["category"])
+            == ("project/db", "global", ["db"], 1, "fact")
+        ),
         save="db",
     ),
     Step(
@@ -110,8 +112,7 @@ TABLE: list[Step] = [
     Step(
         "search",
         {"query": "which database does billing use", "limit": 3},
-        lambda hits, s: ids(hits)[0] == s["db"]["id"]
-        and all(0 <= h["score"] <= 1 for h in hits),
+        lambda hits, s: ids(hits)[0] == s["db"]["id"] and all(0 <= h["score"] <= 1 for h in hits),
     ),
     Step(
         "search",
@@ -141,8 +142,10 @@ TABLE: list[Step] = [
     Step(
         "update",
         {"id_or_key": Ref("db"), "text": "Billing runs on PostgreSQL 17"},
-        lambda m, s: (m["id"], m["version"], m["text"])
-        == (s["db"]["id"], 2, "Billing runs on PostgreSQL 17"),
+        lambda m, s: (
+            (m["id"], m["version"], m["text"])
+            == (s["db"]["id"], 2, "Billing runs on PostgreSQL 17")
+        ),
     ),
     Step(
         "update",
@@ -154,8 +157,10 @@ TABLE: list[Step] = [
     Step(
         "history",
         {"id_or_key": Ref("db")},
-        lambda h, _: [(e["op"], e["version"]) for e in h] == [("add", 1), ("update", 2)]
-        and h[-1]["text"].endswith("17"),
+        lambda h, _: (
+            [(e["op"], e["version"]) for e in h] == [("add", 1), ("update", 2)]
+            and h[-1]["text"].endswith("17")
+        ),
     ),
     Step("history", {"id_or_key": "no-such-thing"}, error="not_found"),
     Step(
@@ -167,15 +172,18 @@ TABLE: list[Step] = [
     Step(
         "list",
         {"limit": 2},
-        lambda page, s: [m["id"] for m in page["items"]] == [s["db"]["id"], s["alice"]["id"]]
-        and page["next_cursor"] == s["alice"]["id"],
+        lambda page, s: (
+            [m["id"] for m in page["items"]] == [s["db"]["id"], s["alice"]["id"]]
+            and page["next_cursor"] == s["alice"]["id"]
+        ),
         save="page1",
     ),
     Step(
         "list",
         {"limit": 2, "cursor": Ref("page1", "next_cursor")},
-        lambda page, s: [m["id"] for m in page["items"]] == [s["deploy"]["id"]]
-        and page["next_cursor"] is None,
+        lambda page, s: (
+            [m["id"] for m in page["items"]] == [s["deploy"]["id"]] and page["next_cursor"] is None
+        ),
     ),
     Step(
         "list",
@@ -205,7 +213,11 @@ TABLE: list[Step] = [
         {},
         lambda rows, s: sorted(r["id"] for r in rows) == sorted([s["db"]["id"], s["deploy"]["id"]]),
     ),
-    Step("export", {"scope": "project/ops"}, lambda rows, s: [r["id"] for r in rows] == [s["deploy"]["id"]]),
+    Step(
+        "export",
+        {"scope": "project/ops"},
+        lambda rows, s: [r["id"] for r in rows] == [s["deploy"]["id"]],
+    ),
     Step(
         "import",
         {"records": [{"text": "imported one", "tags": ["imp"]}, {"text": "imported two"}]},

@@ -154,9 +154,7 @@ class QueryBatcher:
         self.max_batch = max_batch
         self.batches = 0
         self.embedded = 0
-        self._queue: queue.SimpleQueue[tuple[str, Future[np.ndarray]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[tuple[str, Future[np.ndarray]] | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -57,7 +58,14 @@ def serve_http(node: Node, host: str, port: int) -> None:
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
-    asyncio.run(_serve(server, host))
+    # uvicorn stops on SIGINT/SIGTERM, then raises the signal again for the handler it
+    # found; a quiet one lets the node close and the process exit 0 instead of dying
+    quiet = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        asyncio.run(_serve(server, host))
+    finally:
+        for sig, handler in quiet.items():
+            signal.signal(sig, handler)
 
 
 async def _serve(server: uvicorn.Server, host: str) -> None:

@@ -98,6 +98,8 @@ def decode(raw: bytes, kind: type[Body]) -> Any:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:
         raise InvalidInput(f"request body: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"request body is not valid UTF-8 (bad byte at {exc.start})") from exc
     except msgspec.DecodeError as exc:
         if not raw.strip():
             raise InvalidInput("request body is empty; send a JSON object") from exc

@@ -1,0 +1,238 @@
+"""The real `cis serve` over HTTP: tokens, limits, errors, metrics, OpenAPI, import/export."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cis import Node
+
+from ..conftest import CIS
+from .shells import env_for, served
+
+MAX_BODY = 50_000
+
+
+class Server:
+    def __init__(self, url: str, secret: str, data_dir: Path):
+        self.url = url
+        self.data_dir = data_dir
+        self.client = self.as_(secret)
+
+    def as_(self, secret: str | None) -> httpx.Client:
+        headers = {} if secret is None else {"Authorization": f"Bearer {secret}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def token(self, name: str, *flags: str) -> str:
+        made = subprocess.run(
+            [CIS, "token", "create", name, *flags, "--json"],
+            env=env_for(self.data_dir),
+            capture_output=True,
+            check=True,
+        )
+        return str(json.loads(made.stdout)["secret"])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data_dir = tmp_path_factory.mktemp("http") / "node"
+    with served(data_dir, CIS_HTTP_MAX_BODY_BYTES=str(MAX_BODY)) as (url, secret):
+        yield Server(url, secret, data_dir)
+
+
+def error_of(answer: httpx.Response, status: int) -> dict[str, Any]:
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    error: dict[str, Any] = answer.json()["error"]
+    assert error["code"] and error["message"]
+    return error
+
+
+def test_every_route_but_healthz_needs_a_token(server: Server) -> None:
+    anonymous = server.as_(None)
+    assert anonymous.get("/healthz").json() == {"status": "ok"}
+    for path in ("/v1/status", "/v1/memories", "/v1/search?q=x", "/metrics", "/openapi.json"):
+        answer = anonymous.get(path)
+        assert error_of(answer, 401)["code"] == "unauthorized"
+        assert answer.headers["www-authenticate"].startswith("Bearer")
+    assert anonymous.post("/mcp", json={}).status_code == 401
+    assert server.as_("cis_not-a-real-token").get("/v1/status").status_code == 401
+    basic = anonymous.get("/v1/status", headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    assert "Bearer" in error_of(basic, 401)["message"]
+
+
+def test_a_revoked_token_is_refused_at_once(server: Server) -> None:
+    secret = server.token("short-lived")
+    assert server.as_(secret).get("/v1/status").status_code == 200
+    subprocess.run(
+        [CIS, "token", "revoke", "short-lived"], env=env_for(server.data_dir), check=True
+    )
+    assert server.as_(secret).get("/v1/status").status_code == 401
+
+
+def test_read_only_and_scoped_tokens(server: Server) -> None:
+    kept = server.client.post("/v1/memories", json={"text": "outside", "scope": "project/a"})
+    reader = server.as_(server.token("reader", "--read-only"))
+    assert error_of(reader.post("/v1/memories", json={"text": "x"}), 403)["code"] == "forbidden"
+    assert reader.get(f"/v1/memories/{kept.json()['id']}").status_code == 200
+    scoped = server.as_(server.token("scoped", "--scope", "project/b"))
+    made = scoped.post("/v1/memories", json={"text": "inside b"})
+    assert made.status_code == 201 and made.json()["scope"] == "project/b"
+    assert scoped.get(f"/v1/memories/{kept.json()['id']}").status_code == 404
+    assert scoped.get("/v1/search", params={"q": "x", "scope": "project/a"}).status_code == 403
+    listed = scoped.get("/v1/memories").json()["items"]
+    assert {m["scope"] for m in listed} == {"project/b"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "expect"),
+    [
+        ("post", "/v1/memories", b'{"text": ', "not valid JSON"),
+        ("post", "/v1/memories", b"", "empty"),
+        ("post", "/v1/memories", b'{"text": 5}', "Expected `str`"),
+        ("post", "/v1/memories", b'{"text": "x", "colour": "red"}', "unknown field `colour`"),
+        ("post", "/v1/memories", b'["a list"]', "Expected `object`"),
+        ("post", "/v1/memories", b'{"text": "caf\xe9"}', "UTF-8"),
+        ("post", "/v1/memories", b'{"text": "x", "scope": "nowhere"}', "scope"),
+        ("post", "/v1/memories", b'{"text": "x", "tags": "not-a-list"}', "Expected `array`"),
+        ("post", "/v1/search", b'{"query": "x", "limit": "5"}', "Expected `int`"),
+        ("post", "/v1/search", b'{"query": "x", "limit": 0}', "limit"),
+        ("post", "/v1/search", b'{"query": "x", "mode": "psychic"}', "mode"),
+        ("patch", "/v1/memories/nothing-here", b'{"txt": "x"}', "unknown field `txt`"),
+        ("get", "/v1/search?q=x&limit=abc", b"", "limit"),
+        ("get", "/v1/search?q=x&scop=project/a", b"", "unknown query parameter(s): scop"),
+        ("get", "/v1/search", b"", "q"),
+        ("get", "/v1/memories?cursor=nope", b"", "cursor"),
+    ],
+)
+def test_bad_requests_get_a_400_that_says_why(
+    server: Server, method: str, path: str, body: bytes, expect: str
+) -> None:
+    answer = server.client.request(method, path, content=body or None)
+    assert expect in error_of(answer, 400)["message"]
+
+
+def test_text_over_its_limit_is_refused(server: Server) -> None:
+    big = "x" * 70_000
+    answer = server.as_(None).post(
+        "/v1/memories",
+        json={"text": big},
+        headers=dict(server.client.headers),
+    )
+    assert error_of(answer, 413)["code"] == "too_large"
+
+
+def test_unknown_routes_and_methods_answer_json(server: Server) -> None:
+    assert error_of(server.client.get("/v2/nothing"), 404)["code"] == "not_found"
+    assert error_of(server.client.put("/v1/search"), 405)["code"] == "method_not_allowed"
+    missing = server.client.get("/v1/memories/no-such-memory")
+    assert "no such id" in error_of(missing, 404)["message"]
+
+
+def test_body_limit_applies_with_and_without_content_length(server: Server) -> None:
+    payload = json.dumps({"text": "y" * (MAX_BODY + 10)}).encode()
+    assert server.client.post("/v1/memories", content=payload).status_code == 413
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(payload), 4096):
+            yield payload[start : start + 4096]
+
+    answer = server.client.post("/v1/memories", content=chunks())
+    assert error_of(answer, 413)["code"] == "too_large"
+    assert server.client.get("/healthz").status_code == 200
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+fields = st.sampled_from(
+    ["text", "query", "key", "scope", "domain", "category", "tags", "metadata", "limit", "mode"]
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=st.dictionaries(fields, json_values, max_size=5), route=st.sampled_from(["m", "s", "p"])
+)
+def test_no_body_yields_a_server_error(server: Server, body: dict[str, Any], route: str) -> None:
+    if route == "m":
+        answer = server.client.post("/v1/memories", json=body)
+    elif route == "s":
+        answer = server.client.post("/v1/search", json=body)
+    else:
+        answer = server.client.patch("/v1/memories/some-key", json=body)
+    assert answer.status_code < 500, answer.text
+
+
+def test_post_search_matches_get(server: Server) -> None:
+    server.client.post("/v1/memories", json={"text": "The kettle is in the blue cupboard"})
+    params = {"q": "where is the kettle", "limit": 3, "mode": "text"}
+    got = server.client.get("/v1/search", params=params).json()
+    posted = server.client.post(
+        "/v1/search", json={"query": "where is the kettle", "limit": 3, "mode": "text"}
+    ).json()
+    assert got == posted and got["hits"][0]["memory"]["text"].startswith("The kettle")
+
+
+def test_import_and_streamed_export_round_trip(server: Server, tmp_path: Path) -> None:
+    c = server.client
+    as_list = [{"text": "imported from a list", "scope": "project/io"}]
+    assert c.post("/v1/import", json=as_list).json() == {"imported": 1}
+    lines = (
+        b'{"text": "line one", "scope": "project/io"}\n\n'
+        b'{"text": "line two", "scope": "project/io"}\n'
+    )
+    answer = c.post("/v1/import", content=lines, headers={"content-type": "application/x-ndjson"})
+    assert answer.json() == {"imported": 2}
+    bad = c.post("/v1/import", content=b'{"text": "ok"}\n{"text": ""}\n')
+    assert "line 2" in error_of(bad, 400)["message"]
+    exported = c.get("/v1/export", params={"scope": "project/io"})
+    assert exported.headers["content-type"].startswith("application/x-ndjson")
+    records = [json.loads(line) for line in exported.text.splitlines()]
+    assert [r["text"] for r in records] == ["imported from a list", "line one", "line two"]
+    (tmp_path / "dump.jsonl").write_text(exported.text)
+    with Node.open(tmp_path / "other") as other:
+        other.memory.import_file(tmp_path / "dump.jsonl")
+        again = [json.loads(line) for line in other.access().export()]
+    assert again == records
+
+
+def test_metrics_and_openapi(server: Server) -> None:
+    c = server.client
+    c.get("/v1/search", params={"q": "metrics please"})
+    text = c.get("/metrics").text
+    for name in (
+        'cis_http_requests_total{method="GET",route="/v1/search",status="200"}',
+        'cis_http_request_seconds_bucket{method="GET",route="/v1/search",le="0.005"}',
+        'cis_search_seconds_count{mode="hybrid"}',
+        "cis_embed_queue_depth ",
+        "cis_embedded_total ",
+        "cis_index_vectors ",
+        "cis_cache_hit_ratio ",
+    ):
+        assert name in text, name
+    spec = c.get("/openapi.json").json()
+    assert {"/v1/memories", "/v1/search", "/v1/import", "/v1/export", "/metrics"} <= set(
+        spec["paths"]
+    )
+    assert {"Memory", "Hit", "AddBody", "SearchBody", "ErrorBody"} <= set(
+        spec["components"]["schemas"]
+    )
+    add = spec["paths"]["/v1/memories"]["post"]
+    assert add["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("AddBody")

@@ -1,0 +1,155 @@
+"""Real MCP clients (the `mcp` SDK) against `cis mcp` over stdio and `cis serve` at /mcp."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+
+from ..conftest import CIS
+from .shells import env_for, http_server, served, stdio_server
+
+EXPECTED_TOOLS = {
+    "memory_add",
+    "memory_search",
+    "memory_get",
+    "memory_update",
+    "memory_delete",
+    "memory_list",
+    "memory_history",
+    "node_status",
+}
+
+
+def text_of(result: Any) -> str:
+    return str(result.content[0].text)
+
+
+def test_tools_resources_and_prompt_over_stdio(data_dir: Path) -> None:
+    async def main() -> None:
+        async with Client(stdio_server(data_dir)) as client:
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+            assert set(tools) == EXPECTED_TOOLS
+            for tool in tools.values():
+                assert len(tool.description or "") > 30, tool.name
+                assert tool.input_schema["type"] == "object"
+                assert tool.annotations is not None
+            hints = {n: t.annotations for n, t in tools.items()}
+            assert hints["memory_search"].read_only_hint is True
+            assert hints["memory_add"].read_only_hint is False
+            assert hints["memory_delete"].destructive_hint is True
+            assert hints["memory_delete"].idempotent_hint is True
+            query = tools["memory_search"].input_schema["properties"]["query"]
+            assert query["type"] == "string" and query["description"]
+
+            added = await client.call_tool(
+                "memory_add", {"text": "The staging database is on port 5433", "tags": ["db"]}
+            )
+            assert not added.is_error
+            memory = added.structured_content
+            assert json.loads(text_of(added)) == memory  # compact JSON, same data
+
+            found = await client.call_tool("memory_search", {"query": "staging database port"})
+            assert found.structured_content["hits"][0]["memory"]["id"] == memory["id"]
+
+            status = await client.read_resource("cis://status")
+            assert json.loads(status.contents[0].text)["memories"] == 1
+            one = await client.read_resource(f"cis://memory/{memory['id']}")
+            assert json.loads(one.contents[0].text)["text"].startswith("The staging")
+            with pytest.raises(MCPError):
+                await client.read_resource("cis://memory/no-such-id")
+
+            prompt = await client.get_prompt("recall", {"task": "connect to the staging database"})
+            assert "port 5433" in prompt.messages[0].content.text
+
+    anyio.run(main)
+
+
+def test_bad_calls_are_tool_errors_and_the_server_keeps_serving(data_dir: Path) -> None:
+    async def main() -> None:
+        async with Client(stdio_server(data_dir)) as client:
+            cases = [
+                ("memory_get", {"id_or_key": "missing"}, "not_found"),
+                ("memory_add", {"text": "x" * 70_000}, "limit is 65536"),
+                ("memory_add", {"text": 5}, "validation error"),
+                ("memory_add", {"text": "x", "scope": "nowhere"}, "invalid_input"),
+                ("memory_search", {"query": ""}, "query is empty"),
+                ("memory_search", {"query": "x", "limit": 0}, "validation error"),
+                ("memory_update", {"id": "missing", "text": "y"}, "not_found"),
+                ("memory_list", {"cursor": "nope"}, "cursor"),
+            ]
+            for name, args, expect in cases:
+                result = await client.call_tool(name, args)
+                assert result.is_error, name
+                assert expect in text_of(result), text_of(result)
+            alive = await client.call_tool("node_status", {})
+            assert not alive.is_error and alive.structured_content["memories"] == 0
+
+    anyio.run(main)
+
+
+def test_stdio_and_http_clients_at_once_share_one_node(data_dir: Path) -> None:
+    """Two agents' stdio processes and one HTTP session, all open together, each
+    writing concurrently; every one then finds what all of them stored."""
+    with served(data_dir) as (url, secret):
+
+        async def main() -> None:
+            async with (
+                Client(stdio_server(data_dir)) as first,
+                Client(stdio_server(data_dir)) as second,
+                Client(http_server(url, secret)) as third,
+            ):
+                clients = [first, second, third]
+                facts = [f"zebra fact number {n} from client {n}" for n in range(3)]
+
+                async def write(client: Client, text: str) -> None:
+                    for i in range(5):
+                        result = await client.call_tool("memory_add", {"text": f"{text} #{i}"})
+                        assert not result.is_error, text_of(result)
+
+                async with anyio.create_task_group() as group:
+                    for client, fact in zip(clients, facts, strict=True):
+                        group.start_soon(write, client, fact)
+                for client in clients:
+                    found = await client.call_tool(
+                        "memory_search", {"query": "zebra fact", "limit": 20}
+                    )
+                    texts = {h["memory"]["text"] for h in found.structured_content["hits"]}
+                    assert len(texts) == 15, texts
+
+        anyio.run(main)
+
+
+def test_http_mcp_applies_the_token_limits(data_dir: Path) -> None:
+    with served(data_dir) as (url, secret):
+        env = env_for(data_dir)
+        made = subprocess.run(
+            [CIS, "token", "create", "agent", "--scope", "agent/bot", "--json"],
+            env=env,
+            capture_output=True,
+            check=True,
+        )
+        scoped = json.loads(made.stdout)["secret"]
+
+        async def main() -> None:
+            async with Client(http_server(url, secret)) as full:
+                outside = await full.call_tool("memory_add", {"text": "global secret"})
+                outside_id = outside.structured_content["id"]
+            async with Client(http_server(url, scoped)) as agent:
+                mine = await agent.call_tool("memory_add", {"text": "bot note"})
+                assert mine.structured_content["scope"] == "agent/bot"
+                hidden = await agent.call_tool("memory_get", {"id_or_key": outside_id})
+                assert hidden.is_error and "not_found" in text_of(hidden)
+                other = await agent.call_tool("memory_list", {"scope": "global"})
+                assert other.is_error and "forbidden" in text_of(other)
+                seen = await agent.call_tool("memory_search", {"query": "secret note"})
+                scopes = {h["memory"]["scope"] for h in seen.structured_content["hits"]}
+                assert scopes <= {"agent/bot"}
+
+        anyio.run(main)

@@ -1,0 +1,80 @@
+"""Prometheus rendering, and the query batcher that shares one embedding call."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from cis.index.embed import QueryBatcher
+from cis.metrics import Counter, Histogram, render, sample
+
+
+def test_histogram_renders_cumulative_buckets() -> None:
+    h = Histogram("t_seconds", "Latency.", buckets=(0.01, 0.1))
+    for value in (0.005, 0.01, 0.05, 3.0):
+        h.observe(value, (("route", "/v1/x"),))
+    lines = h.render()
+    assert lines[:2] == ["# HELP t_seconds Latency.", "# TYPE t_seconds histogram"]
+    assert 't_seconds_bucket{route="/v1/x",le="0.01"} 2' in lines
+    assert 't_seconds_bucket{route="/v1/x",le="0.1"} 3' in lines
+    assert 't_seconds_bucket{route="/v1/x",le="+Inf"} 4' in lines
+    assert 't_seconds_count{route="/v1/x"} 4' in lines
+    assert h.count((("route", "/v1/x"),)) == 4
+
+
+def test_counter_and_samples_escape_labels() -> None:
+    c = Counter("t_total", "Count.")
+    c.inc((("path", 'a"b\\c'),))
+    c.inc((("path", 'a"b\\c'),), 2)
+    text = render([c.render(), sample("t_gauge", "A gauge.", "gauge", 0.5)])
+    assert 't_total{path="a\\"b\\\\c"} 3' in text
+    assert text.endswith("t_gauge 0.5\n")
+
+
+class GatedEmbedder:
+    """Embeds by text length; its first call waits for `release`, so calls queue up."""
+
+    model_id = "gated"
+    dim = 4
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.batches: list[list[str]] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        raise AssertionError("queries go through embed_queries")
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        self.entered.set()
+        self.release.wait(10)
+        if "boom" in texts:
+            raise RuntimeError("model failed")
+        self.batches.append(list(texts))
+        return np.array([[len(t), 0, 0, 0] for t in texts], dtype=np.float32)
+
+
+def test_concurrent_queries_share_one_batch() -> None:
+    embedder = GatedEmbedder()
+    batcher = QueryBatcher(embedder)
+    first = batcher.submit("a")
+    assert embedder.entered.wait(5)
+    waiting = [batcher.submit("b" * n) for n in range(1, 6)]
+    embedder.release.set()
+    assert first.result(5)[0] == 1
+    assert [f.result(5)[0] for f in waiting] == [1, 2, 3, 4, 5]
+    assert embedder.batches == [["a"], ["b", "bb", "bbb", "bbbb", "bbbbb"]]
+    batcher.close()
+
+
+def test_a_failed_batch_fails_its_callers_and_the_worker_goes_on() -> None:
+    embedder = GatedEmbedder()
+    embedder.release.set()
+    batcher = QueryBatcher(embedder)
+    with pytest.raises(RuntimeError, match="model failed"):
+        batcher.submit("boom").result(5)
+    assert batcher.submit("fine").result(5)[0] == 4
+    batcher.close()
