@@ -18,9 +18,12 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m compileall -q src
 	touch $@
 
+# initialise the node if needed, make a first API token if there is none (its secret is
+# shown this once), then serve HTTP and MCP on 127.0.0.1:7676 until Ctrl-C
 run: install
 	$(BIN)/cis init
-	$(BIN)/cis status
+	@$(BIN)/cis token list --json | grep -q '"name"' || $(BIN)/cis token create local
+	$(BIN)/cis serve
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -1,7 +1,7 @@
 """HTTP search round trips against a real `cis serve` on 127.0.0.1 over 10k memories:
 one client in sequence (p50/p95/p99), then 8 concurrent clients (searches/s, errors).
 
-Memories are 12-word texts over a 20,000-word Zipf vocabulary (as in bench_search.py);
+Memories are 12-word texts of real English words, Zipf-distributed by frequency rank;
 queries are 6 words drawn from the same distribution, every one distinct, so no result
 comes from the search cache and the query is embedded on every search. The baseline is
 the same searches through the Python API in one process, in the same run.
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import httpx
-from common import clustered_vectors, emit, median, percentile, sentences, temp_dir
+from common import clustered_vectors, emit, english_sentences, median, percentile, temp_dir
 
 from cis import Node
 from cis.index.embed import MiniLMEmbedder
@@ -33,7 +33,7 @@ CIS = str(Path(sys.executable).parent / "cis")
 
 
 def queries(count: int, seed: int) -> list[str]:
-    return sentences(count, seed=seed, length=6)
+    return english_sentences(count, seed=seed, length=6)
 
 
 def start(data_dir: Path) -> tuple[subprocess.Popen[str], str, str]:
@@ -99,7 +99,7 @@ def embed_cost(texts: list[str]) -> float:
 
 def main() -> None:
     data_dir = temp_dir("http")
-    texts = sentences(N, seed=3)
+    texts = english_sentences(N, seed=3)
     vectors = clustered_vectors(N, seed=3)
     with Node.open(data_dir, background=False) as node:
         node.memory.add_many(

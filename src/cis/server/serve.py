@@ -1,9 +1,8 @@
-"""Running the node as a service: HTTP API + MCP over HTTP (`cis serve`), MCP over stdio."""
+"""`cis serve`: the HTTP API and MCP over streamable HTTP, in one uvicorn process."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -15,17 +14,9 @@ import uvicorn
 from ..node import Node
 from . import mcp
 from .http import create_app
+from .stdio import plain_logging
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-def plain_logging() -> None:
-    """Log lines to stderr (set before the MCP SDK, which would install its own)."""
-    logging.basicConfig(
-        level=logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def http_app(node: Node) -> Any:
@@ -84,11 +75,3 @@ async def _serve(server: uvicorn.Server, host: str) -> None:
                 flush=True,
             )
     await task
-
-
-def serve_stdio(node: Node) -> None:
-    """MCP over standard input and output, until the client closes the stream."""
-    plain_logging()
-    server = mcp.build(node, mcp.stdio_caller(node))
-    node.memory.embedder_warm()
-    server.run("stdio")
