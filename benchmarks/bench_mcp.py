@@ -21,7 +21,7 @@ from cis import Node
 
 N = 10_000
 CALLS = 200
-STARTS = 5
+STARTS = 9
 CIS = str(Path(sys.executable).parent / "cis")
 
 

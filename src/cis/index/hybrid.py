@@ -54,15 +54,14 @@ def fuse(
     """Scores for `candidates`, best first. `words` and `meaning` may also cover the
     neighbours (a neighbour missing from them scores 0 on that signal)."""
     neighbours = neighbours or {}
+    own: dict[int, float] = {}  # each memory's own score, once, however often it is asked
+    for rid in (*candidates, *(n for c in candidates for n in neighbours.get(c, ()))):
+        if rid not in own:
+            own[rid] = own_score(words.get(rid), meaning.get(rid), word_weight)
     out = []
     for rid in candidates:
-        own = own_score(words.get(rid), meaning.get(rid), word_weight)
-        around = neighbours.get(rid, ())
-        context = max(
-            (own_score(words.get(n), meaning.get(n), word_weight) for n in around),
-            default=None,
-        )
-        score = (own + context_weight * (context or 0.0)) / (1.0 + context_weight)
+        context = max((own[n] for n in neighbours.get(rid, ())), default=None)
+        score = (own[rid] + context_weight * (context or 0.0)) / (1.0 + context_weight)
         vector = meaning.get(rid)
         out.append(
             Scored(

@@ -642,16 +642,19 @@ class MemoryService:
                 embedding = self._query_vector(query)
             if mode != "vector" and query.strip():
                 words = dict(text_index.text_search(conn, query, flt, pool, self.cache))
+            around: dict[int, list[int]] = {}
+            if mode == "hybrid":  # the word hits' neighbours, while the query still embeds
+                around = neighbours(conn, builtins.list(words))
             if mode != "text":
+                allowed = None if flt.empty else self._allowed(conn, flt)
                 if embedding is not None:
                     qvec = embedding.result()
                     self.cache.set(cachekeys.query_vector(self.embedder.model_id, query), qvec)
                 assert qvec is not None
-                allowed = None if flt.empty else self._allowed(conn, flt)
                 sims = dict(self.index.search(qvec, pool, allowed))
             if mode == "hybrid":
-                candidates = list(dict.fromkeys([*words, *sims]))
-                around = neighbours(conn, candidates)
+                candidates = builtins.list(dict.fromkeys([*words, *sims]))
+                around.update(neighbours(conn, [r for r in candidates if r not in around]))
                 wanted = {*candidates, *(n for ns in around.values() for n in ns)}
                 assert qvec is not None
                 sims.update(self.index.similarity([r for r in wanted if r not in sims], qvec))
