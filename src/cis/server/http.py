@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
@@ -142,6 +143,31 @@ When = Annotated[str | None, Query(description="ISO-8601 time or epoch ms")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
+@dataclass
+class Filtering:
+    """The filters that listing, search and export take as query parameters."""
+
+    scope: Scope = None
+    domain: Domain = None
+    category: Category = None
+    tags: Tags = None
+    since: When = None
+    until: When = None
+
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "domain": self.domain,
+            "category": self.category,
+            "tags": self.tags,
+            "since": _when(self.since),
+            "until": _when(self.until),
+        }
+
+
+Filters = Annotated[Filtering, Depends()]
+
+
 def _routes(app: FastAPI, node: Node) -> None:
     @app.get("/healthz", responses=documented(wire.Health), tags=["node"])
     def healthz() -> JSON:
@@ -174,28 +200,13 @@ def _routes(app: FastAPI, node: Node) -> None:
     @app.get("/v1/memories", responses=documented(wire.MemoryPage), tags=["memories"])
     def list_memories(
         access: Caller,
-        scope: Scope = None,
-        domain: Domain = None,
-        category: Category = None,
-        tags: Tags = None,
-        since: When = None,
-        until: When = None,
+        filters: Filters,
         prefix: Annotated[str | None, Query(description="key prefix")] = None,
         limit: Limit = 100,
         cursor: Annotated[str | None, Query(description="next_cursor of the page before")] = None,
     ) -> JSON:
         """Memories in the order they were added, a page at a time."""
-        page = access.list(
-            limit=limit,
-            cursor=cursor,
-            scope=scope,
-            domain=domain,
-            category=category,
-            tags=tags,
-            since=_when(since),
-            until=_when(until),
-            prefix=prefix,
-        )
+        page = access.list(limit=limit, cursor=cursor, prefix=prefix, **filters.kwargs())
         return ok(wire.MemoryPage(items=page.items, next_cursor=page.next_cursor))
 
     @app.get(
@@ -240,27 +251,12 @@ def _routes(app: FastAPI, node: Node) -> None:
     def search_get(
         access: Caller,
         q: Annotated[str, Query(description="the query")],
+        filters: Filters,
         limit: Limit = 10,
-        scope: Scope = None,
-        domain: Domain = None,
-        category: Category = None,
-        tags: Tags = None,
-        since: When = None,
-        until: When = None,
         mode: Annotated[str, Query(description="hybrid, vector or text")] = "hybrid",
     ) -> JSON:
         """Memories that match the query by words and meaning, best first."""
-        hits = access.search(
-            q,
-            limit=limit,
-            scope=scope,
-            domain=domain,
-            category=category,
-            tags=tags,
-            since=_when(since),
-            until=_when(until),
-            mode=mode,
-        )
+        hits = access.search(q, limit=limit, mode=mode, **filters.kwargs())
         return ok(wire.SearchResult(hits=hits))
 
     @app.post(
@@ -303,24 +299,9 @@ def _routes(app: FastAPI, node: Node) -> None:
         responses={200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}}},
         tags=["memories"],
     )
-    def export(
-        access: Caller,
-        scope: Scope = None,
-        domain: Domain = None,
-        category: Category = None,
-        tags: Tags = None,
-        since: When = None,
-        until: When = None,
-    ) -> StreamingResponse:
+    def export(access: Caller, filters: Filters) -> StreamingResponse:
         """Memories as JSON Lines, streamed; importing them back is exact."""
-        lines = access.export(
-            scope=scope,
-            domain=domain,
-            category=category,
-            tags=tags,
-            since=_when(since),
-            until=_when(until),
-        )
+        lines = access.export(**filters.kwargs())
         return StreamingResponse(_chunks(lines), media_type="application/x-ndjson")
 
 
