@@ -19,11 +19,11 @@ from .stdio import plain_logging
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def http_app(node: Node) -> Any:
+def http_app(node: Node, host: str) -> Any:
     """The HTTP API with the MCP streamable-HTTP endpoint at /mcp, behind one token gate."""
     server = mcp.build(node, mcp.http_caller(node))
-    # DNS-rebinding protection (Host and Origin checks) is on for loopback hosts
-    mcp_app = server.streamable_http_app(streamable_http_path="/mcp", host=node.config.http_host)
+    # bound to loopback, /mcp checks Host and Origin (DNS-rebinding protection)
+    mcp_app = server.streamable_http_app(streamable_http_path="/mcp", host=host)
 
     @asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
@@ -38,7 +38,7 @@ def serve_http(node: Node, host: str, port: int) -> None:
     plain_logging()
     node.memory.embedder_warm()
     config = uvicorn.Config(
-        http_app(node),
+        http_app(node, host),
         host=host,
         port=port,
         loop="uvloop",
