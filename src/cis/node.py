@@ -13,6 +13,7 @@ from .access.limits import Access
 from .access.tokens import TokenService
 from .cache import CacheStats, ShardedCache
 from .config import Config, default_data_dir, load_config
+from .dag.service import DagService
 from .errors import KeyMismatch, NotInitialized
 from .index.batch import BatchIndexer
 from .index.embed import Embedder, MiniLMEmbedder
@@ -54,6 +55,7 @@ class Node:
         self.db = db
         self.memory = memory
         self.tokens = TokenService(db)
+        self.dags = DagService(db, memory)
 
     @classmethod
     def open(

@@ -17,6 +17,7 @@ import typer
 
 from ..errors import CISError
 from . import output
+from .dag import dag_app
 from .memory import memory_app
 from .serve import mcp, serve
 from .state import State
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 app.add_typer(memory_app, name="memory")
 app.add_typer(token_app, name="token")
+app.add_typer(dag_app, name="dag")
 app.command()(serve)
 app.command()(mcp)
 

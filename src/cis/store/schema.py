@@ -73,6 +73,44 @@ MIGRATIONS: tuple[str, ...] = (
         last_used_at INTEGER
     ) WITHOUT ROWID;
     """,
+    # 4: DAG workflow runs: every state change of a run and its tasks, and their output.
+    """
+    CREATE TABLE dag_runs(
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        inputs TEXT NOT NULL,
+        concurrency TEXT NOT NULL,
+        status TEXT NOT NULL,
+        owner TEXT,
+        cancel INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        started_at INTEGER,
+        finished_at INTEGER,
+        error TEXT
+    ) WITHOUT ROWID;
+    CREATE TABLE dag_tasks(
+        run_id TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        started_at INTEGER,
+        finished_at INTEGER,
+        exit_code INTEGER,
+        output TEXT,
+        error TEXT,
+        retryable INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY(run_id, task_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE dag_logs(
+        run_id TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY(run_id, task_id, seq)
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

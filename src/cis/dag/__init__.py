@@ -1,0 +1,1 @@
+"""DAG workflows: files of tasks, durable runs, a parallel executor."""

@@ -1,0 +1,229 @@
+"""Runs a DAG: a task starts when all its deps succeeded; independent tasks run in
+parallel up to a cap per kind; every state change is written before it is acted on.
+
+Retries back off exponentially with jitter. A failed task (after its retries) skips
+everything downstream; the run fails unless the policy is allow_failures. A cancel (from
+`cancel()`, Ctrl-C, or `cis dag cancel` in another process, seen within 0.2 s) kills the
+running tasks' whole process trees and marks what is left cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shlex
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from . import agents
+from .processes import Finished, run_process
+from .runs import MAX_OUTPUT_CHARS, RunStatus, RunStore, TaskStatus
+from .spec import DagSpec, TaskSpec, render
+
+if TYPE_CHECKING:
+    from ..memory.service import MemoryService
+
+DEFAULT_CONCURRENCY = {"shell": 4, "agent": 2, "skill": 2}
+CANCEL_POLL_S = 0.2
+KILL_GRACE_S = 3.0
+MAX_BACKOFF_S = 60.0
+DONE: frozenset[str] = frozenset({"succeeded", "failed", "skipped", "cancelled"})
+
+Event = Callable[[str, str, str], None]  # (task id, status, detail)
+
+
+class Executor:
+    def __init__(
+        self,
+        store: RunStore,
+        run_id: str,
+        *,
+        memory: MemoryService | None = None,
+        on_event: Event | None = None,
+        kill_grace: float = KILL_GRACE_S,
+    ):
+        self.store = store
+        self.run_id = run_id
+        self.memory = memory
+        self.on_event = on_event or (lambda task, status, detail: None)
+        self.kill_grace = kill_grace
+        run = store.get(run_id)
+        self.spec: DagSpec = store.spec(run_id)
+        self.inputs = run.inputs
+        self.limits = {**DEFAULT_CONCURRENCY, **run.concurrency}
+        self.status: dict[str, str] = {t.task_id: t.status for t in run.tasks}
+        self.outputs = {t.task_id: (t.output or "") for t in run.tasks if t.status == "succeeded"}
+        self.retryable = {t.task_id: t.retryable for t in run.tasks}
+        self._cancelled = False
+        self._running: dict[str, asyncio.Task[None]] = {}
+
+    def cancel(self) -> None:
+        """Stop the run: kill what runs, start nothing more."""
+        self._cancelled = True
+        for task in self._running.values():
+            task.cancel()
+
+    async def run(self) -> RunStatus:
+        watcher = asyncio.create_task(self._watch_cancel())
+        try:
+            await self._schedule()
+        finally:
+            watcher.cancel()
+        return self._finish()
+
+    async def _watch_cancel(self) -> None:
+        while True:
+            await asyncio.sleep(CANCEL_POLL_S)
+            if not self._cancelled and await asyncio.to_thread(
+                self.store.cancel_requested, self.run_id
+            ):
+                self.cancel()
+
+    async def _schedule(self) -> None:
+        wake = asyncio.Event()
+        in_use = dict.fromkeys(self.limits, 0)
+        while True:
+            if self._cancelled:
+                break
+            self._skip_blocked()
+            for task in self.spec.tasks:
+                if self.status[task.id] != "waiting" or not self._ready(task):
+                    continue
+                if in_use.get(task.kind, 0) >= self.limits.get(task.kind, 1):
+                    continue
+                in_use[task.kind] = in_use.get(task.kind, 0) + 1
+                self.status[task.id] = "running"
+                job = asyncio.create_task(self._attempts(task))
+                self._running[task.id] = job
+
+                def done(_: object, kind: str = task.kind, tid: str = task.id) -> None:
+                    in_use[kind] -= 1
+                    self._running.pop(tid, None)
+                    wake.set()
+
+                job.add_done_callback(done)
+            if not self._running:
+                break
+            wake.clear()
+            await wake.wait()
+        if self._running:
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
+        for task in self.spec.tasks:
+            if self.status[task.id] in ("waiting", "running"):
+                self._set(task.id, "cancelled", "run cancelled")
+
+    def _ready(self, task: TaskSpec) -> bool:
+        return all(self.status[d] == "succeeded" for d in task.deps)
+
+    def _skip_blocked(self) -> None:
+        changed = True
+        while changed:
+            changed = False
+            for task in self.spec.tasks:
+                if self.status[task.id] != "waiting":
+                    continue
+                blocked = [
+                    d for d in task.deps if self.status[d] in ("failed", "skipped", "cancelled")
+                ]
+                if blocked:
+                    self._set(task.id, "skipped", f"upstream {blocked[0]} did not succeed")
+                    changed = True
+
+    def _set(self, task_id: str, status: TaskStatus, detail: str = "", **fields: object) -> None:
+        self.status[task_id] = status
+        self.store.task_finished(self.run_id, task_id, status, error=detail or None, **fields)  # type: ignore[arg-type]
+        self.on_event(task_id, status, detail)
+
+    async def _attempts(self, task: TaskSpec) -> None:
+        try:
+            for attempt in range(1, task.retry + 2):
+                await asyncio.to_thread(self.store.task_started, self.run_id, task.id, attempt)
+                self.on_event(task.id, "running", f"attempt {attempt}")
+                finished, error = await self._run_once(task)
+                if finished.exit_code == 0 and error is None:
+                    self.outputs[task.id] = finished.output.strip()
+                    if task.kind == "agent":
+                        await asyncio.to_thread(
+                            agents.remember, self.memory, self.spec.name, task.id, finished.output
+                        )
+                    self._set(
+                        task.id,
+                        "succeeded",
+                        exit_code=0,
+                        output=finished.output[-MAX_OUTPUT_CHARS:],
+                    )
+                    return
+                retryable = task.kind == "agent" and agents.retryable(
+                    finished.exit_code, finished.output
+                )
+                if attempt <= task.retry:
+                    delay = min(MAX_BACKOFF_S, task.retry_delay_secs * 2 ** (attempt - 1))
+                    delay *= 0.5 + random.random()
+                    self.on_event(task.id, "retrying", f"{error}; again in {delay:.1f}s")
+                    await asyncio.sleep(delay)
+                    continue
+                self._set(
+                    task.id,
+                    "failed",
+                    error or "failed",
+                    exit_code=finished.exit_code,
+                    output=finished.output,
+                    retryable=retryable,
+                )
+        except asyncio.CancelledError:
+            self._set(task.id, "cancelled", "run cancelled")
+        except Exception as exc:  # a task's own setup failing fails that task, not the run
+            self._set(task.id, "failed", f"{type(exc).__name__}: {exc}")
+
+    async def _run_once(self, task: TaskSpec) -> tuple[Finished, str | None]:
+        env = {
+            **os.environ,
+            **task.env,
+            "CIS_RUN_ID": self.run_id,
+            "CIS_TASK_ID": task.id,
+            "CIS_DAG": self.spec.name,
+        }
+        stdin: bytes | None = None
+        if task.kind == "agent":
+            assert task.agent is not None and task.prompt is not None
+            prompt = render(task.prompt, self.outputs, self.inputs)
+            prompt = await asyncio.to_thread(agents.with_memories, self.memory, prompt)
+            argv, stdin = agents.command(task.agent, prompt)
+        elif isinstance(task.command, list):
+            argv = [render(part, self.outputs, self.inputs) for part in task.command]
+        else:
+            assert task.command is not None
+            argv = ["/bin/sh", "-c", render(task.command, self.outputs, self.inputs, shlex.quote)]
+        try:
+            finished = await run_process(
+                argv,
+                env=env,
+                cwd=task.cwd,
+                stdin=stdin,
+                timeout=task.timeout_secs,
+                grace=self.kill_grace,
+                on_output=lambda chunks: self.store.log(self.run_id, task.id, chunks),
+                max_output=MAX_OUTPUT_CHARS,
+            )
+        except FileNotFoundError:
+            return Finished(exit_code=127, output=""), f"command not found: {argv[0]}"
+        except OSError as exc:
+            return Finished(exit_code=126, output=""), f"cannot start {argv[0]}: {exc.strerror}"
+        if finished.timed_out:
+            return finished, f"timed out after {task.timeout_secs:g}s"
+        if finished.exit_code != 0:
+            return finished, f"exit code {finished.exit_code}"
+        return finished, None
+
+    def _finish(self) -> RunStatus:
+        states = set(self.status.values())
+        if self._cancelled:
+            status: RunStatus = "cancelled"
+        elif states & {"failed", "skipped"} and self.spec.policy == "all_success":
+            status = "failed"
+        else:
+            status = "succeeded"
+        failed = [t for t, s in self.status.items() if s == "failed"]
+        self.store.finish(self.run_id, status, f"failed: {', '.join(failed)}" if failed else None)
+        return status

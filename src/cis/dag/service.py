@@ -1,0 +1,104 @@
+"""The DAG API: start a workflow file, execute or resume a run, cancel it, read it back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import InvalidInput
+from . import spec as dag_spec
+from .executor import DEFAULT_CONCURRENCY, Event, Executor
+from .runs import Run, RunStatus, RunStore
+
+if TYPE_CHECKING:
+    from ..memory.service import MemoryService
+    from ..store.sqlite import Database
+
+
+class DagService:
+    def __init__(self, db: Database, memory: MemoryService | None):
+        self.runs = RunStore(db)
+        self.memory = memory
+
+    def start(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        inputs: dict[str, str] | None = None,
+        concurrency: int | dict[str, int] | None = None,
+    ) -> str:
+        """Check the workflow file and record a pending run of it; its id."""
+        spec = dag_spec.load(Path(path))
+        return self.runs.create(spec, dict(inputs or {}), _limits(concurrency))
+
+    def execute(self, run_id: str, *, on_event: Event | None = None) -> RunStatus:
+        """Run (or resume) a run in this process until it ends; Ctrl-C cancels it."""
+        self.runs.claim(run_id)
+        executor = Executor(self.runs, run_id, memory=self.memory, on_event=on_event)
+
+        async def main() -> RunStatus:
+            loop = asyncio.get_running_loop()
+            handled = threading.current_thread() is threading.main_thread()
+            if handled:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, executor.cancel)
+            try:
+                return await executor.run()
+            finally:
+                if handled:
+                    for sig in (signal.SIGINT, signal.SIGTERM):
+                        with contextlib.suppress(Exception):
+                            loop.remove_signal_handler(sig)
+
+        return asyncio.run(main())
+
+    def run(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        inputs: dict[str, str] | None = None,
+        concurrency: int | dict[str, int] | None = None,
+        on_event: Event | None = None,
+    ) -> Run:
+        """Start and execute a workflow; the finished run."""
+        run_id = self.start(path, inputs=inputs, concurrency=concurrency)
+        self.execute(run_id, on_event=on_event)
+        return self.runs.get(run_id)
+
+    def resume(self, run_id: str, *, on_event: Event | None = None) -> Run:
+        """Go on with an interrupted, failed or cancelled run: succeeded tasks keep their
+        output, the rest runs again (a task that really failed stays failed)."""
+        self.execute(run_id, on_event=on_event)
+        return self.runs.get(run_id)
+
+    def cancel(self, run_id: str) -> Run:
+        """Ask the process running it to stop; it kills the running tasks within 0.2 s."""
+        return self.runs.request_cancel(run_id)
+
+    def status(self, run_id: str | None = None) -> Run:
+        return self.runs.get(run_id)
+
+    def list(self, limit: int = 20) -> list[Run]:
+        return self.runs.recent(limit)
+
+
+def _limits(concurrency: int | dict[str, int] | None) -> dict[str, int]:
+    if concurrency is None:
+        return dict(DEFAULT_CONCURRENCY)
+    if isinstance(concurrency, int) and not isinstance(concurrency, bool):
+        if concurrency < 1:
+            raise InvalidInput("concurrency must be at least 1")
+        return dict.fromkeys(DEFAULT_CONCURRENCY, concurrency)
+    if isinstance(concurrency, dict):
+        limits = dict(DEFAULT_CONCURRENCY)
+        for kind, value in concurrency.items():
+            if kind not in limits or not isinstance(value, int) or value < 1:
+                raise InvalidInput(f"concurrency for {kind!r} must be a whole number >= 1")
+            limits[kind] = value
+        return limits
+    raise InvalidInput("concurrency must be a number or a map of kind to number")

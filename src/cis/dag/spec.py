@@ -1,0 +1,332 @@
+"""DAG workflow files (TOML, YAML or JSON): parsed, checked whole before anything runs.
+
+```toml
+[dag]
+name = "release"
+policy = "all_success"          # or allow_failures: the run succeeds despite failed tasks
+[[dag.tasks]]
+id = "test"
+command = "pytest -q"           # or: agent = "claude", prompt = "..."
+deps = []
+retry = 2                       # extra attempts, with exponential backoff and jitter
+timeout_secs = 600
+env = { CI = "1" }
+```
+
+Every problem is reported at once, each with the line it stands on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from ..errors import InvalidInput
+
+Policy = Literal["all_success", "allow_failures"]
+KINDS = ("shell", "agent", "skill")
+MAX_RETRY = 10
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_TEMPLATE = re.compile(r"\{\{\s*(tasks\.([A-Za-z0-9_.-]+)\.output|inputs\.([A-Za-z0-9_]+))\s*\}\}")
+_TASK_FIELDS = {
+    "id",
+    "command",
+    "agent",
+    "prompt",
+    "skill",
+    "input",
+    "deps",
+    "retry",
+    "retry_delay_secs",
+    "timeout_secs",
+    "env",
+    "cwd",
+}
+
+
+class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    kind: str
+    command: str | list[str] | None = None
+    agent: str | None = None
+    prompt: str | None = None
+    skill: str | None = None
+    input: dict[str, Any] = {}
+    deps: tuple[str, ...] = ()
+    retry: int = 0
+    retry_delay_secs: float = 1.0
+    timeout_secs: float | None = None
+    env: dict[str, str] = {}
+    cwd: str | None = None
+
+
+class DagSpec(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    policy: Policy = "all_success"
+    tasks: tuple[TaskSpec, ...] = ()
+
+    def task(self, task_id: str) -> TaskSpec:
+        for task in self.tasks:
+            if task.id == task_id:
+                return task
+        raise KeyError(task_id)
+
+
+def templates(text: str) -> list[tuple[str | None, str | None]]:
+    """(task id, input name) of each `{{ tasks.X.output }}` / `{{ inputs.Y }}` in text."""
+    return [(m.group(2), m.group(3)) for m in _TEMPLATE.finditer(text)]
+
+
+def render(text: str, outputs: dict[str, str], inputs: dict[str, str], quote: Any = None) -> str:
+    """`text` with its templates filled; `quote` (e.g. shlex.quote) wraps each value."""
+
+    def fill(match: re.Match[str]) -> str:
+        task, name = match.group(2), match.group(3)
+        value = outputs.get(task, "") if task is not None else inputs.get(name or "", "")
+        return quote(value) if quote is not None else value
+
+    return _TEMPLATE.sub(fill, text)
+
+
+class _Lines:
+    """Finds the line a task or field stands on in the source text (1-based)."""
+
+    def __init__(self, source: str):
+        self.lines = source.splitlines()
+
+    def of_task(self, task_id: object, index: int) -> int:
+        pattern = re.compile(
+            rf"""\bid["']?\s*[:=]\s*["']?{re.escape(str(task_id))}["']?\s*,?\s*$"""
+        )
+        for number, line in enumerate(self.lines, 1):
+            if pattern.search(line):
+                return number
+        found = [n for n, line in enumerate(self.lines, 1) if re.search(r"\bid\b", line)]
+        return found[index] if index < len(found) else 1
+
+    def of_field(self, start: int, field: str) -> int:
+        pattern = re.compile(rf"""(^|[\s{{,"']){re.escape(field)}["']?\s*[:=]""")
+        for number in range(max(1, start - 3), len(self.lines) + 1):
+            if pattern.search(self.lines[number - 1]):
+                return number
+        return start
+
+
+def load(path: str | Path) -> DagSpec:
+    """Read and check a workflow file; InvalidInput lists every problem with its line."""
+    path = Path(path)
+    try:
+        source = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path}: not valid UTF-8 (byte {exc.start})") from exc
+    return parse(source, path.name)
+
+
+def parse(source: str, name: str) -> DagSpec:
+    kind = Path(name).suffix.lower()
+    data = _decode(source, name, kind)
+    root = data.get("dag", data) if isinstance(data, dict) else None
+    if not isinstance(root, dict):
+        raise InvalidInput(f"{name}: expected a [dag] table with name and tasks")
+    lines = _Lines(source)
+    errors: list[str] = []
+
+    def err(line: int, message: str) -> None:
+        errors.append(f"{name}:{line}: {message}")
+
+    dag_name = root.get("name")
+    if not isinstance(dag_name, str) or not _ID.fullmatch(dag_name):
+        err(lines.of_field(1, "name"), "dag needs a name: letters, digits, '.', '_', '-'")
+    policy = root.get("policy", "all_success")
+    if policy not in ("all_success", "allow_failures"):
+        err(lines.of_field(1, "policy"), f"policy {policy!r}: use all_success or allow_failures")
+    unknown = set(root) - {"name", "policy", "tasks", "description"}
+    if unknown:
+        err(1, f"unknown dag field(s): {', '.join(sorted(unknown))}")
+    raw_tasks = root.get("tasks")
+    if not isinstance(raw_tasks, list) or not raw_tasks:
+        err(lines.of_field(1, "tasks"), "dag needs a list of tasks")
+        raw_tasks = []
+    tasks: list[TaskSpec] = []
+    where: dict[str, int] = {}
+    for index, raw in enumerate(raw_tasks):
+        if not isinstance(raw, dict):
+            err(1, f"task {index + 1}: expected a table of fields")
+            continue
+        line = lines.of_task(raw.get("id"), index)
+        task = _task(raw, line, lines, err)
+        if task is None:
+            continue
+        if task.id in where:
+            err(line, f"task id {task.id!r} is used twice (first at line {where[task.id]})")
+            continue
+        where[task.id] = line
+        tasks.append(task)
+    _check_graph(tasks, where, lines, err)
+    if errors:
+        raise InvalidInput("workflow not valid; nothing ran:\n" + "\n".join(errors))
+    return DagSpec(name=str(dag_name), policy=policy, tasks=tuple(tasks))
+
+
+def _decode(source: str, name: str, kind: str) -> Any:
+    try:
+        if kind == ".toml":
+            return tomllib.loads(source)
+        if kind in (".yaml", ".yml"):
+            import yaml
+
+            return yaml.safe_load(source)
+        if kind == ".json":
+            return json.loads(source)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"{name}: not valid TOML: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{name}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
+    except Exception as exc:  # yaml.YAMLError carries its own line in its text
+        raise InvalidInput(f"{name}: not valid YAML: {exc}") from exc
+    raise InvalidInput(f"{name}: use a .toml, .yaml, .yml or .json file")
+
+
+def _task(raw: dict[str, Any], line: int, lines: _Lines, err: Any) -> TaskSpec | None:
+    ok = True
+
+    def bad(field: str, message: str) -> None:
+        nonlocal ok
+        ok = False
+        err(lines.of_field(line, field), message)
+
+    task_id = raw.get("id")
+    if not isinstance(task_id, str) or not _ID.fullmatch(task_id):
+        bad("id", f"task id {task_id!r}: 1-64 letters, digits, '.', '_', '-'")
+        return None
+    unknown = set(raw) - _TASK_FIELDS
+    for field in sorted(unknown):
+        bad(field, f"task {task_id!r}: unknown field {field!r}")
+    given = [k for k in ("command", "agent", "skill") if raw.get(k) is not None]
+    if len(given) != 1:
+        bad("id", f"task {task_id!r}: give exactly one of command, agent or skill")
+        return None
+    kind = {"command": "shell", "agent": "agent", "skill": "skill"}[given[0]]
+    command = raw.get("command")
+    if kind == "shell" and not (
+        (isinstance(command, str) and command.strip())
+        or (isinstance(command, list) and command and all(isinstance(a, str) for a in command))
+    ):
+        bad("command", f"task {task_id!r}: command must be a string or a list of strings")
+    if kind == "agent":
+        if not isinstance(raw.get("agent"), str) or not raw["agent"].strip():
+            bad("agent", f"task {task_id!r}: agent must name a command (claude, kimi, ...)")
+        if not isinstance(raw.get("prompt"), str) or not raw["prompt"].strip():
+            bad("prompt", f"task {task_id!r}: an agent task needs a prompt")
+    if kind == "skill":
+        bad("skill", f"task {task_id!r}: skill tasks are not available yet (no skill runtime)")
+    deps = raw.get("deps", [])
+    if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+        bad("deps", f"task {task_id!r}: deps must be a list of task ids")
+        deps = []
+    retry = raw.get("retry", 0)
+    if isinstance(retry, bool) or not isinstance(retry, int) or not 0 <= retry <= MAX_RETRY:
+        bad("retry", f"task {task_id!r}: retry must be a whole number from 0 to {MAX_RETRY}")
+    for field in ("timeout_secs", "retry_delay_secs"):
+        value = raw.get(field)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+        ):
+            bad(field, f"task {task_id!r}: {field} must be a positive number of seconds")
+    env = raw.get("env", {})
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str | int | float) for k, v in env.items()
+    ):
+        bad("env", f"task {task_id!r}: env must map names to strings")
+        env = {}
+    if raw.get("cwd") is not None and not isinstance(raw["cwd"], str):
+        bad("cwd", f"task {task_id!r}: cwd must be a path")
+    if not ok:
+        return None
+    return TaskSpec(
+        id=task_id,
+        kind=kind,
+        command=command,
+        agent=raw.get("agent"),
+        prompt=raw.get("prompt"),
+        deps=tuple(dict.fromkeys(deps)),
+        retry=int(retry),
+        retry_delay_secs=float(raw.get("retry_delay_secs", 1.0)),
+        timeout_secs=None if raw.get("timeout_secs") is None else float(raw["timeout_secs"]),
+        env={str(k): str(v) for k, v in env.items()},
+        cwd=raw.get("cwd"),
+    )
+
+
+def _check_graph(tasks: list[TaskSpec], where: dict[str, int], lines: _Lines, err: Any) -> None:
+    ids = set(where)
+    for task in tasks:
+        for dep in task.deps:
+            if dep not in ids:
+                err(
+                    lines.of_field(where[task.id], "deps"), f"task {task.id!r}: unknown dep {dep!r}"
+                )
+            elif dep == task.id:
+                err(lines.of_field(where[task.id], "deps"), f"task {task.id!r} depends on itself")
+    cycle = _find_cycle({t.id: [d for d in t.deps if d in ids and d != t.id] for t in tasks})
+    if cycle:
+        err(where[cycle[0]], "cycle: " + " -> ".join([*cycle, cycle[0]]))
+        return
+    by_id = {t.id: t for t in tasks}
+    for task in tasks:
+        texts = [task.prompt or ""]
+        command = task.command
+        texts += command if isinstance(command, list) else [command or ""]
+        upstream = _upstream(by_id, task.id)
+        for text in texts:
+            for ref, _ in templates(text):
+                if ref is not None and ref not in upstream:
+                    err(
+                        where[task.id],
+                        f"task {task.id!r} uses the output of {ref!r}, which is not among its deps",
+                    )
+
+
+def _upstream(by_id: dict[str, TaskSpec], task_id: str) -> set[str]:
+    seen: set[str] = set()
+    stack = [d for d in by_id[task_id].deps if d in by_id]
+    while stack:
+        dep = stack.pop()
+        if dep not in seen:
+            seen.add(dep)
+            stack.extend(d for d in by_id[dep].deps if d in by_id)
+    return seen
+
+
+def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    """One cycle of the graph as a list of ids, or None (iterative depth-first search)."""
+    state: dict[str, int] = {}  # 1 on the path, 2 done
+    for start in graph:
+        if state.get(start):
+            continue
+        path: list[str] = []
+        stack: list[tuple[str, int]] = [(start, 0)]
+        while stack:
+            node, i = stack.pop()
+            if i == 0:
+                state[node] = 1
+                path.append(node)
+            deps = graph[node]
+            if i < len(deps):
+                stack.append((node, i + 1))
+                nxt = deps[i]
+                if state.get(nxt) == 1:
+                    return path[path.index(nxt) :]
+                if not state.get(nxt):
+                    stack.append((nxt, 0))
+            else:
+                state[node] = 2
+                path.pop()
+    return None

@@ -1,0 +1,230 @@
+"""The executor on real processes: parallelism, deps, retries, time-outs, failure policy,
+cancellation without orphans, and agent tasks with memory in and out."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cis import Node
+from cis.dag.processes import descendants
+
+
+def workflow(tmp_path: Path, body: str, name: str = "w") -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f'[dag]\nname = "{name}"\n{body}')
+    return path
+
+
+def task(tid: str, command: str, deps: tuple[str, ...] = (), **extra: Any) -> str:
+    lines = [f'[[dag.tasks]]\nid = "{tid}"', f"command = {json.dumps(command)}"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in {"deps": list(deps), **extra}.items()]
+    return "\n".join(lines) + "\n"
+
+
+def events(node: Node, path: Path, **options: Any) -> tuple[Any, list[tuple[float, str, str]]]:
+    seen: list[tuple[float, str, str]] = []
+    run = node.dags.run(
+        path, on_event=lambda t, s, d: seen.append((time.monotonic(), t, s)), **options
+    )
+    return run, seen
+
+
+def test_independent_tasks_run_in_parallel_and_deps_wait(node: Node, tmp_path: Path) -> None:
+    body = task("a", "sleep 0.6") + task("b", "sleep 0.6") + task("c", "echo done", ("a", "b"))
+    started = time.monotonic()
+    run, seen = events(node, workflow(tmp_path, body))
+    assert run.status == "succeeded"
+    assert time.monotonic() - started < 1.1  # not 1.2 s one after the other
+    first = {t: at for at, t, s in seen if s == "running"}
+    done = {t: at for at, t, s in seen if s == "succeeded"}
+    assert first["c"] >= max(done["a"], done["b"])
+
+
+def test_concurrency_cap(node: Node, tmp_path: Path) -> None:
+    body = "".join(task(f"t{i}", "sleep 0.3") for i in range(4))
+    started = time.monotonic()
+    run, _ = events(node, workflow(tmp_path, body), concurrency=2)
+    assert run.status == "succeeded"
+    assert time.monotonic() - started >= 0.6
+
+
+def test_retries_then_success(node: Node, tmp_path: Path) -> None:
+    counter = tmp_path / "count"
+    flaky = f"echo x >> {counter}; [ $(wc -l < {counter}) -ge 3 ]"
+    body = task("flaky", flaky, retry=3, retry_delay_secs=0.01)
+    run, seen = events(node, workflow(tmp_path, body))
+    assert run.status == "succeeded"
+    assert run.tasks[0].attempts == 3
+    assert [s for _, t, s in seen].count("retrying") == 2
+
+
+def test_failure_skips_downstream_and_policy_decides(node: Node, tmp_path: Path) -> None:
+    body = (
+        task("bad", "echo broken; exit 3")
+        + task("after", "echo never", ("bad",))
+        + task("later", "echo never", ("after",))
+        + task("other", "echo fine")
+    )
+    run, _ = events(node, workflow(tmp_path, body))
+    states = {t.task_id: (t.status, t.exit_code) for t in run.tasks}
+    assert run.status == "failed"
+    assert states == {
+        "bad": ("failed", 3),
+        "after": ("skipped", None),
+        "later": ("skipped", None),
+        "other": ("succeeded", 0),
+    }
+    lenient = workflow(tmp_path, 'policy = "allow_failures"\n' + body, name="lenient")
+    assert events(node, lenient)[0].status == "succeeded"
+
+
+def test_timeout_kills_the_whole_tree(node: Node, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    body = task("slow", f"sleep 30 & echo $! > {pids}; sleep 30", timeout_secs=0.5)
+    run, _ = events(node, workflow(tmp_path, body))
+    assert run.status == "failed" and "timed out" in (run.tasks[0].error or "")
+    child = int(pids.read_text())
+    assert not _alive(child)
+
+
+def test_outputs_flow_downstream_quoted(node: Node, tmp_path: Path) -> None:
+    body = task("a", 'printf "it\'s; rm -rf x"') + task(
+        "b", "echo got {{ tasks.a.output }}", ("a",)
+    )
+    run, _ = events(node, workflow(tmp_path, body))
+    assert run.tasks[1].output == "got it's; rm -rf x\n"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_cancel_kills_every_process_even_one_ignoring_sigterm(node: Node, tmp_path: Path) -> None:
+    stubborn = tmp_path / "stubborn.sh"
+    stubborn.write_text(f"#!/bin/sh\ntrap '' TERM\nsleep 60 &\necho $! >> {tmp_path}/pids\nwait\n")
+    stubborn.chmod(stubborn.stat().st_mode | stat.S_IEXEC)
+    body = task("one", str(stubborn)) + task("two", f"sleep 60 & echo $! >> {tmp_path}/pids; wait")
+    run_id = node.dags.start(workflow(tmp_path, body))
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(node.dags.execute(run_id)))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if (tmp_path / "pids").exists() and len((tmp_path / "pids").read_text().split()) == 2:
+            break
+        time.sleep(0.05)
+    spawned = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    before = descendants(os.getpid())
+    node.dags.cancel(run_id)
+    thread.join(20)
+    assert result == ["cancelled"]
+    assert not [p for p in [*spawned, *before] if _alive(p)]
+    run = node.dags.status(run_id)
+    assert {t.status for t in run.tasks} == {"cancelled"}
+
+
+AGENT = """#!/bin/sh
+# a stand-in for the claude CLI: `claude -p PROMPT` prints an answer
+[ "$1" = "-p" ] || exit 64
+case "$2" in
+  *ratelimit*) echo "Error: 429 rate limit exceeded"; exit 1 ;;
+esac
+printf 'prompt was: %s' "$2" > "$AGENT_LOG"
+echo "The answer is 42"
+"""
+
+
+@pytest.fixture
+def agent_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "claude"
+    script.write_text(AGENT)
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    log = tmp_path / "agent.log"
+    monkeypatch.setenv("AGENT_LOG", str(log))
+    return log
+
+
+def test_agent_gets_memories_and_its_answer_is_remembered(
+    node: Node, tmp_path: Path, agent_on_path: Path
+) -> None:
+    node.memory.add("The meaning of life question is asked by Deep Thought")
+    body = (
+        '[[dag.tasks]]\nid = "ask"\nagent = "claude"\nprompt = "What does Deep Thought answer?"\n'
+    )
+    run, _ = events(node, workflow(tmp_path, body, name="ask"))
+    assert run.status == "succeeded"
+    seen_prompt = agent_on_path.read_text()
+    assert "Relevant memories" in seen_prompt and "Deep Thought" in seen_prompt
+    results = node.memory.list(category="result")
+    assert [m.text for m in results] == ["The answer is 42"]
+    assert "dag:ask" in results[0].tags
+
+
+def test_rate_limited_agent_is_retryable_on_resume(
+    node: Node, tmp_path: Path, agent_on_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = '[[dag.tasks]]\nid = "ask"\nagent = "claude"\nprompt = "{{ inputs.q }}"\n' + task(
+        "broken", "exit 2"
+    )
+    run, _ = events(node, workflow(tmp_path, body), inputs={"q": "ratelimit me"})
+    states = {t.task_id: t for t in run.tasks}
+    assert states["ask"].status == "failed" and states["ask"].retryable
+    assert states["broken"].status == "failed" and not states["broken"].retryable
+    with node.db.write() as conn:  # the provider is back: answer normally on resume
+        conn.execute('UPDATE dag_runs SET inputs = \'{"q": "fine now"}\' WHERE id = ?', (run.id,))
+    resumed = node.dags.resume(run.id)
+    states = {t.task_id: t for t in resumed.tasks}
+    assert states["ask"].status == "succeeded"
+    assert states["broken"].status == "failed"  # a real failure stays failed
+    assert resumed.status == "failed"
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(st.lists(st.integers(0, 10), max_size=3), st.booleans()), min_size=1, max_size=7
+    )
+)
+def test_random_dags_keep_their_order(node: Node, tmp_path: Path, shape: list[Any]) -> None:
+    """No task starts before its deps succeed; each succeeds at most once; exactly the
+    tasks downstream of a failure are skipped."""
+    body, deps_of, fails = "", {}, set()
+    for i, (picks, fail) in enumerate(shape):
+        deps = tuple(sorted({f"t{p % i}" for p in picks})) if i else ()
+        deps_of[f"t{i}"] = deps
+        if fail:
+            fails.add(f"t{i}")
+        body += task(f"t{i}", "exit 1" if fail else "true", deps)
+    run, seen = events(node, workflow(tmp_path, body, name=f"r{len(shape)}"))
+    finished = {t for _, t, s in seen if s == "succeeded"}
+    assert len([1 for _, t, s in seen if s == "succeeded"]) == len(finished)
+    order = {(t, s): at for at, t, s in seen}
+    for t, deps in deps_of.items():
+        if (t, "running") in order:
+            assert all(order[(d, "succeeded")] <= order[(t, "running")] for d in deps)
+    doomed: set[str] = set()
+    for t, deps in deps_of.items():  # tasks are in topological order
+        if any(d in fails or d in doomed for d in deps):
+            doomed.add(t)
+    states = {t.task_id: t.status for t in run.tasks}
+    assert {t for t, s in states.items() if s == "skipped"} == doomed
+    assert {t for t, s in states.items() if s == "failed"} == fails - doomed
