@@ -94,7 +94,9 @@ def main() -> None:
     """
     code = 0
     try:
-        app(standalone_mode=False)
+        result = app(standalone_mode=False)
+        if isinstance(result, int):  # click hands back typer.Exit's code without standalone
+            code = result
     except CISError as exc:
         output.error(exc, "--json" in sys.argv)
         code = exc.exit_code

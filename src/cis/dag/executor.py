@@ -204,6 +204,7 @@ class Executor:
                 timeout=task.timeout_secs,
                 grace=self.kill_grace,
                 on_output=lambda chunks: self.store.log(self.run_id, task.id, chunks),
+                on_start=lambda pid: self.store.task_process(self.run_id, task.id, pid),
                 max_output=MAX_OUTPUT_CHARS,
             )
         except FileNotFoundError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import time
@@ -20,6 +21,21 @@ class Finished(msgspec.Struct, kw_only=True):
     exit_code: int | None  # None when it was killed (time-out or cancel)
     output: str
     timed_out: bool = False
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: be killed if the runner dies (even by SIGKILL). Only one
+    C call, so it is safe in a child forked from a threaded process."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def kill_group(tag_pid: int) -> None:
+    """SIGKILL a process group and its descendants (what a dead runner left behind)."""
+    _signal(tag_pid, descendants(tag_pid) | {tag_pid}, signal.SIGKILL)
 
 
 def descendants(root: int) -> set[int]:
@@ -84,6 +100,7 @@ async def run_process(
     timeout: float | None,
     grace: float,
     on_output: Callable[[list[bytes]], None],
+    on_start: Callable[[int], None],
     max_output: int,
 ) -> Finished:
     """Run to the end, time-out or cancellation (CancelledError is re-raised after the
@@ -96,7 +113,9 @@ async def run_process(
         env=env,
         cwd=cwd,
         start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
+    on_start(process.pid)
     kept = bytearray()
     pending: list[bytes] = []
     last_flush = time.monotonic()

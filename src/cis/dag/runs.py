@@ -152,9 +152,18 @@ class RunStore:
 
     # ---- state changes ---------------------------------------------------------------
 
-    def claim(self, run_id: str) -> None:
+    def task_process(self, run_id: str, task_id: str, pid: int) -> None:
+        """Note the process group a running task leads (killed if its runner dies)."""
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE dag_tasks SET process = ? WHERE run_id = ? AND task_id = ?",
+                (process_tag(pid), run_id, task_id),
+            )
+
+    def claim(self, run_id: str) -> list[str]:
         """Take a pending run to execute it, or an ended one to resume it (not while
-        another live process runs it: Conflict)."""
+        another live process runs it: Conflict). Returns the process tags of tasks an
+        interrupted runner left running, for the caller to kill."""
         from ..errors import Conflict
 
         with self.db.write() as conn:
@@ -168,6 +177,14 @@ class RunStore:
                 raise Conflict(f"run {run_id} is still running (process {owner})")
             if status == "succeeded":
                 raise InvalidInput(f"run {run_id} has succeeded; nothing to resume")
+            left = [
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT process FROM dag_tasks WHERE run_id = ? AND status = 'running'"
+                    " AND process IS NOT NULL",
+                    (run_id,),
+                )
+            ]
             conn.execute(
                 "UPDATE dag_runs SET status='running', owner=?, cancel=0, finished_at=NULL,"
                 " error=NULL, started_at=coalesce(started_at, ?) WHERE id = ?",
@@ -180,6 +197,7 @@ class RunStore:
                 " ('waiting','running','skipped','cancelled') OR (status='failed' AND retryable))",
                 (run_id,),
             )
+        return [tag for tag in left if alive(tag)]
 
     def task_started(self, run_id: str, task_id: str, attempt: int) -> None:
         with self.db.write() as conn:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ..errors import InvalidInput
 from . import spec as dag_spec
 from .executor import DEFAULT_CONCURRENCY, Event, Executor
+from .processes import kill_group
 from .runs import Run, RunStatus, RunStore
 
 if TYPE_CHECKING:
@@ -38,7 +39,8 @@ class DagService:
 
     def execute(self, run_id: str, *, on_event: Event | None = None) -> RunStatus:
         """Run (or resume) a run in this process until it ends; Ctrl-C cancels it."""
-        self.runs.claim(run_id)
+        for tag in self.runs.claim(run_id):  # what a runner killed by SIGKILL left behind
+            kill_group(int(tag.split("-", 1)[0]))
         executor = Executor(self.runs, run_id, memory=self.memory, on_event=on_event)
 
         async def main() -> RunStatus:

@@ -100,6 +100,7 @@ MIGRATIONS: tuple[str, ...] = (
         output TEXT,
         error TEXT,
         retryable INTEGER NOT NULL DEFAULT 0,
+        process TEXT,
         PRIMARY KEY(run_id, task_id)
     ) WITHOUT ROWID;
     CREATE TABLE dag_logs(
