@@ -116,7 +116,7 @@ agent = "claude"
     assert "w.toml:12: task 'b': retry must be" in message
     assert "w.toml:13: task 'b': unknown field 'colour'" in message
     assert "task id 'a' is used twice (first at line 5)" in message
-    assert "task 'c': give exactly one of command, agent or skill" in message
+    assert "task 'c': give one of command, agent or skill, not several" in message
 
 
 def test_cycles_and_foreign_outputs_are_refused() -> None:

@@ -13,6 +13,7 @@ import asyncio
 import os
 import random
 import shlex
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,7 @@ from .spec import DagSpec, TaskSpec, render
 if TYPE_CHECKING:
     from ..memory.service import MemoryService
 
-DEFAULT_CONCURRENCY = {"shell": 4, "agent": 2, "skill": 2}
+DEFAULT_CONCURRENCY = {"shell": 4, "agent": 2, "skill": 2, "barrier": 64}
 CANCEL_POLL_S = 0.2
 KILL_GRACE_S = 3.0
 MAX_BACKOFF_S = 60.0
@@ -81,28 +82,51 @@ class Executor:
                 self.cancel()
 
     async def _schedule(self) -> None:
+        """Start tasks as their deps succeed, up to each kind's cap, until none is left."""
+        tasks = {t.id: t for t in self.spec.tasks}
+        dependents: dict[str, list[str]] = {t: [] for t in tasks}
+        for task in self.spec.tasks:
+            for dep in task.deps:
+                dependents[dep].append(task.id)
+        missing = {
+            t.id: sum(self.status[d] != "succeeded" for d in t.deps) for t in self.spec.tasks
+        }
+        ready: dict[str, deque[str]] = {}
+        in_use: dict[str, int] = {}
         wake = asyncio.Event()
-        in_use = dict.fromkeys(self.limits, 0)
-        while True:
-            if self._cancelled:
-                break
-            self._skip_blocked()
-            for task in self.spec.tasks:
-                if self.status[task.id] != "waiting" or not self._ready(task):
-                    continue
-                if in_use.get(task.kind, 0) >= self.limits.get(task.kind, 1):
-                    continue
-                in_use[task.kind] = in_use.get(task.kind, 0) + 1
-                self.status[task.id] = "running"
-                job = asyncio.create_task(self._attempts(task))
-                self._running[task.id] = job
 
-                def done(_: object, kind: str = task.kind, tid: str = task.id) -> None:
-                    in_use[kind] -= 1
-                    self._running.pop(tid, None)
-                    wake.set()
+        def settle(task_id: str) -> None:
+            if self.status[task_id] == "succeeded":
+                for child in dependents[task_id]:
+                    missing[child] -= 1
+                    if missing[child] == 0 and self.status[child] == "waiting":
+                        ready.setdefault(tasks[child].kind, deque()).append(child)
+            else:
+                self._skip_below(task_id, dependents)
 
-                job.add_done_callback(done)
+        for task in self.spec.tasks:  # a resumed run starts from what is stored
+            if self.status[task.id] in ("failed", "skipped", "cancelled"):
+                self._skip_below(task.id, dependents)
+        for task in self.spec.tasks:
+            if self.status[task.id] == "waiting" and missing[task.id] == 0:
+                ready.setdefault(task.kind, deque()).append(task.id)
+
+        while not self._cancelled:
+            for kind, queue in ready.items():
+                while queue and in_use.get(kind, 0) < self.limits.get(kind, 1):
+                    task_id = queue.popleft()
+                    in_use[kind] = in_use.get(kind, 0) + 1
+                    self.status[task_id] = "running"
+                    job = asyncio.create_task(self._attempts(tasks[task_id]))
+                    self._running[task_id] = job
+
+                    def done(_: object, kind: str = kind, task_id: str = task_id) -> None:
+                        in_use[kind] -= 1
+                        self._running.pop(task_id, None)
+                        settle(task_id)
+                        wake.set()
+
+                    job.add_done_callback(done)
             if not self._running:
                 break
             wake.clear()
@@ -113,22 +137,14 @@ class Executor:
             if self.status[task.id] in ("waiting", "running"):
                 self._set(task.id, "cancelled", "run cancelled")
 
-    def _ready(self, task: TaskSpec) -> bool:
-        return all(self.status[d] == "succeeded" for d in task.deps)
-
-    def _skip_blocked(self) -> None:
-        changed = True
-        while changed:
-            changed = False
-            for task in self.spec.tasks:
-                if self.status[task.id] != "waiting":
-                    continue
-                blocked = [
-                    d for d in task.deps if self.status[d] in ("failed", "skipped", "cancelled")
-                ]
-                if blocked:
-                    self._set(task.id, "skipped", f"upstream {blocked[0]} did not succeed")
-                    changed = True
+    def _skip_below(self, task_id: str, dependents: dict[str, list[str]]) -> None:
+        """Skip every waiting task downstream of one that did not succeed."""
+        stack = [(child, task_id) for child in dependents[task_id]]
+        while stack:
+            child, cause = stack.pop()
+            if self.status[child] == "waiting":
+                self._set(child, "skipped", f"upstream {cause} did not succeed")
+                stack.extend((grandchild, child) for grandchild in dependents[child])
 
     def _set(self, task_id: str, status: TaskStatus, detail: str = "", **fields: object) -> None:
         self.status[task_id] = status
@@ -137,10 +153,11 @@ class Executor:
 
     async def _attempts(self, task: TaskSpec) -> None:
         try:
+            if task.kind == "barrier":
+                self._set(task.id, "succeeded", exit_code=0, output="")
+                return
             for attempt in range(1, task.retry + 2):
-                await asyncio.to_thread(self.store.task_started, self.run_id, task.id, attempt)
-                self.on_event(task.id, "running", f"attempt {attempt}")
-                finished, error = await self._run_once(task)
+                finished, error = await self._run_once(task, attempt)
                 if finished.exit_code == 0 and error is None:
                     self.outputs[task.id] = finished.output.strip()
                     if task.kind == "agent":
@@ -176,7 +193,11 @@ class Executor:
         except Exception as exc:  # a task's own setup failing fails that task, not the run
             self._set(task.id, "failed", f"{type(exc).__name__}: {exc}")
 
-    async def _run_once(self, task: TaskSpec) -> tuple[Finished, str | None]:
+    def _started(self, task: TaskSpec, attempt: int, pid: int) -> None:
+        self.store.task_started(self.run_id, task.id, attempt, pid)
+        self.on_event(task.id, "running", f"attempt {attempt}")
+
+    async def _run_once(self, task: TaskSpec, attempt: int) -> tuple[Finished, str | None]:
         env = {
             **os.environ,
             **task.env,
@@ -204,8 +225,9 @@ class Executor:
                 timeout=task.timeout_secs,
                 grace=self.kill_grace,
                 on_output=lambda chunks: self.store.log(self.run_id, task.id, chunks),
-                on_start=lambda pid: self.store.task_process(self.run_id, task.id, pid),
+                on_start=lambda pid: self._started(task, attempt, pid),
                 max_output=MAX_OUTPUT_CHARS,
+                die_with_runner=task.kind == "agent",  # no agent left burning tokens
             )
         except FileNotFoundError:
             return Finished(exit_code=127, output=""), f"command not found: {argv[0]}"

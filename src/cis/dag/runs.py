@@ -152,14 +152,6 @@ class RunStore:
 
     # ---- state changes ---------------------------------------------------------------
 
-    def task_process(self, run_id: str, task_id: str, pid: int) -> None:
-        """Note the process group a running task leads (killed if its runner dies)."""
-        with self.db.write() as conn:
-            conn.execute(
-                "UPDATE dag_tasks SET process = ? WHERE run_id = ? AND task_id = ?",
-                (process_tag(pid), run_id, task_id),
-            )
-
     def claim(self, run_id: str) -> list[str]:
         """Take a pending run to execute it, or an ended one to resume it (not while
         another live process runs it: Conflict). Returns the process tags of tasks an
@@ -199,12 +191,14 @@ class RunStore:
             )
         return [tag for tag in left if alive(tag)]
 
-    def task_started(self, run_id: str, task_id: str, attempt: int) -> None:
+    def task_started(self, run_id: str, task_id: str, attempt: int, pid: int) -> None:
+        """A task's process is running: its attempt, and the process group it leads (to
+        kill it if its runner dies)."""
         with self.db.write() as conn:
             conn.execute(
-                "UPDATE dag_tasks SET status='running', attempts=?, started_at=?, error=NULL"
-                " WHERE run_id = ? AND task_id = ?",
-                (attempt, now_ms(), run_id, task_id),
+                "UPDATE dag_tasks SET status='running', attempts=?, started_at=?, error=NULL,"
+                " process=? WHERE run_id = ? AND task_id = ?",
+                (attempt, now_ms(), process_tag(pid), run_id, task_id),
             )
 
     def task_finished(

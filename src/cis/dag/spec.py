@@ -6,7 +6,7 @@ name = "release"
 policy = "all_success"          # or allow_failures: the run succeeds despite failed tasks
 [[dag.tasks]]
 id = "test"
-command = "pytest -q"           # or: agent = "claude", prompt = "..."
+command = "pytest -q"           # or: agent = "claude", prompt = "..."; or none: a barrier
 deps = []
 retry = 2                       # extra attempts, with exponential backoff and jitter
 timeout_secs = 600
@@ -29,7 +29,7 @@ import msgspec
 from ..errors import InvalidInput
 
 Policy = Literal["all_success", "allow_failures"]
-KINDS = ("shell", "agent", "skill")
+KINDS = ("shell", "agent", "skill", "barrier")
 MAX_RETRY = 10
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _TEMPLATE = re.compile(r"\{\{\s*(tasks\.([A-Za-z0-9_.-]+)\.output|inputs\.([A-Za-z0-9_]+))\s*\}\}")
@@ -96,18 +96,24 @@ def render(text: str, outputs: dict[str, str], inputs: dict[str, str], quote: An
 class _Lines:
     """Finds the line a task or field stands on in the source text (1-based)."""
 
+    _ID_LINE = re.compile(r"""\bid["']?\s*[:=]\s*["']?([^"',\s]+)["']?\s*,?\s*$""")
+
     def __init__(self, source: str):
         self.lines = source.splitlines()
+        self.ids: dict[str, int] = {}
+        self.id_lines: list[int] = []
+        for number, line in enumerate(self.lines, 1):
+            found = self._ID_LINE.search(line) if len(line) < 1000 else None
+            if found:
+                self.ids.setdefault(found.group(1), number)
+                self.id_lines.append(number)
 
     def of_task(self, task_id: object, index: int) -> int:
-        pattern = re.compile(
-            rf"""\bid["']?\s*[:=]\s*["']?{re.escape(str(task_id))}["']?\s*,?\s*$"""
-        )
-        for number, line in enumerate(self.lines, 1):
-            if pattern.search(line):
-                return number
-        found = [n for n, line in enumerate(self.lines, 1) if re.search(r"\bid\b", line)]
-        return found[index] if index < len(found) else 1
+        """The line of `id = <task_id>` (or of the index-th id line; 1 if unknown)."""
+        line = self.ids.get(str(task_id))
+        if line is not None:
+            return line
+        return self.id_lines[index] if index < len(self.id_lines) else 1
 
     def of_field(self, start: int, field: str) -> int:
         pattern = re.compile(rf"""(^|[\s{{,"']){re.escape(field)}["']?\s*[:=]""")
@@ -210,10 +216,13 @@ def _task(raw: dict[str, Any], line: int, lines: _Lines, err: Any) -> TaskSpec |
     for field in sorted(unknown):
         bad(field, f"task {task_id!r}: unknown field {field!r}")
     given = [k for k in ("command", "agent", "skill") if raw.get(k) is not None]
-    if len(given) != 1:
-        bad("id", f"task {task_id!r}: give exactly one of command, agent or skill")
+    if len(given) > 1:
+        bad("id", f"task {task_id!r}: give one of command, agent or skill, not several")
         return None
-    kind = {"command": "shell", "agent": "agent", "skill": "skill"}[given[0]]
+    # with none of them, a task is a barrier: it succeeds as soon as its deps have
+    kind = (
+        {"command": "shell", "agent": "agent", "skill": "skill"}[given[0]] if given else "barrier"
+    )
     command = raw.get("command")
     if kind == "shell" and not (
         (isinstance(command, str) and command.strip())
@@ -284,14 +293,14 @@ def _check_graph(tasks: list[TaskSpec], where: dict[str, int], lines: _Lines, er
         texts = [task.prompt or ""]
         command = task.command
         texts += command if isinstance(command, list) else [command or ""]
-        upstream = _upstream(by_id, task.id)
-        for text in texts:
-            for ref, _ in templates(text):
-                if ref is not None and ref not in upstream:
-                    err(
-                        where[task.id],
-                        f"task {task.id!r} uses the output of {ref!r}, which is not among its deps",
-                    )
+        refs = [ref for text in texts for ref, _ in templates(text) if ref is not None]
+        upstream = _upstream(by_id, task.id) if refs else set()
+        for ref in refs:
+            if ref not in upstream:
+                err(
+                    where[task.id],
+                    f"task {task.id!r} uses the output of {ref!r}, which is not among its deps",
+                )
 
 
 def _upstream(by_id: dict[str, TaskSpec], task_id: str) -> set[str]:
