@@ -55,7 +55,7 @@ class Node:
         self.db = db
         self.memory = memory
         self.tokens = TokenService(db)
-        self.dags = DagService(db, memory)
+        self.dags = DagService(db, memory, data_dir)
 
     @classmethod
     def open(
@@ -126,7 +126,7 @@ class Node:
 
     def access(self, token: Token | None = None) -> Access:
         """The memory API as a caller holding `token` may use it (no limits without one)."""
-        return Access(self.memory, token)
+        return Access(self.memory, token, self.dags)
 
     def status(self) -> NodeStatus:
         memory = self.memory

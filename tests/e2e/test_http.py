@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -236,3 +237,42 @@ def test_metrics_and_openapi(server: Server) -> None:
     )
     add = spec["paths"]["/v1/memories"]["post"]
     assert add["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("AddBody")
+
+
+def _wait_for(client: httpx.Client, run_id: str, states: tuple[str, ...]) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        run: dict[str, Any] = client.get(f"/v1/dags/{run_id}").json()
+        if run["status"] in states:
+            return run
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} stayed {run['status']}")
+
+
+def test_workflows_over_http(server: Server, tmp_path: Path) -> None:
+    c = server.client
+    flow = 'name = "web"\n[[tasks]]\nid = "a"\ncommand = "echo hi {{ inputs.who }}"\n'
+    started = c.post("/v1/dags", json={"workflow": flow, "inputs": {"who": "Kim"}})
+    assert started.status_code == 202 and started.json()["status"] in ("pending", "running")
+    run = _wait_for(c, started.json()["id"], ("succeeded", "failed"))
+    assert run["status"] == "succeeded" and run["tasks"][0]["output"] == "hi Kim\n"
+    assert c.get(f"/v1/dags/{run['id']}/logs").text == "[a] hi Kim\n"
+    assert run["id"] in {r["id"] for r in c.get("/v1/dags").json()["runs"]}
+    long = tmp_path / "long.toml"
+    long.write_text('[dag]\nname = "long"\n[[dag.tasks]]\nid = "s"\ncommand = "sleep 60"\n')
+    slow = c.post("/v1/dags", json={"file": str(long)}).json()
+    _wait_for(c, slow["id"], ("running",))
+    assert c.post(f"/v1/dags/{slow['id']}/cancel").status_code == 200
+    assert _wait_for(c, slow["id"], ("cancelled",))["tasks"][0]["status"] == "cancelled"
+    bad = c.post(
+        "/v1/dags",
+        json={
+            "workflow": '[dag]\nname = "x"\n[[dag.tasks]]\nid = "a"\n'
+            'command = "true"\ndeps = ["zz"]\n'
+        },
+    )
+    assert "workflow.toml:6: task 'a': unknown dep 'zz'" in error_of(bad, 400)["message"]
+    reader = server.as_(server.token("dag-reader", "--read-only"))
+    assert error_of(reader.get("/v1/dags"), 403)["code"] == "forbidden"
+    scoped = server.as_(server.token("dag-scoped", "--scope", "project/x"))
+    assert scoped.post("/v1/dags", json={"workflow": flow}).status_code == 403

@@ -16,6 +16,10 @@ from ..conftest import CIS
 from .shells import env_for, http_server, served, stdio_server
 
 EXPECTED_TOOLS = {
+    "dag_run",
+    "dag_status",
+    "dag_list",
+    "dag_cancel",
     "memory_add",
     "memory_search",
     "memory_get",
@@ -153,3 +157,27 @@ def test_http_mcp_applies_the_token_limits(data_dir: Path) -> None:
                 assert scopes <= {"agent/bot"}
 
         anyio.run(main)
+
+
+def test_workflow_tools_over_stdio(data_dir: Path) -> None:
+    async def main() -> None:
+        async with Client(stdio_server(data_dir)) as client:
+            flow = '{"dag": {"name": "m", "tasks": [{"id": "t", "command": "echo via mcp"}]}}'
+            started = await client.call_tool("dag_run", {"workflow": flow, "format": "json"})
+            assert not started.is_error, text_of(started)
+            run_id = started.structured_content["id"]
+            for _ in range(300):
+                status = await client.call_tool("dag_status", {"run_id": run_id})
+                if status.structured_content["status"] in ("succeeded", "failed"):
+                    break
+                await anyio.sleep(0.1)
+            run = status.structured_content
+            assert run["status"] == "succeeded" and run["tasks"][0]["output"] == "via mcp\n"
+            listed = await client.call_tool("dag_list", {})
+            assert [r["id"] for r in listed.structured_content["runs"]] == [run_id]
+            late = await client.call_tool("dag_cancel", {"run_id": run_id})
+            assert late.is_error and "not running" in text_of(late)
+            neither = await client.call_tool("dag_run", {})
+            assert neither.is_error and "either file" in text_of(neither)
+
+    anyio.run(main)

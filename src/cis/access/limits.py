@@ -8,13 +8,16 @@ gets the same methods with nothing withheld.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Forbidden, NotFound
 from ..memory import validate as check
 from ..memory.service import MemoryService
 from ..memory.transfer import parse_records
 from ..model import HistoryEntry, Hit, Memory, Token
+
+if TYPE_CHECKING:
+    from ..dag.service import DagService
 
 
 class Page:
@@ -36,9 +39,12 @@ class Access:
     gets Forbidden on every write.
     """
 
-    def __init__(self, memory: MemoryService, token: Token | None = None):
+    def __init__(
+        self, memory: MemoryService, token: Token | None = None, dags: DagService | None = None
+    ):
         self.memory = memory
         self.token = token
+        self._dags = dags
 
     @property
     def scope(self) -> str | None:
@@ -114,6 +120,21 @@ class Access:
                     )
                 record["scope"] = self.scope
         return self.memory.import_records(records, name=name)
+
+    # ---- workflows -------------------------------------------------------------
+
+    @property
+    def dags(self) -> DagService:
+        """Workflows run commands on this machine: only for a token of all scopes that
+        may write (or no token: a local caller)."""
+        if self.token is not None and (self.token.read_only or self.token.scope is not None):
+            raise Forbidden(
+                f"{self._name()} may not run or manage workflows: that takes a token of all"
+                " scopes that is not read-only"
+            )
+        if self._dags is None:
+            raise Forbidden("workflows are not available to this caller")
+        return self._dags
 
     # ---- reads -----------------------------------------------------------------
 

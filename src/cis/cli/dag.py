@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -121,16 +120,7 @@ def run(
     with state.open() as node:
         run_id = node.dags.start(file, inputs=_inputs(inputs), concurrency=concurrency)
         if detach:
-            argv = [sys.argv[0], "dag", "resume", run_id, "--quiet"]
-            if state.data_dir is not None:
-                argv[1:1] = ["--data-dir", str(state.data_dir)]
-            subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            node.dags.launch(run_id)
             output.emit_json({"run": run_id}) if as_json else print(run_id)
             return
         spec = node.dags.runs.spec(run_id)

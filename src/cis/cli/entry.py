@@ -28,3 +28,7 @@ def main() -> None:
     from .app import main as app_main
 
     app_main()
+
+
+if __name__ == "__main__":  # `python -m cis.cli.entry`, as detached DAG runs start
+    main()

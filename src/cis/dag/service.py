@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,9 +24,10 @@ if TYPE_CHECKING:
 
 
 class DagService:
-    def __init__(self, db: Database, memory: MemoryService | None):
+    def __init__(self, db: Database, memory: MemoryService | None, data_dir: Path):
         self.runs = RunStore(db)
         self.memory = memory
+        self.data_dir = data_dir
 
     def start(
         self,
@@ -36,6 +39,55 @@ class DagService:
         """Check the workflow file and record a pending run of it; its id."""
         spec = dag_spec.load(Path(path))
         return self.runs.create(spec, dict(inputs or {}), _limits(concurrency))
+
+    def start_text(
+        self,
+        text: str,
+        *,
+        format: str = "toml",
+        inputs: dict[str, str] | None = None,
+        concurrency: int | dict[str, int] | None = None,
+    ) -> str:
+        """`start` for a workflow given as text (toml, yaml or json)."""
+        if format not in ("toml", "yaml", "yml", "json"):
+            raise InvalidInput(f"format {format!r}: use toml, yaml or json")
+        spec = dag_spec.parse(text, f"workflow.{format}")
+        return self.runs.create(spec, dict(inputs or {}), _limits(concurrency))
+
+    def submit(
+        self,
+        *,
+        file: str | None = None,
+        workflow: str | None = None,
+        format: str = "toml",
+        inputs: dict[str, str] | None = None,
+        concurrency: int | None = None,
+    ) -> Run:
+        """Start a workflow (a file on this machine, or its text) in a process of its own;
+        the pending run, to follow with `status`."""
+        if (file is None) == (workflow is None):
+            raise InvalidInput("give either file (a path on the node) or workflow (its text)")
+        if file is not None:
+            run_id = self.start(file, inputs=inputs, concurrency=concurrency)
+        else:
+            assert workflow is not None
+            run_id = self.start_text(
+                workflow, format=format, inputs=inputs, concurrency=concurrency
+            )
+        self.launch(run_id)
+        return self.runs.get(run_id)
+
+    def launch(self, run_id: str) -> None:
+        """Execute a pending run in a process of its own, which outlives the caller."""
+        env = {**os.environ, "CIS_DATA_DIR": str(self.data_dir)}
+        subprocess.Popen(
+            [sys.executable, "-m", "cis.cli.entry", "dag", "resume", run_id, "--quiet"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def execute(self, run_id: str, *, on_event: Event | None = None) -> RunStatus:
         """Run (or resume) a run in this process until it ends; Ctrl-C cancels it."""

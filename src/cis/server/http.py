@@ -22,13 +22,14 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..access.limits import Access
+from ..dag.runs import Run
 from ..errors import CISError, InvalidInput
 from ..metrics import render, sample
 from ..model import HistoryEntry, Memory
 from ..node import Node, NodeStatus
 from . import wire
 from .middleware import TOKEN_STATE, Gate, Meter
-from .wire import AddBody, SearchBody, UpdateBody
+from .wire import AddBody, DagBody, SearchBody, UpdateBody
 
 log = logging.getLogger("cis.http")
 EXPORT_CHUNK = 64 * 1024
@@ -131,7 +132,7 @@ async def _known_query(request: Request) -> None:
 
 async def _caller(request: Request) -> Access:  # async: no thread hop for this
     node: Node = request.app.state.node
-    return Access(node.memory, getattr(request.state, TOKEN_STATE))
+    return node.access(getattr(request.state, TOKEN_STATE))
 
 
 Caller = Annotated[Access, Depends(_caller)]
@@ -269,6 +270,49 @@ def _routes(app: FastAPI, node: Node) -> None:
         """Search with the options in a JSON body (also takes a query `embedding`)."""
         fields = msgspec.structs.asdict(asked)
         return ok(wire.SearchResult(hits=access.search(fields.pop("query"), **fields)))
+
+    @app.post(
+        "/v1/dags",
+        status_code=202,
+        responses=documented(Run, 202),
+        openapi_extra=request_body(DagBody),
+        tags=["workflows"],
+    )
+    def dag_run(access: Caller, asked: Annotated[DagBody, body(DagBody)]) -> JSON:
+        """Start a workflow (a file on the node, or its text) in a process of its own."""
+        run = access.dags.submit(**msgspec.structs.asdict(asked))
+        return ok(run, 202)
+
+    @app.get("/v1/dags", responses=documented(wire.RunList), tags=["workflows"])
+    def dag_list(access: Caller, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> JSON:
+        """Recent runs, newest first (without their tasks)."""
+        runs = access.dags.list(limit)
+        for run in runs:
+            run.tasks = []
+        return ok(wire.RunList(runs=runs))
+
+    @app.get("/v1/dags/{run_id}", responses=documented(Run), tags=["workflows"])
+    def dag_status(access: Caller, run_id: str) -> JSON:
+        """A run and every task's state; `latest` for the newest run."""
+        return ok(access.dags.status(None if run_id == "latest" else run_id))
+
+    @app.post("/v1/dags/{run_id}/cancel", responses=documented(Run), tags=["workflows"])
+    def dag_cancel(access: Caller, run_id: str) -> JSON:
+        """Stop a running run: its tasks' process trees are killed."""
+        return ok(access.dags.cancel(run_id))
+
+    @app.get("/v1/dags/{run_id}/logs", tags=["workflows"])
+    def dag_logs(
+        access: Caller, run_id: str, task: Annotated[str | None, Query()] = None
+    ) -> Response:
+        """The run's captured output, as text (each line led by its task without `task`)."""
+        dags = access.dags
+        dags.status(run_id)
+        lines = []
+        for task_id, _, data in dags.runs.logs(run_id, task):
+            text = data.decode("utf-8", errors="replace")
+            lines += [text] if task else [f"[{task_id}] {line}" for line in text.splitlines(True)]
+        return Response("".join(lines), media_type="text/plain; charset=utf-8")
 
     @app.post(
         "/v1/import",

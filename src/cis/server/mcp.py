@@ -7,6 +7,7 @@ API through `Access`; CIS errors come back as tool errors that say what was wron
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -76,7 +77,7 @@ def tool_errors() -> Iterator[None]:
 
 def stdio_caller(node: Node) -> Caller:
     """A local process the user started: no token, no limits."""
-    access = Access(node.memory, None)
+    access = node.access()
     return lambda ctx: access
 
 
@@ -88,7 +89,7 @@ def http_caller(node: Node) -> Caller:
         token = getattr(getattr(request, "state", None), TOKEN_STATE, None)
         if token is None:
             raise Unauthorized("this MCP endpoint needs a bearer token")
-        return Access(node.memory, token)
+        return node.access(token)
 
     return caller
 
@@ -103,6 +104,7 @@ def build(node: Node, caller: Caller) -> MCPServer:
     )
     _memory_tools(server, caller)
     _reading_tools(server, node, caller)
+    _dag_tools(server, caller)
     _resources(server, node, caller)
     _prompts(server, caller)
     return server
@@ -232,6 +234,66 @@ def _reading_tools(server: MCPServer, node: Node, caller: Caller) -> None:
         with tool_errors():
             caller(ctx)
             return result(node.status())
+
+
+RUN = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
+)
+
+
+def _dag_tools(server: MCPServer, caller: Caller) -> None:
+    @server.tool(annotations=RUN)
+    def dag_run(
+        ctx: Context,
+        file: Annotated[
+            str | None, Field(description="path of a workflow file on the node")
+        ] = None,
+        workflow: Annotated[
+            str | dict[str, Any] | None,
+            Field(description="or the workflow itself: TOML, YAML or JSON text, or an object"),
+        ] = None,
+        format: Annotated[str, Field(description="toml, yaml or json (for workflow)")] = "toml",
+        inputs: Annotated[
+            dict[str, str] | None, Field(description="values for {{ inputs.NAME }}")
+        ] = None,
+        concurrency: Annotated[int | None, Field(ge=1, le=64, description="tasks at once")] = None,
+    ) -> CallToolResult:
+        """Run a DAG workflow of shell and agent tasks on the node, in the background.
+        Returns the pending run; follow it with dag_status. Tasks run commands on the
+        node's machine."""
+        if isinstance(workflow, dict):
+            workflow, format = json.dumps(workflow), "json"
+        with tool_errors():
+            run = caller(ctx).dags.submit(
+                file=file, workflow=workflow, format=format, inputs=inputs, concurrency=concurrency
+            )
+            return result(run)
+
+    @server.tool(annotations=READ)
+    def dag_status(
+        ctx: Context,
+        run_id: Annotated[str | None, Field(description="a run id; omit for the latest")] = None,
+    ) -> CallToolResult:
+        """A workflow run and each task's state, attempts, exit code, output and error."""
+        with tool_errors():
+            return result(caller(ctx).dags.status(run_id))
+
+    @server.tool(annotations=READ)
+    def dag_list(ctx: Context, limit: Annotated[int, Field(ge=1, le=200)] = 20) -> CallToolResult:
+        """Recent workflow runs, newest first."""
+        with tool_errors():
+            runs = caller(ctx).dags.list(limit)
+            for run in runs:
+                run.tasks = []
+            return result(runs, "runs")
+
+    @server.tool(annotations=CHANGE)
+    def dag_cancel(
+        ctx: Context, run_id: Annotated[str, Field(description="the run to stop")]
+    ) -> CallToolResult:
+        """Stop a running workflow: its tasks' processes are killed within a second."""
+        with tool_errors():
+            return result(caller(ctx).dags.cancel(run_id))
 
 
 def _resources(server: MCPServer, node: Node, caller: Caller) -> None:

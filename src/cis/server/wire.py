@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from ..dag.runs import Run
 from ..errors import InvalidInput
 from ..model import HistoryEntry, Hit, Memory
 from ..node import NodeStatus
@@ -50,6 +51,14 @@ class SearchBody(Body):
     embedding: list[float] | None = None
 
 
+class DagBody(Body):
+    file: str | None = None
+    workflow: str | None = None
+    format: str = "toml"
+    inputs: dict[str, str] = {}
+    concurrency: int | None = None
+
+
 class MemoryPage(msgspec.Struct, kw_only=True):
     items: list[Memory]
     next_cursor: str | None
@@ -61,6 +70,10 @@ class SearchResult(msgspec.Struct, kw_only=True):
 
 class ImportResult(msgspec.Struct, kw_only=True):
     imported: int
+
+
+class RunList(msgspec.Struct, kw_only=True):
+    runs: list[Run]
 
 
 class Health(msgspec.Struct, kw_only=True):
@@ -85,8 +98,10 @@ RESPONSES: tuple[type, ...] = (
     Health,
     ErrorBody,
     HistoryEntry,
+    Run,
+    RunList,
 )
-BODIES: tuple[type, ...] = (AddBody, UpdateBody, SearchBody)
+BODIES: tuple[type, ...] = (AddBody, UpdateBody, SearchBody, DagBody)
 
 _encoder = msgspec.json.Encoder()
 encode = _encoder.encode
