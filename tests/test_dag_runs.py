@@ -228,3 +228,19 @@ def test_random_dags_keep_their_order(node: Node, tmp_path: Path, shape: list[An
     states = {t.task_id: t.status for t in run.tasks}
     assert {t for t, s in states.items() if s == "skipped"} == doomed
     assert {t for t, s in states.items() if s == "failed"} == fails - doomed
+
+
+def test_skill_tasks_run_in_the_sandbox(node: Node, tmp_path: Path) -> None:
+    root = Path(__file__).parents[1]
+    node.skills.install(root / "examples" / "skills" / "wordcount")
+    node.skills.install(root / "tests" / "fixtures" / "skills" / "torture")
+    body = (
+        task("say", "echo one two three")
+        + '[[dag.tasks]]\nid = "count"\nskill = "wordcount"\ndeps = ["say"]\n'
+        + 'input = { text = "{{ tasks.say.output }}" }\n'
+        + '[[dag.tasks]]\nid = "hang"\nskill = "torture"\ninput = { mode = "loop" }\n'
+    )
+    run, _ = events(node, workflow(tmp_path, body))
+    states = {t.task_id: t for t in run.tasks}
+    assert json.loads(states["count"].output or "") == {"words": 3, "characters": 13}
+    assert states["hang"].status == "failed" and "timed out" in (states["hang"].error or "")

@@ -159,8 +159,8 @@ def test_syntax_errors_and_unsupported_kinds() -> None:
     assert "w.json:1: not valid JSON" in problems("{nope", "w.json")
     assert "not valid YAML" in problems("dag: [unclosed", "w.yaml")
     assert "use a .toml" in problems("x", "w.txt")
-    skill = '[dag]\nname = "s"\n[[dag.tasks]]\nid = "s"\nskill = "summarize"\n'
-    assert "skill tasks are not available yet" in problems(skill)
+    skill = '[dag]\nname = "s"\n[[dag.tasks]]\nid = "s"\nskill = "count"\ninput = "words"\n'
+    assert "w.toml:6: task 's': input must be a table" in problems(skill)
 
 
 def test_outputs_are_quoted_into_shell_commands() -> None:

@@ -20,6 +20,7 @@ from .index.embed import Embedder, MiniLMEmbedder
 from .index.vectors import VectorIndex
 from .memory.service import MemoryService
 from .model import Token
+from .skills.registry import SkillRegistry
 from .store.crypto import KEY_FILE, SALT_FILE, resolve_key
 from .store.schema import SCHEMA_VERSION
 from .store.snapshot import SnapshotFile
@@ -55,7 +56,8 @@ class Node:
         self.db = db
         self.memory = memory
         self.tokens = TokenService(db)
-        self.dags = DagService(db, memory, data_dir)
+        self.skills = SkillRegistry(data_dir, memory)
+        self.dags = DagService(db, memory, data_dir, self.skills)
 
     @classmethod
     def open(
@@ -159,6 +161,7 @@ class Node:
             self.memory.flush()
         self.memory.indexer.close()
         self.memory.queries.close()
+        self.skills.close()
         # an HNSW build still running is left behind (the next opener builds again or
         # uses the last snapshot); a snapshot being written is waited for
         self.memory.fresh.persist_if_stale()

@@ -20,6 +20,7 @@ from . import output
 from .dag import dag_app
 from .memory import memory_app
 from .serve import mcp, serve
+from .skill import skill_app
 from .state import State
 from .token import token_app
 
@@ -33,6 +34,7 @@ app = typer.Typer(
 app.add_typer(memory_app, name="memory")
 app.add_typer(token_app, name="token")
 app.add_typer(dag_app, name="dag")
+app.add_typer(skill_app, name="skill")
 app.command()(serve)
 app.command()(mcp)
 

@@ -17,13 +17,17 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import msgspec
+
+from ..errors import CISError
 from . import agents
 from .processes import Finished, run_process
 from .runs import MAX_OUTPUT_CHARS, RunStatus, RunStore, TaskStatus
-from .spec import DagSpec, TaskSpec, render
+from .spec import DagSpec, TaskSpec, render, render_value
 
 if TYPE_CHECKING:
     from ..memory.service import MemoryService
+    from ..skills.registry import SkillRegistry
 
 DEFAULT_CONCURRENCY = {"shell": 4, "agent": 2, "skill": 2, "barrier": 64}
 CANCEL_POLL_S = 0.2
@@ -41,12 +45,14 @@ class Executor:
         run_id: str,
         *,
         memory: MemoryService | None = None,
+        skills: SkillRegistry | None = None,
         on_event: Event | None = None,
         kill_grace: float = KILL_GRACE_S,
     ):
         self.store = store
         self.run_id = run_id
         self.memory = memory
+        self.skills = skills
         self.on_event = on_event or (lambda task, status, detail: None)
         self.kill_grace = kill_grace
         run = store.get(run_id)
@@ -206,6 +212,8 @@ class Executor:
             "CIS_DAG": self.spec.name,
         }
         stdin: bytes | None = None
+        if task.kind == "skill":
+            return await self._run_skill(task, attempt)
         if task.kind == "agent":
             assert task.agent is not None and task.prompt is not None
             prompt = render(task.prompt, self.outputs, self.inputs)
@@ -238,6 +246,23 @@ class Executor:
         if finished.exit_code != 0:
             return finished, f"exit code {finished.exit_code}"
         return finished, None
+
+    async def _run_skill(self, task: TaskSpec, attempt: int) -> tuple[Finished, str | None]:
+        """A skill task runs in this process (its own limits bound it: a cancel waits for
+        its time-out); its output is its JSON output."""
+        if self.skills is None:
+            return Finished(exit_code=1, output=""), "skills are not available here"
+        self.store.task_started(self.run_id, task.id, attempt, os.getpid())
+        self.on_event(task.id, "running", f"attempt {attempt}")
+        payload = render_value(task.input, self.outputs, self.inputs)
+        try:
+            call = await asyncio.to_thread(self.skills.run, str(task.skill), payload)
+        except CISError as exc:
+            return Finished(exit_code=1, output=""), str(exc)
+        if call.log:
+            self.store.log(self.run_id, task.id, [call.log.encode("utf-8")])
+        text = msgspec.json.encode(call.output).decode()
+        return Finished(exit_code=0, output=text), None
 
     def _finish(self) -> RunStatus:
         states = set(self.status.values())

@@ -20,14 +20,22 @@ from .runs import Run, RunStatus, RunStore
 
 if TYPE_CHECKING:
     from ..memory.service import MemoryService
+    from ..skills.registry import SkillRegistry
     from ..store.sqlite import Database
 
 
 class DagService:
-    def __init__(self, db: Database, memory: MemoryService | None, data_dir: Path):
+    def __init__(
+        self,
+        db: Database,
+        memory: MemoryService | None,
+        data_dir: Path,
+        skills: SkillRegistry | None = None,
+    ):
         self.runs = RunStore(db)
         self.memory = memory
         self.data_dir = data_dir
+        self.skills = skills
 
     def start(
         self,
@@ -93,7 +101,9 @@ class DagService:
         """Run (or resume) a run in this process until it ends; Ctrl-C cancels it."""
         for tag in self.runs.claim(run_id):  # what a runner killed by SIGKILL left behind
             kill_group(int(tag.split("-", 1)[0]))
-        executor = Executor(self.runs, run_id, memory=self.memory, on_event=on_event)
+        executor = Executor(
+            self.runs, run_id, memory=self.memory, skills=self.skills, on_event=on_event
+        )
 
         async def main() -> RunStatus:
             loop = asyncio.get_running_loop()

@@ -235,7 +235,10 @@ def _task(raw: dict[str, Any], line: int, lines: _Lines, err: Any) -> TaskSpec |
         if not isinstance(raw.get("prompt"), str) or not raw["prompt"].strip():
             bad("prompt", f"task {task_id!r}: an agent task needs a prompt")
     if kind == "skill":
-        bad("skill", f"task {task_id!r}: skill tasks are not available yet (no skill runtime)")
+        if not isinstance(raw.get("skill"), str) or not raw["skill"].strip():
+            bad("skill", f"task {task_id!r}: skill must name an installed skill")
+        if not isinstance(raw.get("input", {}), dict):
+            bad("input", f"task {task_id!r}: input must be a table (the skill's JSON input)")
     deps = raw.get("deps", [])
     if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
         bad("deps", f"task {task_id!r}: deps must be a list of task ids")
@@ -265,6 +268,8 @@ def _task(raw: dict[str, Any], line: int, lines: _Lines, err: Any) -> TaskSpec |
         command=command,
         agent=raw.get("agent"),
         prompt=raw.get("prompt"),
+        skill=raw.get("skill"),
+        input=raw.get("input", {}),
         deps=tuple(dict.fromkeys(deps)),
         retry=int(retry),
         retry_delay_secs=float(raw.get("retry_delay_secs", 1.0)),
@@ -290,7 +295,7 @@ def _check_graph(tasks: list[TaskSpec], where: dict[str, int], lines: _Lines, er
         return
     by_id = {t.id: t for t in tasks}
     for task in tasks:
-        texts = [task.prompt or ""]
+        texts = [task.prompt or "", *_strings(task.input)]
         command = task.command
         texts += command if isinstance(command, list) else [command or ""]
         refs = [ref for text in texts for ref, _ in templates(text) if ref is not None]
@@ -301,6 +306,28 @@ def _check_graph(tasks: list[TaskSpec], where: dict[str, int], lines: _Lines, er
                     where[task.id],
                     f"task {task.id!r} uses the output of {ref!r}, which is not among its deps",
                 )
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string inside a JSON value (where templates may stand)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def render_value(value: Any, outputs: dict[str, str], inputs: dict[str, str]) -> Any:
+    """A JSON value with the templates in its strings filled."""
+    if isinstance(value, str):
+        return render(value, outputs, inputs)
+    if isinstance(value, dict):
+        return {k: render_value(v, outputs, inputs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_value(v, outputs, inputs) for v in value]
+    return value
 
 
 def _upstream(by_id: dict[str, TaskSpec], task_id: str) -> set[str]:

@@ -1,0 +1,1 @@
+"""Skills: small programs with a manifest, run sandboxed (WASM so far)."""

@@ -1,0 +1,131 @@
+"""WASM skills: install, manifests, the sandbox's limits, host functions, module cache,
+hot reload. The modules are built from the C beside them (see each skill.toml)."""
+
+from __future__ import annotations
+
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from cis import Node
+from cis.errors import InvalidInput, NotFound
+from cis.skills.wasm import SkillError
+
+ROOT = Path(__file__).parents[1]
+WORDCOUNT = ROOT / "examples" / "skills" / "wordcount"
+RECALL = ROOT / "examples" / "skills" / "recall"
+TORTURE = ROOT / "tests" / "fixtures" / "skills" / "torture"
+
+
+def copy_skill(source: Path, into: Path, **changes: str) -> Path:
+    target = into / source.name
+    shutil.copytree(source, target)
+    manifest = (target / "skill.toml").read_text()
+    for old, new in changes.items():
+        manifest = manifest.replace(old, new)
+    (target / "skill.toml").write_text(manifest)
+    return target
+
+
+def test_install_list_info_remove(node: Node, tmp_path: Path) -> None:
+    archive = tmp_path / "recall.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(RECALL, arcname="recall")
+    node.skills.install(WORDCOUNT)
+    node.skills.install(archive)
+    assert [m.skill.name for m in node.skills.installed()] == ["recall", "wordcount"]
+    assert node.skills.get("recall").permissions.memory_read is True
+    node.skills.remove("wordcount")
+    with pytest.raises(NotFound):
+        node.skills.run("wordcount", {})
+
+
+@pytest.mark.parametrize(
+    ("changes", "expect"),
+    [
+        ({'type = "wasm"': 'type = "python"'}, "cannot run yet"),
+        ({'entry = "wordcount.wasm"': 'entry = "../../etc/passwd"'}, "not a file inside"),
+        ({"memory_mb = 32": "memory_mb = 0"}, "memory_mb"),
+        ({"[limits]": "[limits]\ncpu = 1"}, "unknown field"),
+        ({'name = "wordcount"': 'name = "Word Count"'}, "name"),
+    ],
+)
+def test_bad_manifests_are_refused(
+    node: Node, tmp_path: Path, changes: dict[str, str], expect: str
+) -> None:
+    with pytest.raises(InvalidInput, match=expect):
+        node.skills.install(copy_skill(WORDCOUNT, tmp_path, **changes))
+    assert node.skills.installed() == []
+
+
+def test_an_archive_cannot_write_outside(node: Node, tmp_path: Path) -> None:
+    archive = tmp_path / "evil.tar.gz"
+    evil = tmp_path / "evil.txt"
+    evil.write_text("x")
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(evil, arcname="../../escaped.txt")
+    with pytest.raises(InvalidInput, match="cannot unpack"):
+        node.skills.install(archive)
+
+
+def test_skills_run_and_read_memory_only_when_permitted(node: Node) -> None:
+    node.memory.add("The VPN config is in the team vault")
+    node.skills.install(WORDCOUNT)
+    node.skills.install(RECALL)
+    node.skills.install(TORTURE)
+    counted = node.skills.run("wordcount", {"text": "sandboxed but useful"})
+    assert counted.output == {"words": 3, "characters": 20}
+    assert "3 words" in counted.log
+    found = node.skills.run("recall", {"query": "where is the vpn config", "limit": 3})
+    assert found.output["found"]["ok"][0]["memory"]["text"].startswith("The VPN")
+    with pytest.raises(SkillError, match=r"forbidden: memory_search needs permissions\.memory_"):
+        node.skills.run("torture", {"mode": "search"})
+
+
+@pytest.mark.parametrize(
+    ("mode", "expect"),
+    [
+        ("loop", "timed out after 2000 ms"),
+        ("bomb", "out of memory after"),
+        ("trap", "trapped: wasm `unreachable`"),
+        ("exit3", "exited with code 3; its log ends: giving up"),
+        ("garbage", "not JSON"),
+    ],
+)
+def test_a_misbehaving_skill_ends_its_call_only(node: Node, mode: str, expect: str) -> None:
+    node.skills.install(TORTURE)
+    with pytest.raises(SkillError, match=expect):
+        node.skills.run("torture", {"mode": mode})
+    assert node.skills.run("torture", {"mode": "fine"}).output == {"ok": True}
+
+
+def test_fuel_limit(node: Node, tmp_path: Path) -> None:
+    node.skills.install(
+        copy_skill(TORTURE, tmp_path, **{"timeout_ms = 2000": "timeout_ms = 2000\nfuel = 100000"})
+    )
+    with pytest.raises(SkillError, match="ran out of fuel"):
+        node.skills.run("torture", {"mode": "loop"})
+
+
+def test_hot_reload_and_the_disk_cache(node: Node, data_dir: Path) -> None:
+    node.skills.install(WORDCOUNT)
+    assert node.skills.run("wordcount", {"text": "a b"}).output == {"words": 2, "characters": 3}
+    cached = list((data_dir / "cache" / "wasm").glob("*.cwasm"))
+    assert len(cached) == 1
+    installed = data_dir / "skills" / "wordcount" / "wordcount.wasm"
+    installed.write_bytes((TORTURE / "torture.wasm").read_bytes())  # a changed module
+    assert node.skills.run("wordcount", {"mode": "fine"}).output == {"ok": True}
+    assert len(list((data_dir / "cache" / "wasm").glob("*.cwasm"))) == 2
+    installed.write_bytes(b"not wasm at all")
+    with pytest.raises(InvalidInput, match="not a valid WASM module"):
+        node.skills.run("wordcount", {})
+
+
+def test_routing_by_description(node: Node) -> None:
+    node.skills.install(WORDCOUNT)
+    node.skills.install(RECALL)
+    ranked = node.skills.route("how many words does this essay have")
+    assert ranked[0][1].skill.name == "wordcount"
+    assert ranked[0][0] > ranked[1][0]
