@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from cis import Node
-from cis.errors import InvalidInput, NotFound
-from cis.skills.wasm import SkillError
+from cis.errors import InvalidInput, NotFound, SkillError
 
 ROOT = Path(__file__).parents[1]
 WORDCOUNT = ROOT / "examples" / "skills" / "wordcount"

@@ -96,3 +96,11 @@ class TooLarge(InvalidInput):
 
     http_status = 413
     code = "too_large"
+
+
+class SkillError(CISError):
+    """A skill's run ended badly: a trap, a time-out, a memory limit, a forbidden call."""
+
+    exit_code = 12
+    http_status = 422
+    code = "skill_failed"

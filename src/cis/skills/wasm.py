@@ -29,20 +29,12 @@ from typing import Any
 import msgspec
 import wasmtime
 
-from ..errors import CISError, InvalidInput
+from ..errors import CISError, InvalidInput, SkillError
 from .manifest import Manifest
 
 EPOCH_MS = 5
 MAX_OUTPUT = 16 * 1024 * 1024
 MAX_LOG = 64 * 1024
-
-
-class SkillError(CISError):
-    """A skill's run ended badly: a trap, a time-out, a memory limit, a forbidden call."""
-
-    exit_code = 12
-    http_status = 422
-    code = "skill_failed"
 
 
 class Call(msgspec.Struct, kw_only=True):
