@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench eval clean
+.PHONY: install run test lint bench eval skills clean
 
 install: $(STAMP)
 
@@ -40,6 +40,14 @@ eval: install
 	$(BIN)/python benchmarks/eval_locomo.py
 	$(BIN)/python benchmarks/eval_paraphrase.py
 	$(BIN)/pytest -m slow
+
+# rebuild the WASM modules of the example skills and test fixtures from their C (ziglang);
+# the built modules are committed, so tests need no compiler
+SKILL_SOURCES := $(wildcard examples/skills/*/*.c tests/fixtures/skills/*/*.c)
+skills: install
+	@for src in $(SKILL_SOURCES); do \
+		$(BIN)/python -m ziglang cc --target=wasm32-wasi -Os -s -Wl,-z,stack-size=65536 \
+			$$src -o $${src%.c}.wasm || exit 1; echo "built $${src%.c}.wasm"; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

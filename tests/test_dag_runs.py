@@ -3,6 +3,7 @@ cancellation without orphans, and agent tasks with memory in and out."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from cis import Node
 from cis.dag.processes import descendants
+from cis.errors import InvalidInput
 
 
 def workflow(tmp_path: Path, body: str, name: str = "w") -> Path:
@@ -244,3 +246,40 @@ def test_skill_tasks_run_in_the_sandbox(node: Node, tmp_path: Path) -> None:
     states = {t.task_id: t for t in run.tasks}
     assert json.loads(states["count"].output or "") == {"words": 3, "characters": 13}
     assert states["hang"].status == "failed" and "timed out" in (states["hang"].error or "")
+
+
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    shape=st.lists(
+        st.tuples(st.lists(st.integers(0, 10), max_size=2), st.booleans()), min_size=2, max_size=6
+    ),
+    stop_after=st.floats(0.0, 0.25),
+)
+def test_a_resumed_run_ends_as_an_uninterrupted_one(
+    node: Node, tmp_path: Path, shape: list[Any], stop_after: float
+) -> None:
+    body = ""
+    for i, (picks, fail) in enumerate(shape):
+        deps = tuple(sorted({f"t{p % i}" for p in picks})) if i else ()
+        command = "sleep 0.05; exit 1" if fail else f"sleep 0.05; echo out-t{i}"
+        body += task(f"t{i}", command, deps)
+    flow = workflow(tmp_path, body, name=f"p{len(shape)}")
+    whole = node.dags.run(flow)
+    run_id = node.dags.start(flow)
+    thread = threading.Thread(target=node.dags.execute, args=(run_id,))
+    thread.start()
+    time.sleep(stop_after)
+    with contextlib.suppress(InvalidInput):  # it may have ended already
+        node.dags.cancel(run_id)
+    thread.join(30)
+    resumed = node.dags.status(run_id)
+    if resumed.status != "succeeded":
+        resumed = node.dags.resume(run_id)
+
+    def outcome(run: Any) -> list[tuple[str, str, str | None]]:
+        return [(t.task_id, t.status, t.output) for t in run.tasks]
+
+    assert outcome(resumed) == outcome(whole)
+    assert resumed.status == whole.status
