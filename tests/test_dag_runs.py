@@ -283,3 +283,11 @@ def test_a_resumed_run_ends_as_an_uninterrupted_one(
 
     assert outcome(resumed) == outcome(whole)
     assert resumed.status == whole.status
+
+
+def test_a_missing_skill_is_refused_before_anything_runs(node: Node, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    body = task("first", f"touch {marker}") + '[[dag.tasks]]\nid = "s"\nskill = "nope"\n'
+    with pytest.raises(InvalidInput, match="task 's': no skill 'nope' is installed"):
+        node.dags.run(workflow(tmp_path, body))
+    assert not marker.exists()

@@ -46,7 +46,22 @@ class DagService:
     ) -> str:
         """Check the workflow file and record a pending run of it; its id."""
         spec = dag_spec.load(Path(path))
+        self._check_skills(spec, Path(path).name)
         return self.runs.create(spec, dict(inputs or {}), _limits(concurrency))
+
+    def _check_skills(self, spec: dag_spec.DagSpec, name: str) -> None:
+        """Skill tasks must name installed skills: refused before anything runs."""
+        missing = [
+            f"{name}: task {t.id!r}: no skill {t.skill!r} is installed (`cis skill list`)"
+            for t in spec.tasks
+            if t.kind == "skill"
+            and (
+                self.skills is None
+                or t.skill not in {m.skill.name for m in self.skills.installed()}
+            )
+        ]
+        if missing:
+            raise InvalidInput("workflow not valid; nothing ran:\n" + "\n".join(missing))
 
     def start_text(
         self,
@@ -60,6 +75,7 @@ class DagService:
         if format not in ("toml", "yaml", "yml", "json"):
             raise InvalidInput(f"format {format!r}: use toml, yaml or json")
         spec = dag_spec.parse(text, f"workflow.{format}")
+        self._check_skills(spec, f"workflow.{format}")
         return self.runs.create(spec, dict(inputs or {}), _limits(concurrency))
 
     def submit(
