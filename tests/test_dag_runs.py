@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cis import Node
-from cis.dag.processes import descendants
+from cis.dag.processes import descendants, running
 from cis.errors import InvalidInput
 
 
@@ -96,7 +96,7 @@ def test_timeout_kills_the_whole_tree(node: Node, tmp_path: Path) -> None:
     run, _ = events(node, workflow(tmp_path, body))
     assert run.status == "failed" and "timed out" in (run.tasks[0].error or "")
     child = int(pids.read_text())
-    assert not _alive(child)
+    assert not running(child)
 
 
 def test_outputs_flow_downstream_quoted(node: Node, tmp_path: Path) -> None:
@@ -105,14 +105,6 @@ def test_outputs_flow_downstream_quoted(node: Node, tmp_path: Path) -> None:
     )
     run, _ = events(node, workflow(tmp_path, body))
     assert run.tasks[1].output == "got it's; rm -rf x\n"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_cancel_kills_every_process_even_one_ignoring_sigterm(node: Node, tmp_path: Path) -> None:
@@ -134,7 +126,7 @@ def test_cancel_kills_every_process_even_one_ignoring_sigterm(node: Node, tmp_pa
     node.dags.cancel(run_id)
     thread.join(20)
     assert result == ["cancelled"]
-    assert not [p for p in [*spawned, *before] if _alive(p)]
+    assert not [p for p in [*spawned, *before] if running(p)]
     run = node.dags.status(run_id)
     assert {t.status for t in run.tasks} == {"cancelled"}
 

@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from cis.dag.processes import running
+
 from ..conftest import CIS, CliRunner
 
 CHAIN = """\
@@ -34,14 +36,6 @@ def marking_workflow(tmp_path: Path, marks: Path) -> Path:
     path = tmp_path / "steps.toml"
     path.write_text(CHAIN.format(tasks="\n".join(tasks)))
     return path
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(
@@ -96,7 +90,7 @@ def test_cancel_from_another_process_leaves_no_process(
     out, _ = runner.communicate(timeout=20)
     assert runner.returncode == 1
     assert "cancelled" in out
-    assert not [p for p in map(int, pids.read_text().split()) if _alive(p)]
+    assert not [p for p in map(int, pids.read_text().split()) if running(p)]
     again = cli("dag", "cancel", run_id)
     assert again.returncode == 2 and "not running" in again.stderr
 

@@ -75,7 +75,7 @@ async def kill_tree(process: asyncio.subprocess.Process, grace: float) -> None:
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         pids |= descendants(process.pid)
-        if process.returncode is not None and not any(_exists(p) for p in pids):
+        if process.returncode is not None and not any(running(p) for p in pids):
             return
         await asyncio.sleep(0.05)
     _signal(process.pid, pids | descendants(process.pid), signal.SIGKILL)
@@ -83,7 +83,8 @@ async def kill_tree(process: asyncio.subprocess.Process, grace: float) -> None:
         await process.wait()
 
 
-def _exists(pid: int) -> bool:
+def running(pid: int) -> bool:
+    """Whether a process exists and is not a zombie."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
