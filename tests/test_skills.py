@@ -44,7 +44,8 @@ def test_install_list_info_remove(node: Node, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("changes", "expect"),
     [
-        ({'type = "wasm"': 'type = "python"'}, "cannot run yet"),
+        ({'type = "wasm"': 'type = "remote"'}, "cannot run yet"),
+        ({'type = "wasm"': 'type = "python"'}, "use module:function"),
         ({'entry = "wordcount.wasm"': 'entry = "../../etc/passwd"'}, "not a file inside"),
         ({"memory_mb = 32": "memory_mb = 0"}, "memory_mb"),
         ({"[limits]": "[limits]\ncpu = 1"}, "unknown field"),
@@ -128,3 +129,53 @@ def test_routing_by_description(node: Node) -> None:
     ranked = node.skills.route("how many words does this essay have")
     assert ranked[0][1].skill.name == "wordcount"
     assert ranked[0][0] > ranked[1][0]
+
+
+def test_native_and_workflow_skills(
+    node: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shout = tmp_path / "shout"
+    shout.mkdir()
+    (shout / "skill.toml").write_text(
+        '[skill]\nname = "shout"\ntype = "python"\nentry = "loud:run"\n'
+        'description = "Shout a text"\n[limits]\ntimeout_ms = 5000\nmemory_mb = 512\n'
+    )
+    (shout / "loud.py").write_text(
+        "import os, sys\n"
+        "def run(data):\n"
+        "    print('shouting', file=sys.stderr)\n"
+        "    if data.get('hang'):\n"
+        "        import time; time.sleep(60)\n"
+        "    return {'text': data['text'].upper(), 'secret': os.environ.get('CIS_PASSPHRASE')}\n"
+    )
+    monkeypatch.setenv("CIS_PASSPHRASE", "do-not-leak")
+    node.skills.install(shout)
+    called = node.skills.run("shout", {"text": "hi"})
+    assert called.output == {"text": "HI", "secret": None} and "shouting" in called.log
+    node.skills.install(
+        copy_skill(shout, tmp_path / "b", **{"timeout_ms = 5000": "timeout_ms = 300"})
+    )
+    with pytest.raises(SkillError, match="timed out after 300 ms"):
+        node.skills.run("shout", {"text": "x", "hang": True})
+
+    echo = tmp_path / "echo"
+    echo.mkdir()
+    (echo / "skill.toml").write_text(
+        '[skill]\nname = "echo"\ntype = "command"\nentry = "./echo.sh --flag"\n'
+    )
+    (echo / "echo.sh").write_text('#!/bin/sh\necho "{\\"args\\": \\"$1\\", \\"in\\": $(cat)}"\n')
+    (echo / "echo.sh").chmod(0o755)
+    node.skills.install(echo)
+    assert node.skills.run("echo", {"a": 1}).output == {"args": "--flag", "in": {"a": 1}}
+
+    flow = tmp_path / "flow"
+    flow.mkdir()
+    (flow / "skill.toml").write_text(
+        '[skill]\nname = "greet"\ntype = "dag"\nentry = "greet.toml"\n'
+    )
+    (flow / "greet.toml").write_text(
+        '[dag]\nname = "greet"\n[[dag.tasks]]\nid = "hello"\n'
+        'command = "echo hello {{ inputs.who }}"\n'
+    )
+    node.skills.install(flow)
+    assert node.skills.run("greet", {"who": "Kim"}).output["outputs"] == {"hello": "hello Kim"}

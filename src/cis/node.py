@@ -58,6 +58,7 @@ class Node:
         self.tokens = TokenService(db)
         self.skills = SkillRegistry(data_dir, memory)
         self.dags = DagService(db, memory, data_dir, self.skills)
+        self.skills.dags = self.dags
 
     @classmethod
     def open(

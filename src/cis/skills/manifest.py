@@ -5,7 +5,7 @@ its limits.
 [skill]
 name = "wordcount"
 version = "0.1.0"
-type = "wasm"                 # only wasm runs so far
+type = "wasm"                 # wasm | command | python | dag (remote: not yet)
 entry = "wordcount.wasm"
 description = "Counts the words of a text"
 [permissions]
@@ -31,7 +31,8 @@ import msgspec
 from ..errors import InvalidInput
 
 TYPES = ("wasm", "python", "command", "remote", "dag")
-RUNNABLE = ("wasm",)
+RUNNABLE = ("wasm", "command", "python", "dag")
+NATIVE = ("command", "python")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 MAX_MEMORY_MB = 4096
 MAX_TIMEOUT_MS = 3_600_000
@@ -93,7 +94,8 @@ def load(directory: Path) -> Manifest:
         raise InvalidInput(f"{path}: limits.fuel must be 0 (none) or more")
     if manifest.permissions.network:
         raise InvalidInput(f"{path}: network permissions cannot be granted yet (no sockets)")
-    entry = (directory / info.entry).resolve()
-    if directory.resolve() not in entry.parents or not entry.is_file():
-        raise InvalidInput(f"{path}: entry {info.entry!r} is not a file inside the skill")
+    if info.type in ("wasm", "dag"):
+        entry = (directory / info.entry).resolve()
+        if directory.resolve() not in entry.parents or not entry.is_file():
+            raise InvalidInput(f"{path}: entry {info.entry!r} is not a file inside the skill")
     return manifest

@@ -5,18 +5,21 @@ from __future__ import annotations
 import shutil
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
 
-from ..errors import InvalidInput, NotFound
+from ..errors import InvalidInput, NotFound, SkillError
 from . import manifest as skill_manifest
 from .manifest import Manifest
+from .native import argv_of, run_native
 from .wasm import Call, WasmRuntime
 
 if TYPE_CHECKING:
+    from ..dag.service import DagService
     from ..memory.service import MemoryService
 
 
@@ -25,6 +28,7 @@ class SkillRegistry:
         self.root = data_dir / "skills"
         self.cache_dir = data_dir / "cache" / "wasm"
         self.memory = memory
+        self.dags: DagService | None = None  # set by the node (workflow skills)
         self._runtime: WasmRuntime | None = None
 
     @property
@@ -49,6 +53,8 @@ class SkillRegistry:
             else:
                 raise InvalidInput(f"{source}: give a skill directory or a .tar.gz of one")
             manifest = skill_manifest.load(directory)
+            if manifest.skill.type in skill_manifest.NATIVE:
+                argv_of(manifest, directory)  # a malformed entry is refused now
             self.root.mkdir(parents=True, exist_ok=True)
             target = self.root / manifest.skill.name
             staged = self.root / f".{manifest.skill.name}.new"
@@ -84,8 +90,37 @@ class SkillRegistry:
     def run(self, name: str, payload: Any) -> Call:
         """Run a skill once on `payload`; SkillError if it fails in any way."""
         found = self.get(name)
-        wasm = (self.root / name / found.skill.entry).read_bytes()  # read now: hot reload
+        directory = self.root / name
+        kind = found.skill.type
+        if kind in skill_manifest.NATIVE:
+            return run_native(found, directory, payload)
+        if kind == "dag":
+            return self._run_dag(found, directory, payload)
+        wasm = (directory / found.skill.entry).read_bytes()  # read now: hot reload
         return self.runtime.call(found, wasm, payload, self._host)
+
+    def _run_dag(self, found: Manifest, directory: Path, payload: Any) -> Call:
+        """A workflow as a skill: the input's fields are its inputs, the output maps each
+        task to its output."""
+        if self.dags is None:
+            raise SkillError("workflow skills need the node's workflow runner")
+        if not isinstance(payload, dict):
+            raise InvalidInput("a workflow skill takes an object of inputs")
+        inputs = {
+            str(k): v if isinstance(v, str) else msgspec.json.encode(v).decode()
+            for k, v in payload.items()
+        }
+        began = time.perf_counter()
+        run = self.dags.run(directory / found.skill.entry, inputs=inputs)
+        outputs = {t.task_id: (t.output or "").strip() for t in run.tasks}
+        if run.status != "succeeded":
+            failed = [f"{t.task_id}: {t.error}" for t in run.tasks if t.status == "failed"]
+            raise SkillError(f"workflow {run.id} {run.status}: " + "; ".join(failed))
+        return Call(
+            output={"run": run.id, "outputs": outputs},
+            log="",
+            millis=(time.perf_counter() - began) * 1000,
+        )
 
     def route(self, request: str) -> list[tuple[float, Manifest]]:
         """Installed skills by how well their description matches `request`, best first."""

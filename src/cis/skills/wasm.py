@@ -51,6 +51,12 @@ class _Current(threading.local):
     manifest: Manifest | None = None
 
 
+def failure(what: str, log: str) -> str:
+    """A skill's failure, with the end of its log."""
+    tail = log.strip()[-500:]
+    return f"skill {what}" + (f"; its log ends: {tail}" if tail else "")
+
+
 class WasmRuntime:
     """One engine, its module cache and linker, shared by every call of every skill."""
 
@@ -179,8 +185,7 @@ class WasmRuntime:
 
     @staticmethod
     def _why(what: str, log: bytearray) -> str:
-        tail = log.decode("utf-8", errors="replace").strip()[-500:]
-        return f"skill {what}" + (f"; its log ends: {tail}" if tail else "")
+        return failure(what, log.decode("utf-8", errors="replace"))
 
     def _trap(self, exc: wasmtime.Trap, manifest: Manifest, store: Any, log: bytearray) -> str:
         message = str(exc)
