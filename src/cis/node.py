@@ -129,7 +129,7 @@ class Node:
 
     def access(self, token: Token | None = None) -> Access:
         """The memory API as a caller holding `token` may use it (no limits without one)."""
-        return Access(self.memory, token, self.dags)
+        return Access(self.memory, token, self.dags, self.skills)
 
     def status(self) -> NodeStatus:
         memory = self.memory

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cis import Node
+from cis.errors import SkillError
 
 from ..conftest import CIS
 from .shells import env_for, served
@@ -276,3 +277,34 @@ def test_workflows_over_http(server: Server, tmp_path: Path) -> None:
     assert error_of(reader.get("/v1/dags"), 403)["code"] == "forbidden"
     scoped = server.as_(server.token("dag-scoped", "--scope", "project/x"))
     assert scoped.post("/v1/dags", json={"workflow": flow}).status_code == 403
+
+
+def test_skills_over_http_and_as_remote_skills(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wordcount = Path(__file__).parents[2] / "examples" / "skills" / "wordcount"
+    subprocess.run(
+        [CIS, "skill", "install", str(wordcount)], env=env_for(server.data_dir), check=True
+    )
+    c = server.client
+    assert [s["skill"]["name"] for s in c.get("/v1/skills").json()["skills"]] == ["wordcount"]
+    ran = c.post("/v1/skills/wordcount/run", json={"text": "three little words"}).json()
+    assert ran["output"] == {"words": 3, "characters": 18}
+    failed = c.post("/v1/skills/wordcount/run", json={"no": "text"})
+    assert error_of(failed, 422)["code"] == "skill_failed"
+    reader = server.as_(server.token("skill-reader", "--read-only"))
+    assert reader.post("/v1/skills/wordcount/run", json={"text": "x"}).status_code == 403
+
+    remote = tmp_path / "far-count"
+    remote.mkdir()
+    (remote / "skill.toml").write_text(
+        '[skill]\nname = "far-count"\ntype = "remote"\ntoken_env = "FAR_TOKEN"\n'
+        f'entry = "{server.url}/v1/skills/wordcount/run"\n'
+    )
+    monkeypatch.setenv("FAR_TOKEN", server.token("far"))
+    with Node.open(tmp_path / "near") as near:
+        near.skills.install(remote)
+        assert near.skills.run("far-count", {"text": "a b"}).output == {"words": 2, "characters": 3}
+        monkeypatch.setenv("FAR_TOKEN", "cis_wrong")
+        with pytest.raises(SkillError, match="unauthorized"):
+            near.skills.run("far-count", {"text": "a b"})

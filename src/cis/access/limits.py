@@ -18,6 +18,7 @@ from ..model import HistoryEntry, Hit, Memory, Token
 
 if TYPE_CHECKING:
     from ..dag.service import DagService
+    from ..skills.registry import SkillRegistry
 
 
 class Page:
@@ -40,11 +41,16 @@ class Access:
     """
 
     def __init__(
-        self, memory: MemoryService, token: Token | None = None, dags: DagService | None = None
+        self,
+        memory: MemoryService,
+        token: Token | None = None,
+        dags: DagService | None = None,
+        skills: SkillRegistry | None = None,
     ):
         self.memory = memory
         self.token = token
         self._dags = dags
+        self._skills = skills
 
     @property
     def scope(self) -> str | None:
@@ -123,18 +129,28 @@ class Access:
 
     # ---- workflows -------------------------------------------------------------
 
-    @property
-    def dags(self) -> DagService:
-        """Workflows run commands on this machine: only for a token of all scopes that
-        may write (or no token: a local caller)."""
+    def _trusted(self, what: str) -> None:
+        """Workflows and skills run code on this machine: only for a token of all scopes
+        that may write (or no token: a local caller)."""
         if self.token is not None and (self.token.read_only or self.token.scope is not None):
             raise Forbidden(
-                f"{self._name()} may not run or manage workflows: that takes a token of all"
-                " scopes that is not read-only"
+                f"{self._name()} may not {what}: that takes a token of all scopes that is"
+                " not read-only"
             )
+
+    @property
+    def dags(self) -> DagService:
+        self._trusted("run or manage workflows")
         if self._dags is None:
             raise Forbidden("workflows are not available to this caller")
         return self._dags
+
+    @property
+    def skills(self) -> SkillRegistry:
+        self._trusted("run skills")
+        if self._skills is None:
+            raise Forbidden("skills are not available to this caller")
+        return self._skills
 
     # ---- reads -----------------------------------------------------------------
 

@@ -314,6 +314,21 @@ def _routes(app: FastAPI, node: Node) -> None:
             lines += [text] if task else [f"[{task_id}] {line}" for line in text.splitlines(True)]
         return Response("".join(lines), media_type="text/plain; charset=utf-8")
 
+    @app.get("/v1/skills", tags=["skills"])
+    def skills(access: Caller) -> JSON:
+        """Installed skills (their manifests)."""
+        return ok({"skills": access.skills.installed()})
+
+    @app.post("/v1/skills/{name}/run", tags=["skills"])
+    async def run_skill(request: Request, access: Caller, name: str) -> JSON:
+        """Run a skill on the JSON body; answers its output, log and time (422 if it fails)."""
+        raw = await request.body()
+        try:
+            payload = msgspec.json.decode(raw) if raw.strip() else {}
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"request body is not valid JSON ({exc})") from exc
+        return ok(await run_in_threadpool(access.skills.run, name, payload))
+
     @app.post(
         "/v1/import",
         responses=documented(wire.ImportResult),

@@ -5,7 +5,7 @@ its limits.
 [skill]
 name = "wordcount"
 version = "0.1.0"
-type = "wasm"                 # wasm | command | python | dag (remote: not yet)
+type = "wasm"                 # wasm | command | python | dag | remote
 entry = "wordcount.wasm"
 description = "Counts the words of a text"
 [permissions]
@@ -31,7 +31,7 @@ import msgspec
 from ..errors import InvalidInput
 
 TYPES = ("wasm", "python", "command", "remote", "dag")
-RUNNABLE = ("wasm", "command", "python", "dag")
+RUNNABLE = ("wasm", "command", "python", "dag", "remote")
 NATIVE = ("command", "python")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 MAX_MEMORY_MB = 4096
@@ -57,6 +57,7 @@ class SkillInfo(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     type: Literal["wasm", "python", "command", "remote", "dag"] = "wasm"
     entry: str
     description: str = ""
+    token_env: str | None = None  # remote: the variable that holds the other node's token
 
 
 class Manifest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -94,6 +95,8 @@ def load(directory: Path) -> Manifest:
         raise InvalidInput(f"{path}: limits.fuel must be 0 (none) or more")
     if manifest.permissions.network:
         raise InvalidInput(f"{path}: network permissions cannot be granted yet (no sockets)")
+    if info.type == "remote" and not re.fullmatch(r"https?://[^\s/]+/\S*", info.entry):
+        raise InvalidInput(f"{path}: a remote skill's entry is the URL of its run endpoint")
     if info.type in ("wasm", "dag"):
         entry = (directory / info.entry).resolve()
         if directory.resolve() not in entry.parents or not entry.is_file():

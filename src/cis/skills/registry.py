@@ -16,6 +16,7 @@ from ..errors import InvalidInput, NotFound, SkillError
 from . import manifest as skill_manifest
 from .manifest import Manifest
 from .native import argv_of, run_native
+from .remote import run_remote
 from .wasm import Call, WasmRuntime
 
 if TYPE_CHECKING:
@@ -96,6 +97,8 @@ class SkillRegistry:
             return run_native(found, directory, payload)
         if kind == "dag":
             return self._run_dag(found, directory, payload)
+        if kind == "remote":
+            return run_remote(found, payload)
         wasm = (directory / found.skill.entry).read_bytes()  # read now: hot reload
         return self.runtime.call(found, wasm, payload, self._host)
 
