@@ -44,7 +44,8 @@ def test_install_list_info_remove(node: Node, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("changes", "expect"),
     [
-        ({'type = "wasm"': 'type = "remote"'}, "cannot run yet"),
+        ({'type = "wasm"': 'type = "remote"'}, "URL of its run endpoint"),
+        ({'type = "wasm"': 'type = "lisp"'}, "Invalid enum value 'lisp'"),
         ({'type = "wasm"': 'type = "python"'}, "use module:function"),
         ({'entry = "wordcount.wasm"': 'entry = "../../etc/passwd"'}, "not a file inside"),
         ({"memory_mb = 32": "memory_mb = 0"}, "memory_mb"),
@@ -179,3 +180,17 @@ def test_native_and_workflow_skills(
     )
     node.skills.install(flow)
     assert node.skills.run("greet", {"who": "Kim"}).output["outputs"] == {"hello": "hello Kim"}
+
+
+def test_files_are_out_of_reach_unless_granted(node: Node, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "notes.txt").write_text("twelve bytes")
+    node.skills.install(TORTURE)
+    with pytest.raises(SkillError, match="exited with code 4; its log ends: cannot open"):
+        node.skills.run("torture", {"mode": f"read:{shared}/notes.txt"})
+    granted = copy_skill(
+        TORTURE, tmp_path, **{"[limits]": f'[permissions]\nfilesystem = ["{shared}"]\n[limits]'}
+    )
+    node.skills.install(granted)
+    assert node.skills.run("torture", {"mode": f"read:{shared}/notes.txt"}).output == {"bytes": 12}

@@ -30,8 +30,6 @@ import msgspec
 
 from ..errors import InvalidInput
 
-TYPES = ("wasm", "python", "command", "remote", "dag")
-RUNNABLE = ("wasm", "command", "python", "dag", "remote")
 NATIVE = ("command", "python")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 MAX_MEMORY_MB = 4096
@@ -82,11 +80,6 @@ def load(directory: Path) -> Manifest:
     info, limits = manifest.skill, manifest.limits
     if not _NAME.fullmatch(info.name):
         raise InvalidInput(f"{path}: name {info.name!r}: 1-64 of a-z, 0-9, '_', '-'")
-    if info.type not in RUNNABLE:
-        raise InvalidInput(
-            f"{path}: skills of type {info.type!r} cannot run yet; this node runs: "
-            + ", ".join(RUNNABLE)
-        )
     if not 1 <= limits.memory_mb <= MAX_MEMORY_MB:
         raise InvalidInput(f"{path}: limits.memory_mb must be 1-{MAX_MEMORY_MB}")
     if not 1 <= limits.timeout_ms <= MAX_TIMEOUT_MS:
