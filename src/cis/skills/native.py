@@ -22,8 +22,8 @@ from typing import Any
 import msgspec
 
 from ..errors import InvalidInput, SkillError
+from .calls import MAX_LOG, MAX_OUTPUT, Call, failure
 from .manifest import Manifest
-from .wasm import MAX_LOG, MAX_OUTPUT, Call, failure
 
 # runs `module:function` of a python skill: JSON in on stdin, JSON out on stdout
 PYTHON_RUNNER = (

@@ -14,14 +14,15 @@ import numpy as np
 
 from ..errors import InvalidInput, NotFound, SkillError
 from . import manifest as skill_manifest
+from .calls import Call
 from .manifest import Manifest
 from .native import argv_of, run_native
 from .remote import run_remote
-from .wasm import Call, WasmRuntime
 
 if TYPE_CHECKING:
     from ..dag.service import DagService
     from ..memory.service import MemoryService
+    from .wasm import WasmRuntime
 
 
 class SkillRegistry:
@@ -35,6 +36,8 @@ class SkillRegistry:
     @property
     def runtime(self) -> WasmRuntime:
         if self._runtime is None:
+            from .wasm import WasmRuntime  # wasmtime loads only when a WASM skill runs
+
             self._runtime = WasmRuntime(self.cache_dir)
         return self._runtime
 

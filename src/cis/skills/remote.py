@@ -16,8 +16,8 @@ from typing import Any
 import msgspec
 
 from ..errors import SkillError
+from .calls import Call
 from .manifest import Manifest
-from .wasm import Call
 
 
 def run_remote(manifest: Manifest, payload: Any) -> Call:

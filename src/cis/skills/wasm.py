@@ -30,17 +30,10 @@ import msgspec
 import wasmtime
 
 from ..errors import CISError, InvalidInput, SkillError
+from .calls import MAX_LOG, MAX_OUTPUT, Call, failure
 from .manifest import Manifest
 
 EPOCH_MS = 5
-MAX_OUTPUT = 16 * 1024 * 1024
-MAX_LOG = 64 * 1024
-
-
-class Call(msgspec.Struct, kw_only=True):
-    output: Any
-    log: str
-    millis: float
 
 
 Host = Callable[[str, dict[str, Any]], Any]  # (function, request) -> answer
@@ -49,12 +42,6 @@ Host = Callable[[str, dict[str, Any]], Any]  # (function, request) -> answer
 class _Current(threading.local):
     host: Host | None = None
     manifest: Manifest | None = None
-
-
-def failure(what: str, log: str) -> str:
-    """A skill's failure, with the end of its log."""
-    tail = log.strip()[-500:]
-    return f"skill {what}" + (f"; its log ends: {tail}" if tail else "")
 
 
 class WasmRuntime:
