@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,27 @@ def test_files_are_out_of_reach_unless_granted(node: Node, tmp_path: Path) -> No
     )
     node.skills.install(granted)
     assert node.skills.run("torture", {"mode": f"read:{shared}/notes.txt"}).output == {"bytes": 12}
+
+
+def test_a_running_call_keeps_its_module_while_a_new_one_is_installed(
+    node: Node, tmp_path: Path
+) -> None:
+    import threading
+
+    node.skills.install(copy_skill(TORTURE, tmp_path, **{'name = "torture"': 'name = "swap"'}))
+    installed = node.skills.root / "swap" / "torture.wasm"
+    outcome: list[str] = []
+
+    def old_call() -> None:
+        try:
+            node.skills.run("swap", {"mode": "loop"})
+        except SkillError as exc:
+            outcome.append(str(exc))
+
+    running = threading.Thread(target=old_call)
+    running.start()
+    time.sleep(0.3)  # the old module is looping now
+    installed.write_bytes((WORDCOUNT / "wordcount.wasm").read_bytes())
+    assert node.skills.run("swap", {"text": "new module"}).output == {"words": 2, "characters": 10}
+    running.join(10)
+    assert outcome and "timed out" in outcome[0]
