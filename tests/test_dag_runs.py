@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import stat
 import threading
 import time
@@ -283,3 +284,47 @@ def test_a_missing_skill_is_refused_before_anything_runs(node: Node, tmp_path: P
     with pytest.raises(InvalidInput, match="task 's': no skill 'nope' is installed"):
         node.dags.run(workflow(tmp_path, body))
     assert not marker.exists()
+
+
+def test_cancel_interrupts_a_running_skill_task(node: Node, tmp_path: Path) -> None:
+    root = Path(__file__).parents[1]
+    slow = tmp_path / "slow"
+    shutil.copytree(root / "tests" / "fixtures" / "skills" / "torture", slow)
+    manifest = (slow / "skill.toml").read_text().replace("timeout_ms = 2000", "timeout_ms = 60000")
+    (slow / "skill.toml").write_text(manifest)
+    node.skills.install(slow)
+    body = '[[dag.tasks]]\nid = "spin"\nskill = "torture"\ninput = { mode = "loop" }\n'
+    run_id = node.dags.start(workflow(tmp_path, body))
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(node.dags.execute(run_id)))
+    thread.start()
+    time.sleep(0.5)
+    began = time.monotonic()
+    node.dags.cancel(run_id)
+    thread.join(20)
+    assert result == ["cancelled"] and time.monotonic() - began < 3
+    assert node.dags.status(run_id).tasks[0].status == "cancelled"
+
+
+def test_cancel_kills_a_native_skill_task(node: Node, tmp_path: Path) -> None:
+    nap = tmp_path / "nap"
+    nap.mkdir()
+    (nap / "skill.toml").write_text(
+        '[skill]\nname = "nap"\ntype = "command"\nentry = "./nap.sh"\n'
+        "[limits]\ntimeout_ms = 60000\nmemory_mb = 256\n"
+    )
+    (nap / "nap.sh").write_text(f"#!/bin/sh\necho $$ > {tmp_path}/pid\nexec sleep 60\n")
+    (nap / "nap.sh").chmod(0o755)
+    node.skills.install(nap)
+    run_id = node.dags.start(workflow(tmp_path, '[[dag.tasks]]\nid = "z"\nskill = "nap"\n'))
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(node.dags.execute(run_id)))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    node.dags.cancel(run_id)
+    thread.join(20)
+    assert result == ["cancelled"]
+    time.sleep(0.2)
+    assert not running(int((tmp_path / "pid").read_text()))

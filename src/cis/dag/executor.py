@@ -13,6 +13,7 @@ import asyncio
 import os
 import random
 import shlex
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -70,6 +71,8 @@ class Executor:
         self._cancelled = True
         for task in self._running.values():
             task.cancel()
+        if self.skills is not None:  # WASM calls run on threads: end them too
+            threading.Thread(target=self.skills.interrupt, name="cis-skill-cancel").start()
 
     async def run(self) -> RunStatus:
         watcher = asyncio.create_task(self._watch_cancel())

@@ -8,12 +8,14 @@ only such skills as you trust. The node's passphrase is not passed on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +35,17 @@ PYTHON_RUNNER = (
     "json.dump(result, sys.stdout)\n"
 )
 HIDDEN_ENV = ("CIS_PASSPHRASE",)
+_running: set[subprocess.Popen[bytes]] = set()  # native skill processes of this process
+_running_lock = threading.Lock()
+
+
+def interrupt() -> None:
+    """Kill every native skill process running now (their callers get SkillError)."""
+    with _running_lock:
+        running = list(_running)
+    for process in running:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def argv_of(manifest: Manifest, directory: Path) -> list[str]:
@@ -83,6 +96,8 @@ def run_native(manifest: Manifest, directory: Path, payload: Any) -> Call:
         )
     except OSError as exc:
         raise SkillError(f"skill cannot start {argv[0]}: {exc.strerror}") from exc
+    with _running_lock:
+        _running.add(process)
     try:
         out, log = process.communicate(
             msgspec.json.encode(payload), timeout=limits.timeout_ms / 1000
@@ -93,6 +108,9 @@ def run_native(manifest: Manifest, directory: Path, payload: Any) -> Call:
         raise SkillError(
             f"skill timed out after {limits.timeout_ms} ms (limits.timeout_ms)"
         ) from exc
+    finally:
+        with _running_lock:
+            _running.discard(process)
     text = log[-MAX_LOG:].decode("utf-8", errors="replace")
     if process.returncode != 0:
         raise SkillError(failure(f"exited with code {process.returncode}", text))

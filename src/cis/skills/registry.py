@@ -17,6 +17,7 @@ from . import manifest as skill_manifest
 from .calls import Call
 from .manifest import Manifest
 from .native import argv_of, run_native
+from .native import interrupt as interrupt_native
 from .remote import run_remote
 
 if TYPE_CHECKING:
@@ -40,6 +41,13 @@ class SkillRegistry:
 
             self._runtime = WasmRuntime(self.cache_dir)
         return self._runtime
+
+    def interrupt(self) -> None:
+        """End the skill calls running in this process, WASM and native (their callers
+        get SkillError); a remote call ends at its own time-out."""
+        interrupt_native()
+        if self._runtime is not None:
+            self._runtime.interrupt()
 
     def close(self) -> None:
         if self._runtime is not None:

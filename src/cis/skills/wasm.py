@@ -59,6 +59,8 @@ class WasmRuntime:
         self.linker = wasmtime.Linker(self.engine)
         self.linker.define_wasi()
         self._define_host()
+        self._active = 0  # calls running now
+        self._interrupting = False
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="cis-wasm-epoch", daemon=True)
         self._ticker.start()
@@ -66,6 +68,20 @@ class WasmRuntime:
     def _tick(self) -> None:
         while not self._stop.wait(EPOCH_MS / 1000):
             self.engine.increment_epoch()
+
+    def interrupt(self) -> None:
+        """End every call running now (a cancelled run): the engine's epoch is advanced
+        until each has passed its deadline and returned."""
+        with self._lock:
+            self._interrupting = True
+        try:
+            while self._active:
+                for _ in range(10_000):
+                    self.engine.increment_epoch()
+                time.sleep(0)
+        finally:
+            with self._lock:
+                self._interrupting = False
 
     def close(self) -> None:
         """Stop the epoch ticker and drop the compiled modules (before the engine goes)."""
@@ -140,6 +156,8 @@ class WasmRuntime:
                 wasi.preopen_dir(path, path, writable)
             store.set_wasi(wasi)
             self._current.manifest, self._current.host = manifest, host
+            with self._lock:
+                self._active += 1
             try:
                 instance = prepared.instantiate(store)
                 start = instance.exports(store)["_start"]
@@ -157,6 +175,8 @@ class WasmRuntime:
                 raise SkillError(self._why(f"failed: {exc}{hint}", log)) from exc
             finally:
                 self._current.manifest, self._current.host = None, None
+                with self._lock:
+                    self._active -= 1
         text = bytes(out).strip()
         try:
             result = msgspec.json.decode(text) if text else None
@@ -178,6 +198,8 @@ class WasmRuntime:
         message = str(exc)
         code = exc.trap_code
         limits = manifest.limits
+        if code == wasmtime.TrapCode.INTERRUPT and self._interrupting:
+            return self._why("was interrupted: its run was cancelled", log)
         if code == wasmtime.TrapCode.INTERRUPT:
             return self._why(f"timed out after {limits.timeout_ms} ms (limits.timeout_ms)", log)
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
