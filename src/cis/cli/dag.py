@@ -191,16 +191,9 @@ def logs(
     state: State = ctx.obj
     with state.open() as node:
         runs = node.dags.runs
-        spec = runs.spec(run_id)
-        if task is not None and task not in {t.id for t in spec.tasks}:
-            raise InvalidInput(f"run {run_id} has no task {task!r}")
         seen: dict[str, int] = {}
         while True:
-            for task_id, seq, data in runs.logs(run_id, task, seen):
-                seen[task_id] = seq
-                prefix = "" if task is not None else f"[{task_id}] "
-                for line in data.decode("utf-8", errors="replace").splitlines(keepends=True):
-                    sys.stdout.write(prefix + line)
+            sys.stdout.write(runs.log_text(run_id, task, seen))
             sys.stdout.flush()
             if not follow or runs.get(run_id).status not in ("running", "pending"):
                 break

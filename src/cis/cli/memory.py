@@ -9,7 +9,8 @@ from typing import IO, Annotated, Any
 import msgspec
 import typer
 
-from ..errors import InvalidInput, NotFound
+from ..errors import InvalidInput
+from ..memory.validate import time_arg
 from . import output
 from .state import State
 
@@ -42,10 +43,6 @@ def _metadata(raw: str | None) -> dict[str, Any] | None:
 def _text(value: str) -> str:
     """The argument, or standard input when it is '-'."""
     return sys.stdin.read() if value == "-" else value
-
-
-def _when(raw: str | None) -> str | int | None:
-    return int(raw) if raw is not None and raw.lstrip("-").isdigit() else raw
 
 
 def _show(memory: Any, as_json: bool) -> None:
@@ -81,7 +78,7 @@ def add(
             category=category,
             tags=tag or (),
             metadata=_metadata(metadata),
-            event_at=_when(event_at),
+            event_at=time_arg(event_at),
         )
     output.emit_json(memory) if as_json else print(memory.id)
 
@@ -107,7 +104,7 @@ def set_(
         ("category", category),
         ("tags", tag),
         ("metadata", _metadata(metadata)),
-        ("event_at", _when(event_at)),
+        ("event_at", time_arg(event_at)),
     ):
         if given is not None:
             fields[name] = given
@@ -147,8 +144,8 @@ def search(
             domain=domain,
             category=category,
             tags=tag,
-            since=_when(since),
-            until=_when(until),
+            since=time_arg(since),
+            until=time_arg(until),
             mode=mode,
         )
     if as_json:
@@ -170,9 +167,7 @@ def get(
     """Show one memory by id or key (exit 3 if there is none)."""
     state: State = ctx.obj
     with state.open() as node:
-        memory = node.memory.get(id_or_key, scope=scope)
-    if memory is None:
-        raise NotFound(f"no memory {id_or_key!r} in scope {scope}")
+        memory = node.access().get(id_or_key, scope=scope)
     _show(memory, as_json)
 
 

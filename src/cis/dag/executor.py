@@ -62,7 +62,6 @@ class Executor:
         self.limits = {**DEFAULT_CONCURRENCY, **run.concurrency}
         self.status: dict[str, str] = {t.task_id: t.status for t in run.tasks}
         self.outputs = {t.task_id: (t.output or "") for t in run.tasks if t.status == "succeeded"}
-        self.retryable = {t.task_id: t.retryable for t in run.tasks}
         self._cancelled = False
         self._running: dict[str, asyncio.Task[None]] = {}
 
@@ -255,8 +254,7 @@ class Executor:
         its time-out); its output is its JSON output."""
         if self.skills is None:
             return Finished(exit_code=1, output=""), "skills are not available here"
-        self.store.task_started(self.run_id, task.id, attempt, os.getpid())
-        self.on_event(task.id, "running", f"attempt {attempt}")
+        self._started(task, attempt, os.getpid())
         payload = render_value(task.input, self.outputs, self.inputs)
         try:
             call = await asyncio.to_thread(self.skills.run, str(task.skill), payload)

@@ -38,18 +38,25 @@ def kill_group(tag_pid: int) -> None:
     _signal(tag_pid, descendants(tag_pid) | {tag_pid}, signal.SIGKILL)
 
 
+def stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def descendants(root: int) -> set[int]:
     """Every live process below `root`, found through /proc parent links."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
+        fields = stat_fields(entry)
+        if fields is None or len(fields) < 2:
             continue
-        children.setdefault(ppid, []).append(int(entry))
+        children.setdefault(int(fields[1]), []).append(int(entry))
     found: set[int] = set()
     stack = [root]
     while stack:
@@ -85,11 +92,8 @@ async def kill_tree(process: asyncio.subprocess.Process, grace: float) -> None:
 
 def running(pid: int) -> bool:
     """Whether a process exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+    fields = stat_fields(pid)
+    return fields is not None and fields[:1] != ["Z"]
 
 
 async def run_process(

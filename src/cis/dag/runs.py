@@ -14,6 +14,7 @@ import msgspec
 from ..errors import InvalidInput, NotFound
 from ..memory.validate import new_id, now_ms
 from ..store.sqlite import Database, scalar
+from .processes import stat_fields
 from .spec import DagSpec
 
 RunStatus = Literal["pending", "running", "succeeded", "failed", "cancelled", "interrupted"]
@@ -54,11 +55,8 @@ def process_tag(pid: int | None = None) -> str:
 
 
 def _start_time(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return "?"
+    fields = stat_fields(pid)
+    return fields[19] if fields and len(fields) > 19 else "?"
 
 
 def alive(owner: str | None) -> bool:
@@ -112,7 +110,7 @@ class RunStore:
                     raise NotFound("no runs yet; start one with `cis dag run FILE`")
             rows = conn.execute(
                 "SELECT id, name, status, inputs, concurrency, created_at, started_at,"
-                " finished_at, error, owner FROM dag_runs WHERE id = ?",
+                " finished_at, error, owner, spec FROM dag_runs WHERE id = ?",
                 (run_id,),
             ).fetchall()
             if not rows:
@@ -120,8 +118,11 @@ class RunStore:
             tasks = conn.execute(
                 f"SELECT {_COLUMNS} FROM dag_tasks WHERE run_id = ?", (run_id,)
             ).fetchall()
-        rid, name, status, inputs, concurrency, created, started, finished, error, owner = rows[0]
-        order = {t.id: i for i, t in enumerate(self.spec(str(rid)).tasks)}
+        rid, name, status, inputs, concurrency, created, started, finished, error, owner, spec = (
+            rows[0]
+        )
+        dag = msgspec.json.decode(str(spec), type=DagSpec)
+        order = {t.id: i for i, t in enumerate(dag.tasks)}
         states = sorted((_task(r) for r in tasks), key=lambda t: order.get(t.task_id, 0))
         status = str(status)
         if status == "running" and not alive(None if owner is None else str(owner)):
@@ -281,6 +282,21 @@ class RunStore:
             for t, q, d in rows
             if int(q) > seen.get(str(t), 0)  # type: ignore[arg-type]
         ]
+
+    def log_text(
+        self, run_id: str, task_id: str | None = None, seen: dict[str, int] | None = None
+    ) -> str:
+        """The captured output not yet in `seen` (task -> last chunk, updated), as text;
+        without `task_id` every line is led by `[task]`."""
+        if task_id is not None and task_id not in {t.id for t in self.spec(run_id).tasks}:
+            raise InvalidInput(f"run {run_id} has no task {task_id!r}")
+        seen = {} if seen is None else seen
+        out = []
+        for task, seq, data in self.logs(run_id, task_id, seen):
+            seen[task] = seq
+            text = data.decode("utf-8", errors="replace")
+            out += [text] if task_id else [f"[{task}] {line}" for line in text.splitlines(True)]
+        return "".join(out)
 
 
 def _task(row: Any) -> TaskState:

@@ -70,12 +70,6 @@ class DagSpec(msgspec.Struct, frozen=True, kw_only=True):
     policy: Policy = "all_success"
     tasks: tuple[TaskSpec, ...] = ()
 
-    def task(self, task_id: str) -> TaskSpec:
-        for task in self.tasks:
-            if task.id == task_id:
-                return task
-        raise KeyError(task_id)
-
 
 def templates(text: str) -> list[tuple[str | None, str | None]]:
     """(task id, input name) of each `{{ tasks.X.output }}` / `{{ inputs.Y }}` in text."""

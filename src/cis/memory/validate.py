@@ -170,6 +170,12 @@ def when(value: object, what: str) -> int | None:
     raise InvalidInput(f"{what} must be a datetime, ISO-8601 string or epoch milliseconds")
 
 
+def time_arg(raw: str | None) -> str | int | None:
+    """A time as a shell takes it in (a CLI option, a query parameter): digits are epoch
+    milliseconds, anything else stays text for `when` to read as ISO-8601."""
+    return int(raw) if raw is not None and raw.lstrip("-").isdigit() else raw
+
+
 def limit(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
         raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}")

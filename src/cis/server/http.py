@@ -24,6 +24,7 @@ from .. import __version__
 from ..access.limits import Access
 from ..dag.runs import Run
 from ..errors import CISError, InvalidInput
+from ..memory.validate import time_arg
 from ..metrics import render, sample
 from ..model import HistoryEntry, Memory
 from ..node import Node, NodeStatus
@@ -161,8 +162,8 @@ class Filtering:
             "domain": self.domain,
             "category": self.category,
             "tags": self.tags,
-            "since": _when(self.since),
-            "until": _when(self.until),
+            "since": time_arg(self.since),
+            "until": time_arg(self.until),
         }
 
 
@@ -306,13 +307,8 @@ def _routes(app: FastAPI, node: Node) -> None:
         access: Caller, run_id: str, task: Annotated[str | None, Query()] = None
     ) -> Response:
         """The run's captured output, as text (each line led by its task without `task`)."""
-        dags = access.dags
-        dags.status(run_id)
-        lines = []
-        for task_id, _, data in dags.runs.logs(run_id, task):
-            text = data.decode("utf-8", errors="replace")
-            lines += [text] if task else [f"[{task_id}] {line}" for line in text.splitlines(True)]
-        return Response("".join(lines), media_type="text/plain; charset=utf-8")
+        text = access.dags.runs.log_text(run_id, task)
+        return Response(text, media_type="text/plain; charset=utf-8")
 
     @app.get("/v1/skills", tags=["skills"])
     def skills(access: Caller) -> JSON:
@@ -362,11 +358,6 @@ def _routes(app: FastAPI, node: Node) -> None:
         """Memories as JSON Lines, streamed; importing them back is exact."""
         lines = access.export(**filters.kwargs())
         return StreamingResponse(_chunks(lines), media_type="application/x-ndjson")
-
-
-def _when(raw: str | None) -> str | int | None:
-    """Epoch milliseconds as a number; anything else as given (ISO-8601 is parsed later)."""
-    return int(raw) if raw is not None and raw.lstrip("-").isdigit() else raw
 
 
 def _chunks(lines: Iterator[bytes]) -> Iterator[bytes]:

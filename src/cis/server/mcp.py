@@ -67,12 +67,13 @@ def result(value: Any, wrap: str | None = None) -> CallToolResult:
 
 
 @contextmanager
-def tool_errors() -> Iterator[None]:
-    """CIS errors as MCP tool errors: '<code>: <what was wrong and what to do>'."""
+def tool_errors(kind: type[Exception] = ToolError) -> Iterator[None]:
+    """CIS errors as MCP tool (or resource) errors: '<code>: <what was wrong and what
+    to do>'."""
     try:
         yield
     except CISError as exc:
-        raise ToolError(f"{exc.code}: {exc}") from exc
+        raise kind(f"{exc.code}: {exc}") from exc
 
 
 def stdio_caller(node: Node) -> Caller:
@@ -300,18 +301,14 @@ def _resources(server: MCPServer, node: Node, caller: Caller) -> None:
     @server.resource("cis://status", mime_type="application/json")
     def status() -> str:
         """The node's status as JSON (over HTTP, the token gate has already let it in)."""
-        try:
+        with tool_errors(ResourceError):
             return msgspec.json.encode(node.status()).decode()
-        except CISError as exc:
-            raise ResourceError(f"{exc.code}: {exc}") from exc
 
     @server.resource("cis://memory/{id}", mime_type="application/json")
     def memory(id: str, ctx: Context) -> str:
         """One memory as JSON, by id."""
-        try:
+        with tool_errors(ResourceError):
             return msgspec.json.encode(caller(ctx).get(id)).decode()
-        except CISError as exc:
-            raise ResourceError(f"{exc.code}: {exc}") from exc
 
 
 def _prompts(server: MCPServer, caller: Caller) -> None:
@@ -323,10 +320,8 @@ def _prompts(server: MCPServer, caller: Caller) -> None:
         scope: ScopeArg = None,
     ) -> list[UserMessage]:
         """Load the memories relevant to a task into the conversation."""
-        try:
+        with tool_errors():
             hits = caller(ctx).search(task, limit=limit, scope=scope)
-        except CISError as exc:
-            raise ToolError(f"{exc.code}: {exc}") from exc
         if not hits:
             body = "Nothing in memory relates to this task yet."
         else:
