@@ -162,6 +162,7 @@ class Node:
             self.memory.flush()
         self.memory.indexer.close()
         self.memory.queries.close()
+        self.tokens.close()
         self.skills.close()
         # an HNSW build still running is left behind (the next opener builds again or
         # uses the last snapshot); a snapshot being written is waited for

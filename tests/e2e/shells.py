@@ -174,9 +174,9 @@ class CliShell:
 
 
 @contextmanager
-def served(data_dir: Path, **settings: str) -> Iterator[tuple[str, str]]:
-    """A real `cis serve` on a free port: (base URL, token secret). `settings` are CIS_*
-    environment variables. On leaving, SIGTERM must end it cleanly (exit 0)."""
+def served(data_dir: Path, **settings: str) -> Iterator[tuple[str, str, int]]:
+    """A real `cis serve` on a free port: (base URL, token secret, pid). `settings` are
+    CIS_* environment variables. On leaving, SIGTERM must end it cleanly (exit 0)."""
     env = {**env_for(data_dir), **settings}
     subprocess.run([CIS, "init"], env=env, check=True, capture_output=True)
     made = subprocess.run(
@@ -195,7 +195,7 @@ def served(data_dir: Path, **settings: str) -> Iterator[tuple[str, str]]:
                 url = found.group(1)
                 break
         assert url, f"cis serve did not start (exit {process.poll()})"
-        yield url, secret
+        yield url, secret, process.pid
     finally:
         process.send_signal(signal.SIGTERM)
         try:

@@ -273,13 +273,13 @@ def shell(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         CliShell(data_dir).run("init")
         yield CliShell(data_dir)
     elif kind == "http":
-        with served(data_dir) as (url, secret):
+        with served(data_dir) as (url, secret, _):
             yield HttpShell(url, secret)
     elif kind == "mcp-stdio":
         with mcp_client(stdio_server(data_dir), kind) as client:
             yield client
     else:
-        with served(data_dir) as (url, secret), mcp_client(http_server(url, secret), kind) as c:
+        with served(data_dir) as (url, secret, _), mcp_client(http_server(url, secret), kind) as c:
             yield c
 
 

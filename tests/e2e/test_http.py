@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,9 +25,10 @@ MAX_BODY = 50_000
 
 
 class Server:
-    def __init__(self, url: str, secret: str, data_dir: Path):
+    def __init__(self, url: str, secret: str, data_dir: Path, pid: int):
         self.url = url
         self.data_dir = data_dir
+        self.pid = pid
         self.client = self.as_(secret)
 
     def as_(self, secret: str | None) -> httpx.Client:
@@ -46,8 +48,8 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data_dir = tmp_path_factory.mktemp("http") / "node"
-    with served(data_dir, CIS_HTTP_MAX_BODY_BYTES=str(MAX_BODY)) as (url, secret):
-        yield Server(url, secret, data_dir)
+    with served(data_dir, CIS_HTTP_MAX_BODY_BYTES=str(MAX_BODY)) as (url, secret, pid):
+        yield Server(url, secret, data_dir, pid)
 
 
 def error_of(answer: httpx.Response, status: int) -> dict[str, Any]:
@@ -308,3 +310,30 @@ def test_skills_over_http_and_as_remote_skills(
         monkeypatch.setenv("FAR_TOKEN", "cis_wrong")
         with pytest.raises(SkillError, match="unauthorized"):
             near.skills.run("far-count", {"text": "a b"})
+
+
+def test_failing_requests_leave_no_connection_behind(server: Server) -> None:
+    """Reads that fail (404s, a bad cursor) give their database connection back."""
+    process = psutil.Process(server.pid)
+    client = server.client
+
+    def fail(times: int) -> int:
+        for number in range(times):
+            error_of(client.get(f"/v1/memories/missing-{number}/history"), 404)
+            error_of(client.get("/v1/memories", params={"cursor": f"bad-{number}"}), 400)
+        return int(process.num_fds())
+
+    settled = fail(30)
+    assert fail(800) - settled <= 2  # an idle HTTP connection of uvicorn may come or go
+
+
+def test_a_writer_elsewhere_does_not_hold_up_requests(server: Server) -> None:
+    """A token's first request writes its last use off the request's path: with another
+    process holding the write lock, requests answer at once."""
+    secret = server.token("first-use")
+    with Node.open(server.data_dir, background=False) as holder, holder.db.write() as conn:
+        conn.execute("INSERT INTO meta VALUES ('held-by-test', 1)")
+        answer = server.as_(secret).get("/v1/memories", timeout=5)  # the busy timeout: 10 s
+        assert answer.status_code == 200, answer.text
+    listed = server.client.get("/v1/status")
+    assert listed.status_code == 200

@@ -101,7 +101,7 @@ def test_bad_calls_are_tool_errors_and_the_server_keeps_serving(data_dir: Path) 
 def test_stdio_and_http_clients_at_once_share_one_node(data_dir: Path) -> None:
     """Two agents' stdio processes and one HTTP session, all open together, each
     writing concurrently; every one then finds what all of them stored."""
-    with served(data_dir) as (url, secret):
+    with served(data_dir) as (url, secret, _):
 
         async def main() -> None:
             async with (
@@ -131,7 +131,7 @@ def test_stdio_and_http_clients_at_once_share_one_node(data_dir: Path) -> None:
 
 
 def test_http_mcp_applies_the_token_limits(data_dir: Path) -> None:
-    with served(data_dir) as (url, secret):
+    with served(data_dir) as (url, secret, _):
         env = env_for(data_dir)
         made = subprocess.run(
             [CIS, "token", "create", "agent", "--scope", "agent/bot", "--json"],

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import re
 import secrets
 import threading
-import time
+from concurrent.futures import ThreadPoolExecutor
 
 import apsw
 
-from ..errors import Conflict, InvalidInput, NotFound
+from ..errors import CISError, Conflict, InvalidInput, NotFound
 from ..memory import validate as check
 from ..model import Token
 from ..store.sqlite import Database
 
+log = logging.getLogger("cis.tokens")
 PREFIX = "cis_"
 TOUCH_EVERY_MS = 60_000  # last_used_at is refreshed at most this often per token
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -34,6 +36,13 @@ class TokenService:
         self.db = db
         self._touched: dict[str, int] = {}
         self._lock = threading.Lock()
+        # last_used_at is written off the request's path: a request never waits for
+        # the write lock (another process may hold it for a long import)
+        self._toucher = ThreadPoolExecutor(1, thread_name_prefix="cis-token-touch")
+
+    def close(self) -> None:
+        """Finish the last-use writes under way."""
+        self._toucher.shutdown(wait=True, cancel_futures=True)
 
     def create(
         self, name: str, *, scope: str | None = None, read_only: bool = False
@@ -90,14 +99,13 @@ class TokenService:
         if not rows:
             return None
         name, scope, read_only, created, used = rows[0]
-        now = time.time_ns() // 1_000_000
+        now = check.now_ms()
         with self._lock:
             due = now - self._touched.get(str(name), 0) >= TOUCH_EVERY_MS
             if due:
                 self._touched[str(name)] = now
         if due:
-            with self.db.write() as conn:
-                conn.execute("UPDATE tokens SET last_used_at = ? WHERE name = ?", (now, name))
+            self._toucher.submit(self._touch, str(name), now)
             used = now
         return Token(
             name=str(name),
@@ -106,3 +114,10 @@ class TokenService:
             created_at=int(created),  # type: ignore[arg-type]
             last_used_at=None if used is None else int(used),
         )
+
+    def _touch(self, name: str, now: int) -> None:
+        try:
+            with self.db.write() as conn:
+                conn.execute("UPDATE tokens SET last_used_at = ? WHERE name = ?", (now, name))
+        except CISError as exc:  # a lost last-use time is not worth failing anything for
+            log.info("last use of token %r not recorded: %s", name, exc)

@@ -130,7 +130,9 @@ def search(
     """Find memories by meaning and by words."""
     state: State = ctx.obj
     with state.open() as node:
-        if mode != "text" and not node.memory.flush(FLUSH_BUDGET_S):
+        # embedding what is pending writes; with nothing pending the search only reads
+        waiting = mode != "text" and node.memory.pending() > 0
+        if waiting and not node.memory.flush(FLUSH_BUDGET_S):
             left = node.memory.pending()
             print(
                 f"note: {left} memories are still being embedded; meaning search may miss "

@@ -60,6 +60,7 @@ class BatchIndexer:
         self._submitted = 0  # work tickets handed in
         self._done = 0  # tickets known to be finished
         self._backlog = 0  # rows this process queued and has not embedded yet
+        self._holds = False  # whether this process may hold claims on queued rows
         self._stop = False
         self._poll = False
         self.background = background
@@ -80,6 +81,7 @@ class BatchIndexer:
         with self._cond:
             self._submitted += 1
             self._backlog += queued
+            self._holds = self._holds or queued > 0
             if self._thread is None and (self.background or start):
                 self._thread = threading.Thread(target=self._run, name="cis-indexer", daemon=True)
                 self._thread.start()
@@ -122,7 +124,7 @@ class BatchIndexer:
             thread = self._thread
         if thread is not None:
             thread.join()
-        if release:
+        if release and self._holds:  # a process that queued nothing writes nothing
             with self.db.write() as conn:
                 conn.execute(
                     "UPDATE embed_queue SET claimed_by = NULL WHERE claimed_by = ?", (self.owner,)
@@ -186,6 +188,7 @@ class BatchIndexer:
             ).fetchall()
             if not rows:
                 return []
+            self._holds = True
             marks = ",".join("?" * len(rows))
             items: list[Any] = conn.execute(
                 f"SELECT rid, text, content_hash, deleted FROM memories WHERE rid IN ({marks})",

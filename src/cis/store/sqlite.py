@@ -12,7 +12,7 @@ import apsw
 
 from ..config import Config
 from ..errors import Busy, CISError, KeyMismatch, StorageError
-from .schema import migrate
+from .schema import SCHEMA_VERSION, migrate
 
 KDF_ITER = 1
 
@@ -62,7 +62,8 @@ class Database:
             with translate_errors(path):
                 self._writer = self._connect(writer=True)
                 self._watch = self._connect(writer=False)
-            if not read_only:
+                current = scalar(self._writer, "PRAGMA user_version") == SCHEMA_VERSION
+            if not read_only and not current:  # the write lock only when there is work
                 with self.write() as conn:
                     migrate(conn)
         except BaseException:
@@ -74,7 +75,16 @@ class Database:
         if self._read_only:
             flags = apsw.SQLITE_OPEN_READONLY
         conn = apsw.Connection(str(self.path), flags=flags)
-        self._all.append(conn)
+        try:
+            self._configure(conn, writer=writer)
+        except BaseException:
+            conn.close()
+            raise
+        with self._pool_lock:
+            self._all.append(conn)
+        return conn
+
+    def _configure(self, conn: apsw.Connection, *, writer: bool) -> None:
         # The key is already full-entropy (random, or stretched by Argon2id), so the
         # cipher's own per-connection PBKDF2 adds only latency; this value is part of
         # the file format: changing it makes every existing database unreadable.
@@ -93,7 +103,6 @@ class Database:
         conn.execute("PRAGMA foreign_keys=ON")
         if not writer:
             conn.execute("PRAGMA query_only=1")
-        return conn
 
     @contextmanager
     def write(self) -> Iterator[apsw.Connection]:
@@ -113,8 +122,12 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[apsw.Connection]:
-        """A reader connection from the pool, inside one snapshot (deferred transaction)."""
+        """A reader connection from the pool, inside one snapshot (deferred transaction).
+
+        The connection goes back to the pool however the block ends; one that cannot
+        end its transaction cleanly is closed instead."""
         self._slots.acquire()
+        conn: apsw.Connection | None = None
         try:
             with self._pool_lock:
                 conn = self._idle.pop() if self._idle else None
@@ -125,11 +138,25 @@ class Database:
                 try:
                     yield conn
                 finally:
-                    conn.execute("COMMIT")
-            with self._pool_lock:
-                self._idle.append(conn)
+                    if conn.in_transaction:
+                        conn.execute("COMMIT")
+        except BaseException:
+            if conn is not None and conn.in_transaction:
+                self._discard(conn)
+                conn = None
+            raise
         finally:
+            if conn is not None:
+                with self._pool_lock:
+                    if conn in self._all:  # not closed by close() meanwhile
+                        self._idle.append(conn)
             self._slots.release()
+
+    def _discard(self, conn: apsw.Connection) -> None:
+        with self._pool_lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        conn.close()
 
     def data_version(self) -> int:
         """Changes whenever any connection (this process or another) commits."""
