@@ -6,6 +6,7 @@ import pytest
 
 from cis import Node
 from cis.errors import Forbidden, InvalidInput, NotFound
+from cis.model import Filter, Listing, Search
 
 
 @pytest.fixture
@@ -22,10 +23,10 @@ def test_unlimited_caller_sees_everything(node: Node, stocked: dict[str, str]) -
     caller = node.access()
     assert caller.get("stack").id == stocked["home"]
     assert caller.get("stack", scope="project/web").id == stocked["web"]
-    assert len(caller.list().items) == 3
-    assert {h.memory.id for h in caller.search("stack react pager billing", mode="text")} == set(
-        stocked.values()
-    )
+    assert len(caller.list(Listing()).items) == 3
+    assert {
+        h.memory.id for h in caller.search(Search(query="stack react pager billing", mode="text"))
+    } == set(stocked.values())
 
 
 def test_scoped_token_stays_in_its_scope(node: Node, stocked: dict[str, str]) -> None:
@@ -44,11 +45,11 @@ def test_scoped_token_stays_in_its_scope(node: Node, stocked: dict[str, str]) ->
     with pytest.raises(Forbidden, match="limited to scope project/web"):
         caller.get("stack", scope="global")
     with pytest.raises(Forbidden):
-        caller.search("pager", scope="project/ops")
-    assert [m.id for m in caller.list().items] == [stocked["web"]]
-    hits = caller.search("stack react pager billing", mode="text")
+        caller.search(Search(query="pager", scope="project/ops"))
+    assert [m.id for m in caller.list(Listing()).items] == [stocked["web"]]
+    hits = caller.search(Search(query="stack react pager billing", mode="text"))
     assert [h.memory.id for h in hits] == [stocked["web"]]
-    assert [line.count(b'"project/web"') for line in caller.export()] == [1]
+    assert [line.count(b'"project/web"') for line in caller.export(Filter())] == [1]
     added = caller.add("Deploys go through CI")
     assert added.scope == "project/web"
     with pytest.raises(Forbidden):
@@ -62,7 +63,7 @@ def test_scoped_import_lands_in_scope_or_is_refused_whole(node: Node) -> None:
     imported = caller.import_data(
         b'{"text": "one"}\n{"text": "two", "scope": "project/web"}\n', name="x"
     )
-    assert {m.scope for m in imported} == {"project/web"}
+    assert {m.scope for m in imported.added} == {"project/web"}
     with pytest.raises(Forbidden, match="line 2"):
         caller.import_data(b'{"text": "three"}\n{"text": "four", "scope": "global"}\n', name="x")
     assert node.memory.count() == 2
@@ -90,11 +91,11 @@ def test_pages_follow_cursors_to_the_end(node: Node) -> None:
     node.memory.add_many([{"text": f"note {i}"} for i in range(7)])
     caller, seen, cursor = node.access(), [], None
     while True:
-        page = caller.list(limit=3, cursor=cursor)
+        page = caller.list(Listing(limit=3, cursor=cursor))
         seen += [m.text for m in page.items]
         if page.next_cursor is None:
             break
         cursor = page.next_cursor
     assert seen == [f"note {i}" for i in range(7)]
     with pytest.raises(InvalidInput):
-        caller.list(cursor="no-such-id")
+        caller.list(Listing(cursor="no-such-id"))

@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+SHELLS = ("python", "cli", "http", "mcp")
+
 
 class CISError(Exception):
-    """Root of every error CIS raises on purpose."""
+    """Root of every error CIS raises on purpose.
+
+    `hints` say what to do in each shell's own words ("python", "cli", "http", "mcp"):
+    `str()` carries the Python one, `told(shell)` another shell's.
+    """
 
     exit_code = 1
     http_status = 500
     code = "internal"
+
+    def __init__(self, message: str = "", *, hints: Mapping[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hints = dict(hints or {})
+
+    def told(self, shell: str) -> str:
+        hint = self.hints.get(shell)
+        return f"{self.message}; {hint}" if hint else self.message
+
+    def __str__(self) -> str:
+        return self.told("python")
 
 
 class InvalidInput(CISError):
@@ -104,3 +124,11 @@ class SkillError(CISError):
     exit_code = 12
     http_status = 422
     code = "skill_failed"
+
+
+class NetworkError(CISError):
+    """A network address cannot be used: a port in use, an address not of this machine."""
+
+    exit_code = 13
+    http_status = 502
+    code = "network"

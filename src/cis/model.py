@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -80,3 +80,77 @@ class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
     tags: tuple[str, ...] = ()
     metadata: dict[str, Any] = {}
     at: int = 0
+
+
+Doc = msgspec.Meta  # a field's description (and schema extras) in HTTP and MCP schemas
+WHEN = "an ISO-8601 time with its zone, a date (2026-12-01, UTC), a time ago (90m, 7d) or epoch ms"
+PAGE = {"minimum": 1, "maximum": 1000}
+
+# fields that several structures share, each described once
+ScopeArg = Annotated[
+    str | None, Doc(description="global, project/<name>, agent/<name> or session/<id>")
+]
+DomainArg = Annotated[str | None, Doc(description="private (this device) or public (synced)")]
+CategoryArg = Annotated[str | None, Doc(description=f"one of: {', '.join(CATEGORIES)}")]
+TagsArg = Annotated[tuple[str, ...], Doc(description="tags; a memory must have every one")]
+SinceArg = Annotated[int | str | None, Doc(description=f"from this time on: {WHEN}")]
+UntilArg = Annotated[int | str | None, Doc(description=f"before this time: {WHEN}")]
+VectorArg = Annotated[list[float] | None, Doc(description="your own vector (384 numbers)")]
+
+
+class Filter(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Which memories a listing, search or export covers; each field given narrows it.
+
+    Every shell builds this one structure (Python, CLI, HTTP, MCP). `since` is
+    inclusive, `until` exclusive, on `event_at` or else `created_at`.
+    """
+
+    scope: ScopeArg = None
+    domain: DomainArg = None
+    category: CategoryArg = None
+    tags: TagsArg = ()
+    since: SinceArg = None
+    until: UntilArg = None
+
+
+class Search(Filter, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A search: the query, how many hits, which signals (`mode`), and its filter."""
+
+    query: Annotated[str, Doc(description="what you want to know, in plain words")]
+    limit: Annotated[int, Doc(description="how many hits", extra_json_schema=PAGE)] = 10
+    mode: Annotated[str, Doc(description="hybrid (words and meaning), vector or text")] = "hybrid"
+    embedding: VectorArg = None
+
+
+class Listing(Filter, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A page of memories in the order they were added: `limit` after `cursor` (the
+    `next_cursor` of the page before); `prefix` keeps keys that start with it."""
+
+    limit: Annotated[int, Doc(description="page size", extra_json_schema=PAGE)] = 100
+    cursor: Annotated[str | None, Doc(description="next_cursor of the page before")] = None
+    prefix: Annotated[str | None, Doc(description="only keys that start with this")] = None
+
+
+class Page(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of a listing and the cursor of the next (None on the last page)."""
+
+    items: list[Memory]
+    next_cursor: str | None = None
+
+
+class Imported(msgspec.Struct, frozen=True, kw_only=True):
+    """What an import did: the memories it added, and how many records it left out
+    because they were stored already (asked for with `skip_existing`)."""
+
+    added: list[Memory]
+    skipped: int = 0
+
+
+class ScopeStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """What a token limited to one scope sees of the node: that scope alone."""
+
+    scope: str
+    model: str
+    memories: int
+    pending_embeddings: int
+    vectors: int

@@ -14,19 +14,20 @@ from .access.tokens import TokenService
 from .cache import CacheStats, ShardedCache
 from .config import Config, default_data_dir, load_config
 from .dag.service import DagService
-from .errors import KeyMismatch, NotInitialized
+from .errors import KeyMismatch
 from .index.batch import BatchIndexer
 from .index.embed import Embedder, MiniLMEmbedder
 from .index.vectors import VectorIndex
 from .memory.service import MemoryService
 from .model import Token
 from .skills.registry import SkillRegistry
-from .store.crypto import KEY_FILE, SALT_FILE, resolve_key
+from .store import files
+from .store.crypto import resolve_key
+from .store.files import DB_FILE
 from .store.schema import SCHEMA_VERSION
 from .store.snapshot import SnapshotFile
 from .store.sqlite import Database, scalar
 
-DB_FILE = "cis.db"
 SNAPSHOT_FILE = "vectors.snap"
 _FROM_ENV: Any = object()
 
@@ -79,23 +80,18 @@ class Node:
         left stays queued in the database for the next opener.
         """
         data_dir = Path(path).expanduser() if path is not None else default_data_dir()
-        db_path = data_dir / DB_FILE
-        if not db_path.exists():
-            if not create:
-                raise NotInitialized(f"no node in {data_dir}; run `cis init`")
-            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        elif not (data_dir / KEY_FILE).exists() and not (data_dir / SALT_FILE).exists():
-            raise KeyMismatch(
-                f"{db_path} exists but its key file {data_dir / KEY_FILE} is missing; restore it"
-            )
         if passphrase is _FROM_ENV:
             passphrase = os.environ.get("CIS_PASSPHRASE")
         config = config or load_config(data_dir)
-        fresh = not db_path.exists()
-        key = resolve_key(data_dir, passphrase=passphrase, create=fresh)
-        if fresh:  # owner-only, like the key; SQLite gives its -wal and -shm the same mode
-            os.close(os.open(db_path, os.O_WRONLY | os.O_CREAT, 0o600))
-        db = Database(db_path, key, config)
+        if create and not (data_dir / DB_FILE).exists():
+            files.create(data_dir, passphrase, config)
+        files.check_existing(data_dir)
+        key = resolve_key(data_dir, passphrase=passphrase, create=False)
+        try:
+            db = Database(data_dir / DB_FILE, key, config)
+        except KeyMismatch as exc:
+            raise files.refused(data_dir, key, exc) from exc
+        files.record_key(data_dir, key)
         embedder = embedder or MiniLMEmbedder(config.embed_threads, config.embed_batch_size)
         cache: ShardedCache[Any] = ShardedCache(
             config.cache_capacity, config.cache_ttl_s, config.cache_shards
@@ -129,7 +125,7 @@ class Node:
 
     def access(self, token: Token | None = None) -> Access:
         """The memory API as a caller holding `token` may use it (no limits without one)."""
-        return Access(self.memory, token, self.dags, self.skills)
+        return Access(self.memory, token, self.dags, self.skills, self.status)
 
     def status(self) -> NodeStatus:
         memory = self.memory

@@ -26,7 +26,9 @@ import httpx
 import msgspec
 
 from cis.errors import CISError
+from cis.model import Filter, Listing, Search
 from cis.node import Node
+from cis.shapes import convert
 
 from ..conftest import CIS
 
@@ -74,12 +76,11 @@ class PythonShell:
         try:
             if op == "import":
                 lines = b"".join(msgspec.json.encode(r) + b"\n" for r in args["records"])
-                return len(a.import_data(lines, name="records"))
+                return len(a.import_data(lines, name="records").added)
             if op == "export":
-                return [json.loads(line) for line in a.export(**args)]
+                return [json.loads(line) for line in a.export(convert(args, Filter))]
             if op == "list":
-                page = a.list(**args)
-                return plain({"items": page.items, "next_cursor": page.next_cursor})
+                return plain(a.list(convert(args, Listing)))
             if op in ("get", "update", "delete", "history"):
                 target = args.pop("id_or_key")
                 method = {
@@ -92,7 +93,7 @@ class PythonShell:
             if op == "add":
                 return plain(a.add(args.pop("text"), **args))
             if op == "search":
-                return plain(a.search(args.pop("query"), **args))
+                return plain(a.search(convert(args, Search)))
         except CISError as exc:
             raise Failed(exc.code, str(exc)) from exc
         raise AssertionError(f"unknown op {op}")
@@ -264,7 +265,7 @@ class HttpShell:
         raise Failed(error["code"], error["message"])
 
 
-_TOOL_ERROR = re.compile(r"Error executing tool \w+: ([a-z_]+): ")
+_TOOL_ERROR = re.compile(r"^([a-z_]+): ")
 
 
 class McpShell:
@@ -279,15 +280,11 @@ class McpShell:
 
     def call(self, op: str, **args: Any) -> Any:
         args = {k: v for k, v in args.items() if v is not None}
-        if op in ("update", "history"):
-            args["id"] = args.pop("id_or_key")
         result = self.portal.call(self.client.call_tool, f"memory_{op}", args)
         if result.is_error:
             text = result.content[0].text
             found = _TOOL_ERROR.search(text)
-            code = (
-                found.group(1) if found else "invalid_input" if "validation error" in text else "?"
-            )
+            code = found.group(1) if found else "?"
             raise Failed(code, text)
         data = result.structured_content
         if op == "search":

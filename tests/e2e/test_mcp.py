@@ -79,19 +79,23 @@ def test_bad_calls_are_tool_errors_and_the_server_keeps_serving(data_dir: Path) 
     async def main() -> None:
         async with Client(stdio_server(data_dir)) as client:
             cases = [
-                ("memory_get", {"id_or_key": "missing"}, "not_found"),
-                ("memory_add", {"text": "x" * 70_000}, "limit is 65536"),
-                ("memory_add", {"text": 5}, "validation error"),
-                ("memory_add", {"text": "x", "scope": "nowhere"}, "invalid_input"),
-                ("memory_search", {"query": ""}, "query is empty"),
-                ("memory_search", {"query": "x", "limit": 0}, "validation error"),
-                ("memory_update", {"id": "missing", "text": "y"}, "not_found"),
-                ("memory_list", {"cursor": "nope"}, "cursor"),
+                ("memory_get", {"id_or_key": "missing"}, "not_found: no memory 'missing'"),
+                ("memory_add", {"text": "x" * 70_000}, "invalid_input: text is 70000 bytes"),
+                ("memory_add", {"text": 5}, "invalid_input: text must be a string, not a whole"),
+                ("memory_add", {"text": "x", "tags": "a"}, "invalid_input: tags must be a list"),
+                ("memory_add", {"text": "x", "tag": ["a"]}, "invalid_input: memory_add takes no"),
+                ("memory_add", {"text": "x", "scope": "nowhere"}, "invalid_input: unknown scope"),
+                ("memory_add", {"text": "a\x00b"}, "invalid_input: text holds a NUL"),
+                ("memory_search", {"query": ""}, "invalid_input: query is empty"),
+                ("memory_search", {"query": "x", "limit": 0}, "invalid_input: limit must be"),
+                ("memory_search", {"query": "x", "embedding": [0.1]}, "invalid_input: memory_s"),
+                ("memory_update", {"id_or_key": "missing", "text": "y"}, "not_found"),
+                ("memory_list", {"cursor": "nope"}, "invalid_input: cursor"),
             ]
             for name, args, expect in cases:
                 result = await client.call_tool(name, args)
                 assert result.is_error, name
-                assert expect in text_of(result), text_of(result)
+                assert text_of(result).startswith(expect), text_of(result)
             alive = await client.call_tool("node_status", {})
             assert not alive.is_error and alive.structured_content["memories"] == 0
 

@@ -7,28 +7,34 @@ gets the same methods with nothing withheld.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
 
 from ..errors import Forbidden, NotFound
 from ..memory import validate as check
 from ..memory.service import MemoryService
 from ..memory.transfer import parse_records
-from ..model import HistoryEntry, Hit, Memory, Token
+from ..model import (
+    Filter,
+    HistoryEntry,
+    Hit,
+    Imported,
+    Listing,
+    Memory,
+    Page,
+    ScopeStatus,
+    Search,
+    Token,
+)
 
 if TYPE_CHECKING:
     from ..dag.service import DagService
+    from ..node import NodeStatus
     from ..skills.registry import SkillRegistry
 
-
-class Page:
-    """One page of a listing and the cursor of the next (None on the last page)."""
-
-    __slots__ = ("items", "next_cursor")
-
-    def __init__(self, items: list[Memory], next_cursor: str | None):
-        self.items = items
-        self.next_cursor = next_cursor
+F = TypeVar("F", bound=Filter)
 
 
 class Access:
@@ -46,22 +52,56 @@ class Access:
         token: Token | None = None,
         dags: DagService | None = None,
         skills: SkillRegistry | None = None,
+        status: Callable[[], NodeStatus] | None = None,
     ):
         self.memory = memory
         self.token = token
         self._dags = dags
         self._skills = skills
+        self._status = status
 
     @property
     def scope(self) -> str | None:
         return None if self.token is None else self.token.scope
 
-    def _name(self) -> str:
+    @property
+    def who(self) -> str:
+        """The caller, as messages name it."""
         return f"token {self.token.name!r}" if self.token else "this caller"
 
+    @property
+    def may_write(self) -> bool:
+        return self.token is None or not self.token.read_only
+
+    @property
+    def trusted(self) -> bool:
+        """Whether the caller may run code on this machine (workflows, skills): no token
+        (a local caller), or a token of all scopes that is not read-only."""
+        return self.token is None or (not self.token.read_only and self.token.scope is None)
+
     def _writable(self) -> None:
-        if self.token is not None and self.token.read_only:
-            raise Forbidden(f"{self._name()} is read-only")
+        if not self.may_write:
+            raise Forbidden(f"{self.who} is read-only")
+
+    def whole_node(self, what: str) -> None:
+        """Forbidden unless the caller sees every scope (node-wide figures tell of all)."""
+        if self.scope is not None:
+            raise Forbidden(f"{self.who} is limited to scope {self.scope}; it may not {what}")
+
+    def status(self) -> NodeStatus | ScopeStatus:
+        """The node's status; for a scoped caller, its scope's counts alone."""
+        if self.scope is not None:
+            memories, pending, vectors = self.memory.scope_counts(self.scope)
+            return ScopeStatus(
+                scope=self.scope,
+                model=self.memory.embedder.model_id,
+                memories=memories,
+                pending_embeddings=pending,
+                vectors=vectors,
+            )
+        if self._status is None:
+            raise Forbidden("the node's status is not available to this caller")
+        return self._status()
 
     def _scope(self, asked: str | None) -> str | None:
         """The scope a call works in: the asked one if allowed, else the caller's own
@@ -71,7 +111,7 @@ class Access:
             return limit
         asked = check.scope(asked)
         if limit is not None and asked != limit:
-            raise Forbidden(f"{self._name()} is limited to scope {limit}, not {asked}")
+            raise Forbidden(f"{self.who} is limited to scope {limit}, not {asked}")
         return asked
 
     def _home(self, asked: str | None) -> str:
@@ -111,31 +151,36 @@ class Access:
         found = self.get(id_or_key, scope=scope)
         return self.memory.delete(found.id)
 
-    def import_data(self, data: bytes, *, name: str, json_list: bool = False) -> list[Memory]:
+    def import_data(
+        self, data: bytes, *, name: str, json_list: bool = False, skip_existing: bool = False
+    ) -> Imported:
         """Import JSON Lines (or a JSON list): every record or none. A scoped caller may
-        import only into its scope; records that name no scope land in it."""
+        import only into its scope (records that name no scope land in it), and may not
+        choose ids: an id in use elsewhere would tell it what other scopes hold."""
         self._writable()
-        records = parse_records(data, name, json_list=json_list)
+        found = parse_records(data, name, json_list=json_list)
         if self.scope is not None:
-            for number, record in records:
+            for number, record in found.records:
                 asked = record.get("scope")
                 if asked is not None and asked != self.scope:
                     raise Forbidden(
-                        f"{name}: line {number}: {self._name()} is limited to scope "
+                        f"{name}: line {number}: {self.who} is limited to scope "
                         f"{self.scope}, not {asked}; nothing imported"
                     )
+                if "id" in record:
+                    raise Forbidden(
+                        f"{name}: line {number}: {self.who} may not set memory ids; "
+                        "remove the `id` fields (new ones are given); nothing imported"
+                    )
                 record["scope"] = self.scope
-        return self.memory.import_records(records, name=name)
+        return self.memory.import_records(found, skip_existing=skip_existing)
 
     # ---- workflows -------------------------------------------------------------
 
     def _trusted(self, what: str) -> None:
-        """Workflows and skills run code on this machine: only for a token of all scopes
-        that may write (or no token: a local caller)."""
-        if self.token is not None and (self.token.read_only or self.token.scope is not None):
+        if not self.trusted:
             raise Forbidden(
-                f"{self._name()} may not {what}: that takes a token of all scopes that is"
-                " not read-only"
+                f"{self.who} may not {what}: that takes a token of all scopes that is not read-only"
             )
 
     @property
@@ -168,24 +213,17 @@ class Access:
                 raise NotFound(f"no memory {id_or_key!r} in scope {self.scope}")
         return entries
 
-    def search(self, query: str, *, scope: str | None = None, **options: Any) -> list[Hit]:
-        return self.memory.search(query, scope=self._scope(scope), **options)
+    def search(self, asked: Search) -> list[Hit]:
+        return self.memory.find(self._within(asked))
 
-    def list(
-        self,
-        *,
-        limit: int = 100,
-        cursor: str | None = None,
-        scope: str | None = None,
-        **filters: Any,
-    ) -> Page:
-        limit = check.limit(limit)
-        where = self._scope(scope)
-        items = self.memory.list(limit=limit + 1, after=cursor, scope=where, **filters)
-        more = len(items) > limit
-        items = items[:limit]
-        return Page(items, items[-1].id if more else None)
+    def list(self, asked: Listing) -> Page:
+        return self.memory.page(self._within(asked))
 
-    def export(self, *, scope: str | None = None, **filters: Any) -> Iterator[bytes]:
+    def export(self, asked: Filter) -> Iterator[bytes]:
         """The export as JSON Lines, one memory a line, read lazily."""
-        return self.memory.export_lines(scope=self._scope(scope), **filters)
+        return self.memory.export_lines(self._within(asked))
+
+    def _within(self, asked: F) -> F:
+        """The filter with the caller's scope applied (Forbidden for another scope)."""
+        scope = self._scope(asked.scope)
+        return asked if scope == asked.scope else msgspec.structs.replace(asked, scope=scope)

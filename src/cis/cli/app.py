@@ -15,7 +15,9 @@ from typing import Annotated
 
 import typer
 
-from ..errors import CISError
+from .. import __version__
+from ..errors import CISError, StorageError
+from ..store.crypto import SALT_FILE
 from . import output
 from .dag import dag_app
 from .memory import memory_app
@@ -41,6 +43,12 @@ app.command()(mcp)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 
+def _version(shown: bool) -> None:
+    if shown:
+        print(f"cis {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
@@ -48,6 +56,10 @@ def _root(
         Path | None,
         typer.Option("--data-dir", envvar="CIS_DATA_DIR", help="Node data directory [~/.cis]."),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
 ) -> None:
     ctx.obj = State(data_dir)
 
@@ -62,7 +74,13 @@ def init(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         output.emit_json(result)
     else:
         print(f"node ready in {result['data_dir']}")
-        print("back up the key file (db.key) beside the database: without it the data is lost")
+        if (node.data_dir / SALT_FILE).exists():
+            print(
+                "keep your passphrase, and back up db.salt beside the database: without both"
+                " the data is lost"
+            )
+        else:
+            print("back up the key file (db.key) beside the database: without it the data is lost")
 
 
 @app.command()
@@ -95,13 +113,19 @@ def main() -> None:
     (os._exit) instead of spending ~0.2 s tearing down the model runtime.
     """
     code = 0
+    as_json = "--json" in sys.argv
     try:
         result = app(standalone_mode=False)
         if isinstance(result, int):  # click hands back typer.Exit's code without standalone
             code = result
     except CISError as exc:
-        output.error(exc, "--json" in sys.argv)
+        output.error(exc, as_json)
         code = exc.exit_code
+    except OSError as exc:  # a file the command was given or writes cannot be used
+        where = f"{exc.filename}: " if exc.filename else ""
+        failure = StorageError(f"{where}{exc.strerror or exc}")
+        output.error(failure, as_json)
+        code = failure.exit_code
     except (typer.Abort, KeyboardInterrupt):
         print("aborted", file=sys.stderr)
         code = 130
@@ -114,6 +138,14 @@ def main() -> None:
         else:
             print(f"error: {exc}", file=sys.stderr)
         code = getattr(exc, "exit_code", 2)
+    except Exception as exc:  # a bug: one line for the user, the traceback on request
+        if os.environ.get("CIS_DEBUG"):
+            raise
+        output.error(
+            CISError(f"internal error ({type(exc).__name__}: {exc}); CIS_DEBUG=1 shows where"),
+            as_json,
+        )
+        code = 1
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -19,7 +19,7 @@ def main() -> None:
         from ..server.stdio import serve_stdio
 
         try:
-            with Node.open(create=False) as node:
+            with Node.open() as node:  # made if it is not there yet, as `cis init` would
                 serve_stdio(node)
         except CISError as exc:
             print(f"error: {exc}", file=sys.stderr)

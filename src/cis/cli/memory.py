@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 import typer
 
 from ..errors import InvalidInput
-from ..memory.validate import time_arg
+from ..model import Filter, Listing, Search
+from ..shapes import convert
 from . import output
 from .state import State
 
@@ -24,8 +25,12 @@ CategoryOpt = Annotated[str | None, typer.Option("--category", help="Memory cate
 TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeatable).")]
 MetaOpt = Annotated[str | None, typer.Option("--metadata", help="A JSON object.")]
 EventOpt = Annotated[str | None, typer.Option("--event-at", help="ISO-8601 time or epoch ms.")]
+WHEN_HELP = "ISO-8601 time, a date (2026-12-01, UTC), a time ago (90m, 7d) or epoch ms"
+SinceOpt = Annotated[str | None, typer.Option("--since", help=f"From this time on: {WHEN_HELP}.")]
+UntilOpt = Annotated[str | None, typer.Option("--until", help=f"Before this time: {WHEN_HELP}.")]
 IdOrKey = Annotated[str, typer.Argument(help="A memory id, or a key.")]
 FLUSH_BUDGET_S = 5.0
+S = TypeVar("S", bound=Filter)
 
 
 def _metadata(raw: str | None) -> dict[str, Any] | None:
@@ -78,7 +83,7 @@ def add(
             category=category,
             tags=tag or (),
             metadata=_metadata(metadata),
-            event_at=time_arg(event_at),
+            event_at=event_at,
         )
     output.emit_json(memory) if as_json else print(memory.id)
 
@@ -104,13 +109,18 @@ def set_(
         ("category", category),
         ("tags", tag),
         ("metadata", _metadata(metadata)),
-        ("event_at", time_arg(event_at)),
+        ("event_at", event_at),
     ):
         if given is not None:
             fields[name] = given
     with state.open() as node:
         memory = node.memory.set(key, _text(value), **fields)
     output.emit_json(memory) if as_json else print(memory.id)
+
+
+def _shaped(kind: type[S], **options: Any) -> S:
+    """The options given (None: not given) as one of the API's structures."""
+    return convert({k: v for k, v in options.items() if v is not None}, kind, "the command")
 
 
 @memory_app.command("search")
@@ -122,12 +132,24 @@ def search(
     domain: DomainOpt = None,
     category: CategoryOpt = None,
     tag: TagOpt = None,
-    since: Annotated[str | None, typer.Option("--since", help="ISO-8601 or epoch ms.")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="ISO-8601 or epoch ms.")] = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     mode: Annotated[str, typer.Option("--mode", help="hybrid, vector or text.")] = "hybrid",
     as_json: JsonOpt = False,
 ) -> None:
     """Find memories by meaning and by words."""
+    asked = _shaped(
+        Search,
+        query=query,
+        limit=limit,
+        scope=scope,
+        domain=domain,
+        category=category,
+        tags=tag,
+        since=since,
+        until=until,
+        mode=mode,
+    )
     state: State = ctx.obj
     with state.open() as node:
         # embedding what is pending writes; with nothing pending the search only reads
@@ -139,17 +161,7 @@ def search(
                 "them (words find them)",
                 file=sys.stderr,
             )
-        hits = node.memory.search(
-            query,
-            limit=limit,
-            scope=scope,
-            domain=domain,
-            category=category,
-            tags=tag,
-            since=time_arg(since),
-            until=time_arg(until),
-            mode=mode,
-        )
+        hits = node.access().search(asked)
     if as_json:
         output.emit_json(hits)
         return
@@ -180,6 +192,8 @@ def list_(
     domain: DomainOpt = None,
     category: CategoryOpt = None,
     tag: TagOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     prefix: Annotated[str | None, typer.Option("--prefix", help="Keys starting with this.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n")] = 100,
     cursor: Annotated[
@@ -189,19 +203,23 @@ def list_(
     as_json: JsonOpt = False,
 ) -> None:
     """List memories in the order they were added, a page at a time."""
+    asked = _shaped(
+        Listing,
+        scope=scope,
+        domain=domain,
+        category=category,
+        tags=tag,
+        since=since,
+        until=until,
+        prefix=prefix,
+        limit=limit,
+        cursor=cursor,
+    )
     state: State = ctx.obj
     with state.open() as node:
-        page = node.access().list(
-            scope=scope,
-            domain=domain,
-            category=category,
-            tags=tag,
-            prefix=prefix,
-            limit=limit,
-            cursor=cursor,
-        )
+        page = node.access().list(asked)
     if as_json:
-        output.emit_json({"items": page.items, "next_cursor": page.next_cursor})
+        output.emit_json(page)
         return
     output.emit_lines(page.items, False, output.memory_line)
     if page.next_cursor:
@@ -252,27 +270,40 @@ def history(
     scope: ScopeOpt = "global",
     as_json: JsonOpt = False,
 ) -> None:
-    """Every version of a memory, oldest first."""
+    """Every version of a memory, oldest first, with what each one changed."""
     state: State = ctx.obj
     with state.open() as node:
-        entries = node.memory.history(id_or_key, scope=scope)
-    output.emit_lines(entries, as_json, output.history_line)
+        entries = node.access().history(id_or_key, scope=scope)
+    if as_json:
+        output.emit_json(entries)
+        return
+    before = None
+    for entry in entries:
+        print(output.history_line(entry, before))
+        before = entry
 
 
 @memory_app.command("import")
 def import_(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="A .jsonl file (or .json list) of memories.")],
+    skip_existing: Annotated[
+        bool,
+        typer.Option(
+            "--skip-existing", help="Leave out memories stored already (importing twice adds once)."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Import memories: every record, or none if any is bad (with line numbers)."""
+    """Import memories: every record, or none if any is bad (every bad line is named)."""
     state: State = ctx.obj
     with state.open() as node:
-        memories = node.memory.import_file(file)
+        done = node.memory.import_file(file, skip_existing=skip_existing)
     if as_json:
-        output.emit_json({"imported": len(memories)})
-    else:
-        print(f"imported {len(memories)} memories (embedding continues in the background)")
+        output.emit_json({"imported": len(done.added), "skipped": done.skipped})
+        return
+    skipped = f", skipped {done.skipped} stored already" if done.skipped else ""
+    print(f"imported {len(done.added)} memories{skipped} (embedding continues in the background)")
 
 
 @memory_app.command("export")
@@ -282,25 +313,35 @@ def export(
     domain: DomainOpt = None,
     category: CategoryOpt = None,
     tag: TagOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     out: Annotated[Path | None, typer.Option("-o", "--output", help="File [stdout].")] = None,
 ) -> None:
     """Export memories as JSON Lines (import reads them back exactly)."""
+    asked = _shaped(
+        Filter, scope=scope, domain=domain, category=category, tags=tag, since=since, until=until
+    )
+    if out is not None and not out.parent.is_dir():
+        raise InvalidInput(f"--output {out}: there is no folder {out.parent}; create it first")
     state: State = ctx.obj
     with state.open() as node:
-
-        def run(stream: IO[bytes]) -> int:
-            return node.memory.export(
-                stream, scope=scope, domain=domain, category=category, tags=tag
-            )
-
+        lines = node.access().export(asked)
         if out is None:
-            run(sys.stdout.buffer)
-        else:
-            tmp = out.with_name(out.name + ".part")
+            for line in lines:
+                sys.stdout.buffer.write(line)
+            return
+        tmp = out.with_name(out.name + ".part")
+        count = 0
+        try:
             with open(tmp, "wb") as fh:
-                count = run(fh)
+                for line in lines:
+                    fh.write(line)
+                    count += 1
             tmp.replace(out)
-            print(f"exported {count} memories to {out}", file=sys.stderr)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        print(f"exported {count} memories to {out}", file=sys.stderr)
 
 
 @memory_app.command("reindex")

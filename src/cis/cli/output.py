@@ -68,8 +68,24 @@ def hit_line(rank: int, hit: Hit) -> str:
     return f"{rank:>2}. {hit.score:.3f} ({', '.join(why)})  {memory_line(hit.memory)}"
 
 
-def history_line(entry: HistoryEntry) -> str:
-    return f"v{entry.version} {entry.op:<6} {when(entry.at)}  {entry.text}"
+def history_line(entry: HistoryEntry, before: HistoryEntry | None = None) -> str:
+    """One version of a memory and what it changed from the version `before` it."""
+    head = f"v{entry.version} {entry.op:<6} {when(entry.at)}  "
+    if entry.op == "delete":
+        return head + "deleted"
+    if before is None:
+        tags = f" [{', '.join(entry.tags)}]" if entry.tags else ""
+        return head + entry.text + tags
+    changes = []
+    if entry.text != before.text:
+        changes.append(f"text: {entry.text}")
+    if entry.tags != before.tags:
+        added = [f"+{t}" for t in entry.tags if t not in before.tags]
+        removed = [f"-{t}" for t in before.tags if t not in entry.tags]
+        changes.append(f"tags {' '.join(added + removed) or 'reordered'}")
+    if entry.metadata != before.metadata:
+        changes.append(f"metadata: {_encoder.encode(entry.metadata).decode()}")
+    return head + ("; ".join(changes) or "no change to text, tags or metadata")
 
 
 def token_limits(token: Token) -> str:

@@ -36,7 +36,7 @@ def serve(
 def mcp(ctx: typer.Context) -> None:
     """Serve MCP over stdio, for an agent to spawn: `claude mcp add cis -- cis mcp`."""
     state: State = ctx.obj
-    with state.open(background=True) as node:
+    with state.open(create=True, background=True) as node:
         from ..server.stdio import serve_stdio
 
         serve_stdio(node)

@@ -24,7 +24,18 @@ from ..index.filters import Filters
 from ..index.hybrid import WORD_WEIGHT, fuse, single
 from ..index.vectors import VectorIndex
 from ..metrics import Histogram
-from ..model import SEARCH_MODES, HistoryEntry, Hit, Memory
+from ..model import (
+    SEARCH_MODES,
+    Filter,
+    HistoryEntry,
+    Hit,
+    Imported,
+    Listing,
+    Memory,
+    Page,
+    Search,
+)
+from ..shapes import shaped
 from ..store.snapshot import SnapshotFile
 from ..store.sqlite import Database, scalar
 from . import cachekeys
@@ -32,7 +43,7 @@ from . import validate as check
 from .freshness import Freshness
 from .neighbours import neighbours
 from .rows import COLUMNS, encode, to_history, to_memory
-from .transfer import export_lines, raise_errors, read_import
+from .transfer import Records, export_lines, raise_errors, read_import
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 CANDIDATES = 50  # each signal's pool before fusion, at least
@@ -54,6 +65,7 @@ class NewMemory(msgspec.Struct, kw_only=True):
     updated_at: int
     version: int = 1
     vector: np.ndarray | None = None
+    id_given: bool = False
 
 
 _ADD_FIELDS = frozenset(
@@ -132,16 +144,21 @@ class MemoryService:
             updated_at=check.when(fields.get("updated_at"), "updated_at") or created,
             version=version,
             vector=None if embedding is None else self.index.check(embedding),
+            id_given=memory_id is not None,
         )
 
     def _insert(
-        self, items: builtins.list[NewMemory], *, backpressure: bool
+        self, items: builtins.list[NewMemory], *, backpressure: bool, skip_existing: bool = False
     ) -> builtins.list[Memory]:
         if backpressure and any(i.vector is None for i in items):
             self.indexer.wait_for_room()
         owner, now = self.indexer.owner, check.now_ms()
-        encoded = [(encode(it.tags), encode(it.metadata)) for it in items]
         with self.db.write() as conn:
+            if skip_existing:
+                items = [it for it in items if not self._stored(conn, it)]
+            if not items:
+                return []
+            encoded = [(encode(it.tags), encode(it.metadata)) for it in items]
             # rowids are handed out here, under the write lock; memories are never removed
             # (a delete leaves a tombstone), so max(rid) only grows
             first = int(scalar(conn, "SELECT coalesce(max(rid), 0) FROM memories")) + 1
@@ -172,7 +189,7 @@ class MemoryService:
                     ],
                 )
             except apsw.ConstraintError as exc:
-                raise Conflict(self._conflict(conn, items)) from exc
+                raise self._conflict(conn, items) from exc
             conn.executemany(
                 "INSERT INTO memories_fts(rowid, text, tags) VALUES (?,?,?)",
                 [(rid, it.text, " ".join(it.tags)) for rid, it in zip(rids, items, strict=True)],
@@ -220,14 +237,33 @@ class MemoryService:
         ]
 
     @staticmethod
-    def _conflict(conn: apsw.Connection, items: builtins.list[NewMemory]) -> str:
+    def _stored(conn: apsw.Connection, item: NewMemory) -> bool:
+        """Whether the memory is stored already: its id if it came with one, else its key
+        (live, in its scope), else its text (live, in its scope)."""
+        if item.id_given:
+            return bool(scalar(conn, "SELECT 1 FROM memories WHERE id = ?", (item.id,)))
+        args: tuple[object, ...]
+        if item.key is not None:
+            sql, args = "key = ?", (item.key,)
+        else:
+            sql, args = "content_hash = ? AND key IS NULL", (check.content_hash(item.text),)
+        return bool(
+            scalar(
+                conn,
+                f"SELECT 1 FROM memories WHERE scope = ? AND deleted = 0 AND {sql} LIMIT 1",
+                (item.scope, *args),
+            )
+        )
+
+    @staticmethod
+    def _conflict(conn: apsw.Connection, items: builtins.list[NewMemory]) -> Conflict:
         """Which item clashed (an id or a live key in use, or repeated in the batch)."""
         ids: set[str] = set()
         keys: set[tuple[str, str]] = set()
         for number, it in enumerate(items, 1):
             where = f"item {number}: " if len(items) > 1 else ""
             if it.id in ids or scalar(conn, "SELECT 1 FROM memories WHERE id = ?", (it.id,)):
-                return f"{where}id {it.id} is already in use"
+                return Conflict(f"{where}id {it.id} is already in use")
             ids.add(it.id)
             if it.key is None:
                 continue
@@ -237,12 +273,18 @@ class MemoryService:
                 (it.scope, it.key),
             )
             if (it.scope, it.key) in keys or taken:
-                return (
-                    f"{where}key {it.key!r} in scope {it.scope} is already in use;"
-                    " use set() to replace by key"
+                return Conflict(
+                    f"{where}key {it.key!r} in scope {it.scope} is already in use",
+                    hints={
+                        "python": "use set() to replace it by key",
+                        "cli": f"use `cis memory set {it.key} TEXT --scope {it.scope}` to"
+                        " replace it",
+                        "http": "PATCH /v1/memories/{key} changes it",
+                        "mcp": "use memory_update to change it",
+                    },
                 )
             keys.add((it.scope, it.key))
-        return "a memory clashes with one already stored"
+        return Conflict("a memory clashes with one already stored")
 
     def add(
         self,
@@ -484,31 +526,33 @@ class MemoryService:
         return [to_history(row[1], r) for r in rows]
 
     @staticmethod
-    def filters(
-        scope: str | None = None,
-        domain: str | None = None,
-        category: str | None = None,
-        tags: Iterable[str] | None = None,
-        since: object = None,
-        until: object = None,
-        prefix: str | None = None,
-    ) -> Filters:
-        """Validated Filters from the arguments every listing and search takes."""
+    def filters(given: Filter, prefix: str | None = None) -> Filters:
+        """The compiled, validated form of a filter."""
         return Filters(
-            scope=None if scope is None else check.scope(scope),
-            domain=None if domain is None else check.domain(domain),
-            category=None if category is None else check.category(category),
-            tags=check.tags(tags),
-            since=check.when(since, "since"),
-            until=check.when(until, "until"),
-            key_prefix=prefix,
+            scope=None if given.scope is None else check.scope(given.scope),
+            domain=None if given.domain is None else check.domain(given.domain),
+            category=None if given.category is None else check.category(given.category),
+            tags=check.tags(given.tags),
+            since=check.when(given.since, "since"),
+            until=check.when(given.until, "until"),
+            key_prefix=None if prefix is None else check.plain_text(prefix, "prefix"),
         )
 
     def list(
         self, *, limit: int = 100, after: str | None = None, **filters: Any
     ) -> builtins.list[Memory]:
-        """Memories in the order they were added, `limit` at a time after the id `after`."""
-        return builtins.list(self._select(self.filters(**filters), check.limit(limit), after))
+        """Memories in the order they were added, `limit` at a time after the id `after`
+        (keyword arguments: the fields of Listing; `page` also gives the next cursor)."""
+        return self.page(shaped(Listing, limit=limit, cursor=after, **filters)).items
+
+    def page(self, asked: Listing) -> Page:
+        """One page of a listing, and the cursor of the next."""
+        limit = check.limit(asked.limit)
+        flt = self.filters(asked, asked.prefix)
+        items = builtins.list(self._select(flt, limit + 1, asked.cursor))
+        more = len(items) > limit
+        items = items[:limit]
+        return Page(items=items, next_cursor=items[-1].id if more else None)
 
     def _select(self, filters: Filters, limit: int | None, after: str | None) -> Iterator[Memory]:
         for row in self._rows(filters, limit, after, supplied=False):
@@ -521,8 +565,11 @@ class MemoryService:
         vector (or None) as a last column."""
         where, params = filters.where("m")
         with self.db.read() as conn:
-            if after is not None:
-                start = conn.execute("SELECT rid FROM memories WHERE id = ?", (after,)).fetchall()
+            if after is not None:  # a cursor outside the filter's scope names nothing
+                start = conn.execute(
+                    "SELECT rid FROM memories WHERE id = ? AND scope = coalesce(?, scope)",
+                    (after, filters.scope),
+                ).fetchall()
                 if not start:
                     raise InvalidInput(f"cursor {after!r} names no memory")
                 where += " AND m.rid > ?"
@@ -537,38 +584,37 @@ class MemoryService:
                 sql += f" LIMIT {int(limit)}"
             yield from conn.execute(sql, params)
 
-    def import_file(self, path: str | Path) -> builtins.list[Memory]:
-        """Import a .jsonl (or .json list) file in one transaction: every record or none."""
-        path = Path(path)
-        return self.import_records(read_import(path), name=str(path))
+    def import_file(self, path: str | Path, *, skip_existing: bool = False) -> Imported:
+        """Import a .jsonl (or .json list) file in one transaction: every record or none.
+        With `skip_existing`, a record already stored (its id; else its key, or its text,
+        in its scope) is left out, so importing a file twice adds it once."""
+        return self.import_records(read_import(Path(path)), skip_existing=skip_existing)
 
-    def import_records(
-        self, records: Iterable[tuple[int, dict[str, Any]]], *, name: str
-    ) -> builtins.list[Memory]:
-        """Import (line number, record) pairs in one transaction; bad lines are named."""
-        prepared, errors = [], []
-        for number, record in records:
+    def import_records(self, found: Records, *, skip_existing: bool = False) -> Imported:
+        """Import parsed records in one transaction; every bad record is named at once."""
+        prepared = []
+        for number, record in found.records:
             try:
                 prepared.append(self._prepare(record))
             except InvalidInput as exc:
-                errors.append(f"line {number}: {exc}")
-        if errors:
-            raise_errors(name, errors)
-        return self._insert(prepared, backpressure=False)
+                found.errors.append((number, str(exc)))
+        raise_errors(found)
+        added = self._insert(prepared, backpressure=False, skip_existing=skip_existing)
+        return Imported(added=added, skipped=len(prepared) - len(added))
 
     def export(self, out: IO[bytes], *, limit: int | None = None, **filters: Any) -> int:
         """Write memories as JSON Lines to a binary stream; returns how many. A memory
         whose vector its caller supplied carries it as `embedding` (others are re-embedded
-        from their text on import)."""
+        from their text on import). Keyword arguments: the fields of Filter."""
         count = 0
-        for line in self.export_lines(limit=limit, **filters):
+        for line in self.export_lines(shaped(Filter, **filters), limit=limit):
             out.write(line)
             count += 1
         return count
 
-    def export_lines(self, *, limit: int | None = None, **filters: Any) -> Iterator[bytes]:
+    def export_lines(self, asked: Filter, *, limit: int | None = None) -> Iterator[bytes]:
         """The export of `export`, one JSON line at a time, from one consistent read."""
-        rows = self._rows(self.filters(**filters), limit, None, supplied=True)
+        rows = self._rows(self.filters(asked), limit, None, supplied=True)
         return export_lines((to_memory(r), r[-1]) for r in rows)
 
     def scope_of(self, memory_id: str) -> str | None:
@@ -576,6 +622,19 @@ class MemoryService:
         with self.db.read() as conn:
             found = scalar(conn, "SELECT scope FROM memories WHERE id = ?", (memory_id,))
         return None if found is None else str(found)
+
+    def scope_counts(self, scope: str) -> tuple[int, int, int]:
+        """Live memories of a scope, those waiting for their vector, those that have one."""
+        self.fresh.refresh(vectors=False)
+        with self.db.read() as conn:
+            row: Any = conn.execute(
+                "SELECT count(*), count(q.rid), count(v.rid) FROM memories m"
+                " LEFT JOIN embed_queue q ON q.rid = m.rid"
+                " LEFT JOIN memory_vectors v ON v.rid = m.rid"
+                " WHERE m.scope = ? AND m.deleted = 0",
+                (check.scope(scope),),
+            ).fetchall()[0]
+        return int(row[0]), int(row[1]), int(row[2])
 
     def count(self) -> int:
         with self.db.read() as conn:
@@ -598,15 +657,32 @@ class MemoryService:
         embedding: object = None,
     ) -> builtins.list[Hit]:
         """Memories that match `query` by words and meaning, best first (see Hit)."""
+        asked = Search(
+            query=query,
+            limit=limit,
+            scope=scope,
+            domain=domain,
+            category=category,
+            tags=tags,  # type: ignore[arg-type]  # checked below, as every field
+            since=since,  # type: ignore[arg-type]
+            until=until,  # type: ignore[arg-type]
+            mode=mode,
+            embedding=embedding,  # type: ignore[arg-type]
+        )
+        return self.find(asked)
+
+    def find(self, asked: Search) -> builtins.list[Hit]:
+        """The hits of a search, best first."""
+        query, mode = asked.query, asked.mode
         if mode not in SEARCH_MODES:
             raise InvalidInput(f"unknown mode {mode!r}: use one of {', '.join(SEARCH_MODES)}")
-        if not isinstance(query, str) or (not query.strip() and embedding is None):
+        if not isinstance(query, str) or (not query.strip() and asked.embedding is None):
             raise InvalidInput("query is empty")
         if query.strip():
-            check.text(query, self.config.max_text_bytes)
-        limit = check.limit(limit)
-        flt = self.filters(scope, domain, category, tags, since, until)
-        qvec = None if embedding is None else self.index.check(embedding)
+            check.text(query, self.config.max_text_bytes, "query")
+        limit = check.limit(asked.limit)
+        flt = self.filters(asked)
+        qvec = None if asked.embedding is None else self.index.check(asked.embedding)
         started = time.perf_counter()
         try:
             return self._search_cached(query, qvec, flt, limit, mode)

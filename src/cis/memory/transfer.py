@@ -27,8 +27,17 @@ def export_lines(memories: Iterator[tuple[Memory, bytes | None]]) -> Iterator[by
             yield encoder.encode(record) + b"\n"
 
 
-def read_import(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, record) pairs of a .jsonl or .json file; InvalidInput lists bad lines."""
+class Records(msgspec.Struct, kw_only=True):
+    """The records of an import file, and what was wrong with the lines that are none."""
+
+    name: str
+    records: list[tuple[int, dict[str, Any]]]
+    errors: list[tuple[int, str]]
+    unit: str = "line"  # "item" in a JSON list
+
+
+def read_import(path: Path) -> Records:
+    """The records of a .jsonl or .json file."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -36,40 +45,45 @@ def read_import(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return parse_records(data, str(path), json_list=path.suffix.lower() == ".json")
 
 
-def parse_records(data: bytes, name: str, *, json_list: bool) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, record) pairs of JSON Lines, or of a JSON list with `json_list`."""
-    records: list[tuple[int, Any]] = []
-    errors: list[str] = []
+def parse_records(data: bytes, name: str, *, json_list: bool) -> Records:
+    """The records of JSON Lines, or of a JSON list with `json_list`; a line that is not
+    a JSON object is an error of its own, so that every bad line is named at once."""
+    found = Records(name=name, records=[], errors=[], unit="item" if json_list else "line")
     if json_list:
         try:
             items = msgspec.json.decode(data)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
             raise InvalidInput(f"{name}: not valid JSON ({exc})") from exc
         if not isinstance(items, list):
             raise InvalidInput(f"{name}: a JSON import must hold a list of memory objects")
-        records = [(i, item) for i, item in enumerate(items, 1)]
-        where = "item"
+        numbered = list(enumerate(items, 1))
     else:
-        where = "line"
+        numbered = []
         for number, raw in enumerate(data.split(b"\n"), 1):
             if not raw.strip():
                 continue
             try:
                 raw.decode("utf-8")
-                records.append((number, msgspec.json.decode(raw)))
+                numbered.append((number, msgspec.json.decode(raw)))
             except UnicodeDecodeError as exc:
-                errors.append(f"line {number}: invalid UTF-8 at byte {exc.start}")
-            except msgspec.DecodeError as exc:
-                errors.append(f"line {number}: not valid JSON ({exc})")
-    for number, item in records:
-        if not isinstance(item, dict):
-            errors.append(f"{where} {number}: expected a JSON object")
-    if errors:
-        raise_errors(name, errors)
-    return records
+                found.errors.append((number, f"invalid UTF-8 at byte {exc.start}"))
+            except (msgspec.DecodeError, RecursionError) as exc:
+                found.errors.append((number, f"not valid JSON ({exc})"))
+    for number, item in numbered:
+        if isinstance(item, dict):
+            found.records.append((number, item))
+        else:
+            found.errors.append((number, "expected a JSON object"))
+    return found
 
 
-def raise_errors(name: str, errors: list[str]) -> None:
+def raise_errors(found: Records) -> None:
+    """InvalidInput naming every bad record, in order, if there is any."""
+    if not found.errors:
+        return
+    errors = [f"{found.unit} {n}: {message}" for n, message in sorted(found.errors)]
     shown = "\n".join(errors[:MAX_REPORTED])
     more = f"\n... and {len(errors) - MAX_REPORTED} more" if len(errors) > MAX_REPORTED else ""
-    raise InvalidInput(f"{name}: nothing imported; {len(errors)} bad record(s):\n{shown}{more}")
+    raise InvalidInput(
+        f"{found.name}: nothing imported; {len(errors)} bad record(s):\n{shown}{more}"
+    )

@@ -8,7 +8,7 @@ import os
 import re
 import time
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -20,6 +20,7 @@ MAX_KEY_CHARS = 256
 MAX_TAGS = 32
 MAX_TAG_CHARS = 64
 MAX_METADATA_BYTES = 65_536
+MAX_METADATA_DEPTH = 64
 MAX_LIMIT = 1000
 _SCOPE = re.compile(
     r"(?:global|(?:" + "|".join(SCOPE_KINDS) + r")/[A-Za-z0-9][A-Za-z0-9._:@-]{0,127})"
@@ -42,19 +43,30 @@ def new_id() -> str:
 
 def _utf8(value: str, what: str) -> bytes:
     try:
-        return value.encode("utf-8")
+        data = value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InvalidInput(f"{what} is not valid UTF-8 (bad character at {exc.start})") from exc
+    if b"\x00" in data:
+        raise InvalidInput(f"{what} holds a NUL character (at {value.index(chr(0))}); remove it")
+    return data
 
 
-def text(value: object, max_bytes: int) -> str:
+def plain_text(value: object, what: str) -> str:
+    """A string of valid UTF-8 without NUL characters."""
     if not isinstance(value, str):
-        raise InvalidInput(f"text must be a string, not {type(value).__name__}")
-    size = len(_utf8(value, "text"))
+        raise InvalidInput(f"{what} must be a string, not {type(value).__name__}")
+    _utf8(value, what)
+    return value
+
+
+def text(value: object, max_bytes: int, what: str = "text") -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be a string, not {type(value).__name__}")
+    size = len(_utf8(value, what))
     if not value.strip():
-        raise InvalidInput("text is empty; a memory needs some text")
+        raise InvalidInput(f"{what} is empty; a memory needs some text")
     if size > max_bytes:
-        raise InvalidInput(f"text is {size} bytes; the limit is {max_bytes} (CIS_MAX_TEXT_BYTES)")
+        raise InvalidInput(f"{what} is {size} bytes; the limit is {max_bytes} (CIS_MAX_TEXT_BYTES)")
     return value
 
 
@@ -113,30 +125,35 @@ def tags(value: object) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _check_json(value: Any, path: str) -> None:
-    if value is None or isinstance(value, (bool, str)):
+def _check_json(root: Any) -> None:
+    """Every value of a metadata object is JSON, at most MAX_METADATA_DEPTH deep (checked
+    without recursion, so no depth overflows the stack)."""
+    stack: list[tuple[Any, str, int]] = [(root, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        where = f"metadata{path}"
+        if depth > MAX_METADATA_DEPTH:
+            raise InvalidInput(f"{where}: nested deeper than {MAX_METADATA_DEPTH} levels")
+        if value is None or isinstance(value, bool):
+            continue
         if isinstance(value, str):
-            _utf8(value, f"metadata{path}")
-        return
-    if isinstance(value, int):
-        if not -(2**63) <= value < 2**64:
-            raise InvalidInput(f"metadata{path}: integer out of the 64-bit range")
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidInput(f"metadata{path}: NaN and infinity are not JSON")
-        return
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise InvalidInput(f"metadata{path}: object keys must be strings")
-            _check_json(v, f"{path}.{k}")
-        return
-    if isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_json(v, f"{path}[{i}]")
-        return
-    raise InvalidInput(f"metadata{path}: {type(value).__name__} is not a JSON value")
+            _utf8(value, where)
+        elif isinstance(value, int):
+            if not -(2**63) <= value < 2**64:
+                raise InvalidInput(f"{where}: integer out of the 64-bit range")
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise InvalidInput(f"{where}: NaN and infinity are not JSON")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if not isinstance(k, str):
+                    raise InvalidInput(f"{where}: object keys must be strings")
+                _utf8(k, f"{where} key {k[:40]!r}")
+                stack.append((v, f"{path}.{k}", depth + 1))
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
+        else:
+            raise InvalidInput(f"{where}: {type(value).__name__} is not a JSON value")
 
 
 def metadata(value: object) -> dict[str, Any]:
@@ -144,36 +161,55 @@ def metadata(value: object) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise InvalidInput("metadata must be a JSON object")
-    _check_json(value, "")
+    _check_json(value)
     if len(msgspec.json.encode(value)) > MAX_METADATA_BYTES:
         raise InvalidInput(f"metadata is larger than {MAX_METADATA_BYTES} bytes as JSON")
     return value
 
 
+MIN_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z
+MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+_AGO = re.compile(r"(\d{1,9})\s*(s|m|h|d|w)")
+_UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+TIME_FORMS = (
+    "an ISO-8601 time with its zone, a date (2026-12-01, UTC), a time ago (90m, 7d) or epoch ms"
+)
+
+
 def when(value: object, what: str) -> int | None:
-    """Epoch milliseconds from an aware datetime, an ISO-8601 string or an int of ms."""
+    """Epoch milliseconds of a time: an aware datetime, epoch ms (an int, or digits), an
+    ISO-8601 time with its zone, a plain date (midnight UTC), or a time ago (`90m`,
+    `1h`, `7d`, `2w`; s, m, h, d, w)."""
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise InvalidInput(f"{what} must be a datetime, ISO-8601 string or epoch milliseconds")
-    if isinstance(value, int):
-        return value
     if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise InvalidInput(f"{what} {value!r} is not an ISO-8601 date/time") from exc
+        value = _parse_time(value.strip(), what)
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise InvalidInput(f"{what} needs a time zone (e.g. 2024-05-08T13:56:00+00:00)")
-        return int(value.timestamp() * 1000)
-    raise InvalidInput(f"{what} must be a datetime, ISO-8601 string or epoch milliseconds")
+        value = int(value.timestamp() * 1000)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{what} must be {TIME_FORMS}")
+    if not MIN_MS <= value <= MAX_MS:
+        raise InvalidInput(f"{what} {value} is outside the years 1 to 9999 (epoch ms)")
+    return value
 
 
-def time_arg(raw: str | None) -> str | int | None:
-    """A time as a shell takes it in (a CLI option, a query parameter): digits are epoch
-    milliseconds, anything else stays text for `when` to read as ISO-8601."""
-    return int(raw) if raw is not None and raw.lstrip("-").isdigit() else raw
+def _parse_time(raw: str, what: str) -> int | datetime:
+    if raw.lstrip("-").isdigit():
+        return int(raw) if len(raw) < 20 else MAX_MS + 1
+    ago = _AGO.fullmatch(raw)
+    if ago:
+        return now_ms() - int(ago.group(1)) * _UNIT_MS[ago.group(2)]
+    _utf8(raw, what)
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput(f"{what} {raw!r} is not a time: use {TIME_FORMS}") from exc
+    if _DATE.fullmatch(raw):
+        return parsed.replace(tzinfo=UTC)
+    return parsed
 
 
 def limit(value: object) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from fastapi import Depends, FastAPI, Query, Request
@@ -24,13 +24,13 @@ from .. import __version__
 from ..access.limits import Access
 from ..dag.runs import Run
 from ..errors import CISError, InvalidInput
-from ..memory.validate import time_arg
 from ..metrics import render, sample
-from ..model import HistoryEntry, Memory
+from ..model import Filter, HistoryEntry, Listing, Memory, Page, Search
 from ..node import Node, NodeStatus
+from ..shapes import convert
 from . import wire
 from .middleware import TOKEN_STATE, Gate, Meter
-from .wire import AddBody, DagBody, SearchBody, UpdateBody
+from .wire import AddBody, DagBody, UpdateBody
 
 log = logging.getLogger("cis.http")
 EXPORT_CHUNK = 64 * 1024
@@ -48,7 +48,7 @@ def ok(value: Any, status: int = 200) -> JSON:
     return JSON(value, status_code=status)
 
 
-def body(kind: type[wire.Body]) -> Any:
+def body(kind: type[msgspec.Struct]) -> Any:
     """A dependency that decodes the request body strictly as `kind`."""
 
     async def decode(request: Request) -> Any:
@@ -94,7 +94,7 @@ def create_app(node: Node, *, mcp_routes: list[Any] | None = None, lifespan: Any
         max_body=cfg.http_max_body_bytes,
         large_bodies={"/v1/import": cfg.http_max_import_bytes},
     )
-    meter = Meter(gate)
+    meter = Meter(gate, frozenset(getattr(r, "path", "") for r in mcp_routes or ()))
     app.state.meter = meter
     app.state.node = node
     return meter
@@ -118,7 +118,12 @@ def _query_names(route: Any) -> frozenset[str]:
 
 
 async def _known_query(request: Request) -> None:
-    """Refuses query parameters the route does not take (a typo would widen a filter)."""
+    """Refuses query parameters the route does not take (a typo would widen a filter),
+    and any parameter that holds a NUL character."""
+    for where, params in (("path", request.path_params), ("query", request.query_params)):
+        for name, value in params.items():
+            if "\x00" in str(value):
+                raise InvalidInput(f"{where} parameter {name} holds a NUL character; remove it")
     route = request.scope.get("route")
     if getattr(route, "dependant", None) is None:
         return
@@ -147,7 +152,7 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 
 @dataclass
 class Filtering:
-    """The filters that listing, search and export take as query parameters."""
+    """The fields of Filter as query parameters (listing, search and export)."""
 
     scope: Scope = None
     domain: Domain = None
@@ -156,18 +161,14 @@ class Filtering:
     since: When = None
     until: When = None
 
-    def kwargs(self) -> dict[str, Any]:
-        return {
-            "scope": self.scope,
-            "domain": self.domain,
-            "category": self.category,
-            "tags": self.tags,
-            "since": time_arg(self.since),
-            "until": time_arg(self.until),
-        }
+    def build(self, kind: type[S], **more: Any) -> S:
+        """The Filter (Search, Listing) of these parameters and `more`."""
+        fields = {k: v for k, v in vars(self).items() if v is not None}
+        return convert({**fields, **more}, kind)
 
 
 Filters = Annotated[Filtering, Depends()]
+S = TypeVar("S", bound=Filter)
 
 
 def _routes(app: FastAPI, node: Node) -> None:
@@ -177,13 +178,15 @@ def _routes(app: FastAPI, node: Node) -> None:
         return ok(wire.Health(status="ok"))
 
     @app.get("/v1/status", responses=documented(NodeStatus), tags=["node"])
-    def status() -> JSON:
-        """Counts, index state, model, database size and cache statistics."""
-        return ok(node.status())
+    def status(access: Caller) -> JSON:
+        """Counts, index state, model, database size and cache statistics; for a token
+        limited to a scope, that scope's counts alone."""
+        return ok(access.status())
 
     @app.get("/metrics", tags=["node"])
-    def metrics(request: Request) -> Response:
-        """Prometheus text format."""
+    def metrics(request: Request, access: Caller) -> Response:
+        """Prometheus text format (node-wide: for a token of all scopes)."""
+        access.whole_node("read the node's metrics")
         meter: Meter = request.app.state.meter
         return Response(_metrics(node, meter), media_type="text/plain; version=0.0.4")
 
@@ -199,7 +202,7 @@ def _routes(app: FastAPI, node: Node) -> None:
         fields = msgspec.structs.asdict(new)
         return ok(access.add(fields.pop("text"), **fields), 201)
 
-    @app.get("/v1/memories", responses=documented(wire.MemoryPage), tags=["memories"])
+    @app.get("/v1/memories", responses=documented(Page), tags=["memories"])
     def list_memories(
         access: Caller,
         filters: Filters,
@@ -208,8 +211,8 @@ def _routes(app: FastAPI, node: Node) -> None:
         cursor: Annotated[str | None, Query(description="next_cursor of the page before")] = None,
     ) -> JSON:
         """Memories in the order they were added, a page at a time."""
-        page = access.list(limit=limit, cursor=cursor, prefix=prefix, **filters.kwargs())
-        return ok(wire.MemoryPage(items=page.items, next_cursor=page.next_cursor))
+        asked = filters.build(Listing, prefix=prefix, limit=limit, cursor=cursor)
+        return ok(access.list(asked))
 
     @app.get(
         "/v1/memories/{id_or_key:path}/history",
@@ -258,19 +261,18 @@ def _routes(app: FastAPI, node: Node) -> None:
         mode: Annotated[str, Query(description="hybrid, vector or text")] = "hybrid",
     ) -> JSON:
         """Memories that match the query by words and meaning, best first."""
-        hits = access.search(q, limit=limit, mode=mode, **filters.kwargs())
+        hits = access.search(filters.build(Search, query=q, limit=limit, mode=mode))
         return ok(wire.SearchResult(hits=hits))
 
     @app.post(
         "/v1/search",
         responses=documented(wire.SearchResult),
-        openapi_extra=request_body(SearchBody),
+        openapi_extra=request_body(Search),
         tags=["search"],
     )
-    def search_post(access: Caller, asked: Annotated[SearchBody, body(SearchBody)]) -> JSON:
+    def search_post(access: Caller, asked: Annotated[Search, body(Search)]) -> JSON:
         """Search with the options in a JSON body (also takes a query `embedding`)."""
-        fields = msgspec.structs.asdict(asked)
-        return ok(wire.SearchResult(hits=access.search(fields.pop("query"), **fields)))
+        return ok(wire.SearchResult(hits=access.search(asked)))
 
     @app.post(
         "/v1/dags",
@@ -339,15 +341,23 @@ def _routes(app: FastAPI, node: Node) -> None:
         },
         tags=["memories"],
     )
-    async def import_memories(request: Request, access: Caller) -> JSON:
+    async def import_memories(
+        request: Request,
+        access: Caller,
+        skip_existing: Annotated[
+            bool, Query(description="leave out records stored already (a re-import adds nothing)")
+        ] = False,
+    ) -> JSON:
         """Import JSON Lines (or a JSON list with Content-Type application/json): every
         record or none; bad lines are named."""
         data = await request.body()
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        imported = await run_in_threadpool(
-            access.import_data, data, name="request body", json_list=kind in JSON_TYPES
+        done = await run_in_threadpool(
+            lambda: access.import_data(
+                data, name="request body", json_list=kind in JSON_TYPES, skip_existing=skip_existing
+            )
         )
-        return ok(wire.ImportResult(imported=len(imported)))
+        return ok(wire.ImportResult(imported=len(done.added), skipped=done.skipped))
 
     @app.get(
         "/v1/export",
@@ -356,7 +366,7 @@ def _routes(app: FastAPI, node: Node) -> None:
     )
     def export(access: Caller, filters: Filters) -> StreamingResponse:
         """Memories as JSON Lines, streamed; importing them back is exact."""
-        lines = access.export(**filters.kwargs())
+        lines = access.export(filters.build(Filter))
         return StreamingResponse(_chunks(lines), media_type="application/x-ndjson")
 
 
@@ -380,7 +390,8 @@ def _errors(app: FastAPI) -> None:
         if exc.http_status >= 500:
             log.warning("%s: %s", exc.code, exc)
         return JSON(
-            wire.ErrorBody(error=wire.ErrorDetail(code=exc.code, message=str(exc))), exc.http_status
+            wire.ErrorBody(error=wire.ErrorDetail(code=exc.code, message=exc.told("http"))),
+            exc.http_status,
         )
 
     @app.exception_handler(RequestValidationError)

@@ -1,98 +1,94 @@
 """The MCP server (official `mcp` SDK): memory tools, resources and a recall prompt.
 
 The same server runs over stdio (`cis mcp`, one process per agent) and over streamable
-HTTP at /mcp (`cis serve`, behind the token gate). Each tool is one call into the Python
-API through `Access`; CIS errors come back as tool errors that say what was wrong.
+HTTP at /mcp (`cis serve`, behind the token gate). Each tool's arguments are one of the
+API's structures (Search, Listing, the HTTP bodies), from which its schema is made; a
+middleware checks every call against that structure as strictly as HTTP checks a body
+(unknown arguments, wrong types and NUL characters are refused, in plain words) and
+offers a token only the tools it may call. Each tool is one call into the Python API
+through `Access`; a CIS error comes back as a tool error `<code>: <what to do>`.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Annotated, Any
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
+from typing import Annotated, Any, get_args, get_origin
 
 import msgspec
 from mcp.server.mcpserver import Context, MCPServer, UserMessage
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from mcp.server.mcpserver.exceptions import ResourceError
+from mcp_types import CallToolResult, TextContent
 from pydantic import Field
 
 from .. import __version__
 from ..access.limits import Access
-from ..errors import CISError, Unauthorized
-from ..model import CATEGORIES
+from ..errors import CISError, Forbidden, InvalidInput, Unauthorized
+from ..model import Search
 from ..node import Node
+from ..shapes import convert
+from . import tools
 from .middleware import TOKEN_STATE
+from .tools import TOOLS, ToolSpec
 
-INSTRUCTIONS = """\
-CIS is the user's long-term memory, kept on their own machine. Before answering about \
-the user's projects, preferences, people or past decisions, call memory_search. When \
-you learn something worth keeping across sessions (a fact, preference, decision or \
-result), store it with memory_add: one self-contained statement per memory, with a key \
-when it is a setting that later replaces itself. Scopes: global, project/<name>, \
-agent/<name>, session/<id>."""
-
-READ = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-)
-ADD = ToolAnnotations(
-    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
-)
-CHANGE = ToolAnnotations(
-    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+INSTRUCTIONS = (
+    "CIS is the user's long-term memory, kept on their own machine. Before answering about "
+    "the user's projects, preferences, people or past decisions, call memory_search. When "
+    "you learn something worth keeping across sessions (a fact, preference, decision or "
+    "result), store it with memory_add: one self-contained statement per memory, with a key "
+    "when it is a setting that later replaces itself. Scopes: global, project/<name>, "
+    "agent/<name>, session/<id>."
 )
 
-ScopeArg = Annotated[
-    str | None,
-    Field(description="global, project/<name>, agent/<name> or session/<id>; omit for the default"),
-]
-DomainArg = Annotated[str | None, Field(description="private (this device) or public (synced)")]
-CategoryArg = Annotated[str | None, Field(description=f"one of: {', '.join(CATEGORIES)}")]
-TagsArg = Annotated[list[str] | None, Field(description="tags; a search needs all of them")]
-WhenArg = Annotated[str | None, Field(description="ISO-8601 time, e.g. 2026-01-31T12:00:00Z")]
-
-Caller = Callable[[Context], Access]
+Caller = Callable[[Any], Access]  # the transport's request (None on stdio) -> its Access
+_CALL: ContextVar[Any] = ContextVar("cis_mcp_request", default=None)  # set by Strict
 
 
 def result(value: Any, wrap: str | None = None) -> CallToolResult:
-    """A tool result: compact JSON text for the model, the same data structured.
-
-    (The SDK's own conversion indents its JSON, which costs the model's context.)"""
-    data = msgspec.to_builtins(value)
+    """A tool result: compact JSON text for the model, the same data structured, scores
+    to 3 decimals (the SDK's own conversion indents its JSON: context the model pays)."""
+    data = tools.rounded(msgspec.to_builtins(value))
     if wrap is not None:
         data = {wrap: data}
     text = msgspec.json.encode(data).decode()
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 
 
+def failed(message: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
+
+
 @contextmanager
-def tool_errors(kind: type[Exception] = ToolError) -> Iterator[None]:
-    """CIS errors as MCP tool (or resource) errors: '<code>: <what was wrong and what
-    to do>'."""
+def resource_errors() -> Iterator[None]:
     try:
         yield
     except CISError as exc:
-        raise kind(f"{exc.code}: {exc}") from exc
+        raise ResourceError(f"{exc.code}: {exc.told('mcp')}") from exc
 
 
 def stdio_caller(node: Node) -> Caller:
     """A local process the user started: no token, no limits."""
     access = node.access()
-    return lambda ctx: access
+    return lambda request: access
 
 
 def http_caller(node: Node) -> Caller:
     """The caller of an HTTP request, as the token gate verified it (fails closed)."""
 
-    def caller(ctx: Context) -> Access:
-        request = ctx.request_context.request
+    def caller(request: Any) -> Access:
         token = getattr(getattr(request, "state", None), TOKEN_STATE, None)
         if token is None:
             raise Unauthorized("this MCP endpoint needs a bearer token")
         return node.access(token)
 
     return caller
+
+
+def _request(ctx: Context) -> Any:
+    return ctx.request_context.request
 
 
 def build(node: Node, caller: Caller) -> MCPServer:
@@ -102,213 +98,151 @@ def build(node: Node, caller: Caller) -> MCPServer:
         instructions=INSTRUCTIONS,
         version=__version__,
         log_level="WARNING",
+        middleware=[Strict(caller)],
     )
-    _memory_tools(server, caller)
-    _reading_tools(server, node, caller)
-    _dag_tools(server, caller)
-    _resources(server, node, caller)
+    for spec in TOOLS.values():
+        _register(server, caller, spec)
+    _resources(server, caller)
     _prompts(server, caller)
     return server
 
 
-def _memory_tools(server: MCPServer, caller: Caller) -> None:
-    @server.tool(annotations=ADD)
-    def memory_add(
-        ctx: Context,
-        text: Annotated[str, Field(description="the memory: one self-contained statement")],
-        key: Annotated[
-            str | None,
-            Field(description="optional name, unique in its scope, e.g. 'editor/theme'"),
-        ] = None,
-        scope: ScopeArg = None,
-        domain: Annotated[str, Field(description="private or public")] = "private",
-        category: Annotated[str, Field(description=f"one of: {', '.join(CATEGORIES)}")] = "context",
-        tags: Annotated[list[str] | None, Field(description="short labels")] = None,
-        metadata: Annotated[dict[str, Any] | None, Field(description="any JSON object")] = None,
-    ) -> CallToolResult:
-        """Store a memory for later sessions. Returns it with its id. A key already used
-        in the scope is a conflict: update that memory instead."""
-        with tool_errors():
-            added = caller(ctx).add(
-                text,
-                key=key,
-                scope=scope,
-                domain=domain,
-                category=category,
-                tags=tags or (),
-                metadata=metadata,
+# ---- tools ---------------------------------------------------------------------------
+
+
+def _pydantic(annotation: Any) -> Any:
+    """A field type as pydantic reads it: msgspec's description as a pydantic Field."""
+    if get_origin(annotation) is not Annotated:
+        return annotation
+    base, *extras = get_args(annotation)
+    meta = next((e for e in extras if isinstance(e, msgspec.Meta)), None)
+    if meta is None:
+        return base
+    return Annotated[
+        base, Field(description=meta.description, json_schema_extra=meta.extra_json_schema)
+    ]
+
+
+def _register(server: MCPServer, caller: Caller, spec: ToolSpec) -> None:
+    """A tool whose parameters are the fields of its structure (but those left out)."""
+    params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Context)]
+    for field in spec.fields:
+        default: Any = inspect.Parameter.empty
+        if field.default is not msgspec.NODEFAULT:
+            default = field.default
+        elif field.default_factory is not msgspec.NODEFAULT:
+            default = field.default_factory()
+        params.append(
+            inspect.Parameter(
+                field.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=default,
+                annotation=_pydantic(field.type),
             )
-            return result(added)
+        )
 
-    @server.tool(annotations=CHANGE)
-    def memory_update(
-        ctx: Context,
-        id: Annotated[str, Field(description="the memory's id (or key, with scope)")],
-        text: Annotated[str | None, Field(description="new text (re-embedded)")] = None,
-        tags: Annotated[list[str] | None, Field(description="replaces the tags")] = None,
-        metadata: Annotated[dict[str, Any] | None, Field(description="replaces it")] = None,
-        scope: ScopeArg = None,
-    ) -> CallToolResult:
-        """Change a memory's text, tags or metadata; the old version stays in its history."""
-        with tool_errors():
-            changed = caller(ctx).update(id, text, tags=tags, metadata=metadata, scope=scope)
-            return result(changed)
+    def handler(ctx: Context, **arguments: Any) -> CallToolResult:
+        try:
+            asked = convert(arguments, spec.args, "this tool")
+            return result(spec.run(caller(_request(ctx)), asked), spec.wrap)
+        except CISError as exc:
+            return failed(f"{exc.code}: {exc.told('mcp')}")
 
-    @server.tool(annotations=CHANGE)
-    def memory_delete(
-        ctx: Context,
-        id_or_key: Annotated[str, Field(description="the memory's id, or its key")],
-        scope: ScopeArg = None,
-    ) -> CallToolResult:
-        """Delete a memory; it is no longer found, but its history is kept."""
-        with tool_errors():
-            return result(caller(ctx).delete(id_or_key, scope=scope))
+    handler.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        params, return_annotation=CallToolResult
+    )
+    handler.__name__ = spec.name
+    server.add_tool(
+        handler, name=spec.name, description=spec.description, annotations=spec.annotations
+    )
 
 
-def _reading_tools(server: MCPServer, node: Node, caller: Caller) -> None:
-    @server.tool(annotations=READ)
-    def memory_search(
-        ctx: Context,
-        query: Annotated[str, Field(description="what you want to know, in plain words")],
-        limit: Annotated[int, Field(ge=1, le=100, description="how many results")] = 10,
-        scope: ScopeArg = None,
-        domain: DomainArg = None,
-        category: CategoryArg = None,
-        tags: TagsArg = None,
-        since: WhenArg = None,
-        until: WhenArg = None,
-    ) -> CallToolResult:
-        """Find memories by meaning and by words, best first. Each hit has `score` in
-        [0, 1] and why it matched: `text_score` (words), `vector_score` (meaning)."""
-        with tool_errors():
-            hits = caller(ctx).search(
-                query,
-                limit=limit,
-                scope=scope,
-                domain=domain,
-                category=category,
-                tags=tags,
-                since=since,
-                until=until,
+class Strict:
+    """MCP middleware: a token is offered only the tools it may call, and every call is
+    checked against its tool's structure before the SDK sees it."""
+
+    def __init__(self, caller: Caller):
+        self.caller = caller
+
+    async def __call__(self, ctx: Any, call_next: Any) -> Any:
+        _CALL.set(ctx.request)
+        if ctx.method == "tools/list":
+            listed = await call_next(ctx)
+            access = self._access(ctx)
+            if access is not None and isinstance(listed, dict):
+                listed["tools"] = [
+                    t for t in listed.get("tools", ()) if self._offered(t.get("name"), access)
+                ]
+            return listed
+        if ctx.method == "tools/call":
+            params = ctx.params or {}
+            spec = TOOLS.get(str(params.get("name")))
+            if spec is not None:
+                refused = self._refused(ctx, spec, params.get("arguments") or {})
+                if refused is not None:
+                    return failed(refused)
+        return await call_next(ctx)
+
+    @staticmethod
+    def _offered(name: Any, access: Access) -> bool:
+        spec = TOOLS.get(str(name))
+        return spec is None or spec.allowed(access)
+
+    def _access(self, ctx: Any) -> Access | None:
+        try:
+            return self.caller(ctx.request)
+        except CISError:
+            return None  # the tool itself answers why
+
+    def _refused(self, ctx: Any, spec: ToolSpec, arguments: Any) -> str | None:
+        """Why a call may not run (or None): a tool the token may not use, an argument
+        the tool does not take, a value of the wrong type."""
+        access = self._access(ctx)
+        if access is not None and not spec.allowed(access):
+            denied = Forbidden(f"{access.who} may not use {spec.name}")
+            return f"{denied.code}: {denied}"
+        if not isinstance(arguments, dict):
+            return "invalid_input: the arguments must be an object"
+        takes = spec.takes
+        unknown = sorted(set(arguments) - set(takes))
+        if unknown:
+            return (
+                f"invalid_input: {spec.name} takes no argument {', '.join(unknown)}; "
+                f"it takes: {', '.join(takes)}"
             )
-            return result(hits, "hits")
-
-    @server.tool(annotations=READ)
-    def memory_get(
-        ctx: Context,
-        id_or_key: Annotated[str, Field(description="the memory's id, or its key")],
-        scope: ScopeArg = None,
-    ) -> CallToolResult:
-        """One memory by id, or by key (keys are looked up in `scope`, default global)."""
-        with tool_errors():
-            return result(caller(ctx).get(id_or_key, scope=scope))
-
-    @server.tool(annotations=READ)
-    def memory_list(
-        ctx: Context,
-        scope: ScopeArg = None,
-        domain: DomainArg = None,
-        category: CategoryArg = None,
-        limit: Annotated[int, Field(ge=1, le=1000, description="page size")] = 20,
-        cursor: Annotated[str | None, Field(description="next_cursor of the last page")] = None,
-    ) -> CallToolResult:
-        """Memories in the order they were added, a page at a time."""
-        with tool_errors():
-            page = caller(ctx).list(
-                limit=limit, cursor=cursor, scope=scope, domain=domain, category=category
-            )
-            return result({"items": page.items, "next_cursor": page.next_cursor})
-
-    @server.tool(annotations=READ)
-    def memory_history(
-        ctx: Context,
-        id: Annotated[str, Field(description="the memory's id (or key, with scope)")],
-        scope: ScopeArg = None,
-    ) -> CallToolResult:
-        """Every add, update and delete of a memory, oldest first (deleted ones too)."""
-        with tool_errors():
-            return result(caller(ctx).history(id, scope=scope), "history")
-
-    @server.tool(annotations=READ)
-    def node_status(ctx: Context) -> CallToolResult:
-        """The node's counts, index state, embedding model and cache statistics."""
-        with tool_errors():
-            caller(ctx)
-            return result(node.status())
+        try:
+            convert(_parsed(arguments), spec.args, spec.name)
+        except InvalidInput as exc:
+            return f"{exc.code}: {exc.told('mcp')}"
+        return None
 
 
-RUN = ToolAnnotations(
-    read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
-)
+def _parsed(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Arguments with lists and objects sent as JSON text read as such (some clients
+    send them so, and the SDK reads them so too)."""
+    out = dict(arguments)
+    for name, value in arguments.items():
+        if isinstance(value, str) and value[:1] in "[{":
+            with suppress(ValueError):
+                out[name] = json.loads(value)
+    return out
 
 
-def _dag_tools(server: MCPServer, caller: Caller) -> None:
-    @server.tool(annotations=RUN)
-    def dag_run(
-        ctx: Context,
-        file: Annotated[
-            str | None, Field(description="path of a workflow file on the node")
-        ] = None,
-        workflow: Annotated[
-            str | dict[str, Any] | None,
-            Field(description="or the workflow itself: TOML, YAML or JSON text, or an object"),
-        ] = None,
-        format: Annotated[str, Field(description="toml, yaml or json (for workflow)")] = "toml",
-        inputs: Annotated[
-            dict[str, str] | None, Field(description="values for {{ inputs.NAME }}")
-        ] = None,
-        concurrency: Annotated[int | None, Field(ge=1, le=64, description="tasks at once")] = None,
-    ) -> CallToolResult:
-        """Run a DAG workflow of shell and agent tasks on the node, in the background.
-        Returns the pending run; follow it with dag_status. Tasks run commands on the
-        node's machine."""
-        if isinstance(workflow, dict):
-            workflow, format = json.dumps(workflow), "json"
-        with tool_errors():
-            run = caller(ctx).dags.submit(
-                file=file, workflow=workflow, format=format, inputs=inputs, concurrency=concurrency
-            )
-            return result(run)
-
-    @server.tool(annotations=READ)
-    def dag_status(
-        ctx: Context,
-        run_id: Annotated[str | None, Field(description="a run id; omit for the latest")] = None,
-    ) -> CallToolResult:
-        """A workflow run and each task's state, attempts, exit code, output and error."""
-        with tool_errors():
-            return result(caller(ctx).dags.status(run_id))
-
-    @server.tool(annotations=READ)
-    def dag_list(ctx: Context, limit: Annotated[int, Field(ge=1, le=200)] = 20) -> CallToolResult:
-        """Recent workflow runs, newest first."""
-        with tool_errors():
-            runs = caller(ctx).dags.list(limit)
-            for run in runs:
-                run.tasks = []
-            return result(runs, "runs")
-
-    @server.tool(annotations=CHANGE)
-    def dag_cancel(
-        ctx: Context, run_id: Annotated[str, Field(description="the run to stop")]
-    ) -> CallToolResult:
-        """Stop a running workflow: its tasks' processes are killed within a second."""
-        with tool_errors():
-            return result(caller(ctx).dags.cancel(run_id))
+# ---- resources and the prompt ----------------------------------------------------------
 
 
-def _resources(server: MCPServer, node: Node, caller: Caller) -> None:
+def _resources(server: MCPServer, caller: Caller) -> None:
     @server.resource("cis://status", mime_type="application/json")
     def status() -> str:
-        """The node's status as JSON (over HTTP, the token gate has already let it in)."""
-        with tool_errors(ResourceError):
-            return msgspec.json.encode(node.status()).decode()
+        """The node's status as JSON (a scoped token sees its scope's counts alone)."""
+        with resource_errors():  # a static resource gets no Context: the middleware's note
+            return msgspec.json.encode(caller(_CALL.get()).status()).decode()
 
     @server.resource("cis://memory/{id}", mime_type="application/json")
     def memory(id: str, ctx: Context) -> str:
         """One memory as JSON, by id."""
-        with tool_errors(ResourceError):
-            return msgspec.json.encode(caller(ctx).get(id)).decode()
+        with resource_errors():
+            return msgspec.json.encode(caller(_request(ctx)).get(id)).decode()
 
 
 def _prompts(server: MCPServer, caller: Caller) -> None:
@@ -317,11 +251,14 @@ def _prompts(server: MCPServer, caller: Caller) -> None:
         ctx: Context,
         task: Annotated[str, Field(description="the task you are about to work on")],
         limit: Annotated[int, Field(ge=1, le=50)] = 8,
-        scope: ScopeArg = None,
+        scope: Annotated[str | None, Field(description="the scope to recall from")] = None,
     ) -> list[UserMessage]:
         """Load the memories relevant to a task into the conversation."""
-        with tool_errors():
-            hits = caller(ctx).search(task, limit=limit, scope=scope)
+        try:
+            asked = convert({"query": task, "limit": limit, "scope": scope}, Search, "recall")
+            hits = caller(_request(ctx)).search(asked)
+        except CISError as exc:
+            raise ResourceError(f"{exc.code}: {exc.told('mcp')}") from exc
         if not hits:
             body = "Nothing in memory relates to this task yet."
         else:

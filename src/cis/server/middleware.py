@@ -20,6 +20,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 TOKEN_STATE = "cis_token"  # where the verified Token sits in the request's state
+# answered without a token (with a 404): an MCP client that meets a 401 looks here for
+# OAuth, and must learn at once that there is none, not that its token is wrong
+OPEN_PREFIXES = ("/.well-known/",)
 
 
 async def send_error(
@@ -43,8 +46,9 @@ async def send_error(
 class Meter:
     """Counts requests and times them, labelled by route template (never raw paths)."""
 
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, mounted: frozenset[str] = frozenset()):
         self.app = app
+        self.mounted = mounted  # paths served by plain routes, which leave no template
         self.requests = Counter("cis_http_requests_total", "HTTP requests, by route and status.")
         self.seconds = Histogram("cis_http_request_seconds", "HTTP request latency, by route.")
 
@@ -64,7 +68,9 @@ class Meter:
             await self.app(scope, receive, sending)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = getattr(route, "path", None)
+            if template is None:
+                template = scope["path"] if scope["path"] in self.mounted else "unmatched"
             method = scope.get("method", "")
             labels = (("method", method), ("route", template))
             self.seconds.observe(time.perf_counter() - started, labels)
@@ -95,7 +101,7 @@ class Gate:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        if path not in self.open_paths:
+        if path not in self.open_paths and not path.startswith(OPEN_PREFIXES):
             try:
                 token = await self._token(scope)
             except Unauthorized as exc:

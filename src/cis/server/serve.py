@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +13,7 @@ from typing import Any
 
 import uvicorn
 
+from ..errors import NetworkError
 from ..node import Node
 from . import mcp
 from .http import create_app
@@ -33,14 +36,36 @@ def http_app(node: Node, host: str) -> Any:
     return create_app(node, mcp_routes=list(mcp_app.routes), lifespan=lifespan)
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port; NetworkError says why it cannot be had."""
+    shown = f"[{host}]" if ":" in host else host
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise NetworkError(f"cannot resolve {host!r} ({exc.strerror}); use --host") from exc
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = {
+            errno.EADDRINUSE: f"{shown}:{port} is in use (another cis serve?); use --port",
+            errno.EADDRNOTAVAIL: f"{host} is not an address of this machine; use --host",
+            errno.EACCES: f"port {port} needs privileges here; use --port with a port over 1023",
+        }.get(exc.errno or 0, f"cannot listen on {shown}:{port}: {exc.strerror}")
+        raise NetworkError(reason) from exc
+    return sock
+
+
 def serve_http(node: Node, host: str, port: int) -> None:
     """Serve until SIGINT or SIGTERM; prints one line with the address once listening."""
+    listener = bind(host, port)
     plain_logging()
     node.memory.embedder_warm()
     config = uvicorn.Config(
         http_app(node, host),
-        host=host,
-        port=port,
         loop="uvloop",
         http="httptools",
         lifespan="on",
@@ -53,18 +78,19 @@ def serve_http(node: Node, host: str, port: int) -> None:
     # found; a quiet one lets the node close and the process exit 0 instead of dying
     quiet = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        asyncio.run(_serve(server, host))
+        asyncio.run(_serve(server, listener, host))
     finally:
+        listener.close()
         for sig, handler in quiet.items():
             signal.signal(sig, handler)
 
 
-async def _serve(server: uvicorn.Server, host: str) -> None:
-    task = asyncio.create_task(server.serve())
+async def _serve(server: uvicorn.Server, listener: socket.socket, host: str) -> None:
+    task = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started and not task.done():
         await asyncio.sleep(0.01)
     if server.started:
-        port = server.servers[0].sockets[0].getsockname()[1]
+        port = listener.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
         print(f"CIS listening on http://{shown}:{port} (HTTP API /v1, MCP /mcp)", flush=True)
         if host not in LOOPBACK:

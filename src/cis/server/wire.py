@@ -6,14 +6,27 @@ with the path of the bad value. The same Structs give the OpenAPI schemas.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
 from ..dag.runs import Run
 from ..errors import InvalidInput
-from ..model import HistoryEntry, Hit, Memory
+from ..model import (
+    CATEGORIES,
+    WHEN,
+    Doc,
+    HistoryEntry,
+    Hit,
+    Memory,
+    Page,
+    ScopeArg,
+    ScopeStatus,
+    Search,
+    VectorArg,
+)
 from ..node import NodeStatus
+from ..shapes import nul_free, problem
 
 
 class Body(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -21,47 +34,43 @@ class Body(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class AddBody(Body):
-    text: str
-    key: str | None = None
-    scope: str | None = None
-    domain: str = "private"
-    category: str = "context"
-    tags: list[str] = []
-    metadata: dict[str, Any] | None = None
-    event_at: str | int | None = None
-    embedding: list[float] | None = None
+    """A new memory."""
+
+    text: Annotated[str, Doc(description="the memory: one self-contained statement")]
+    key: Annotated[
+        str | None, Doc(description="optional name, unique in its scope, e.g. 'editor/theme'")
+    ] = None
+    scope: ScopeArg = None
+    domain: Annotated[str, Doc(description="private (this device) or public (synced)")] = "private"
+    category: Annotated[str, Doc(description=f"one of: {', '.join(CATEGORIES)}")] = "context"
+    tags: Annotated[tuple[str, ...], Doc(description="short labels")] = ()
+    metadata: Annotated[dict[str, Any] | None, Doc(description="any JSON object")] = None
+    event_at: Annotated[
+        int | str | None, Doc(description=f"when what it tells happened: {WHEN}")
+    ] = None
+    embedding: VectorArg = None
 
 
 class UpdateBody(Body):
-    text: str | None = None
-    tags: list[str] | None = None
-    metadata: dict[str, Any] | None = None
+    """A change to a memory: each field given replaces what is stored."""
 
-
-class SearchBody(Body):
-    query: str
-    limit: int = 10
-    scope: str | None = None
-    domain: str | None = None
-    category: str | None = None
-    tags: list[str] | None = None
-    since: str | int | None = None
-    until: str | int | None = None
-    mode: str = "hybrid"
-    embedding: list[float] | None = None
+    text: Annotated[str | None, Doc(description="new text (embedded again)")] = None
+    tags: Annotated[tuple[str, ...] | None, Doc(description="replaces the tags")] = None
+    metadata: Annotated[dict[str, Any] | None, Doc(description="replaces the metadata")] = None
 
 
 class DagBody(Body):
-    file: str | None = None
-    workflow: str | None = None
-    format: str = "toml"
-    inputs: dict[str, str] = {}
-    concurrency: int | None = None
+    """A workflow to run: a file on the node, or its text."""
 
-
-class MemoryPage(msgspec.Struct, kw_only=True):
-    items: list[Memory]
-    next_cursor: str | None
+    file: Annotated[str | None, Doc(description="path of a workflow file on the node")] = None
+    workflow: Annotated[
+        str | None, Doc(description="or the workflow itself, as TOML, YAML or JSON text")
+    ] = None
+    format: Annotated[str, Doc(description="toml, yaml or json (of workflow)")] = "toml"
+    inputs: Annotated[dict[str, str], Doc(description="values for {{ inputs.NAME }}")] = {}
+    concurrency: Annotated[
+        int | None, Doc(description="tasks at once", extra_json_schema={"minimum": 1})
+    ] = None
 
 
 class SearchResult(msgspec.Struct, kw_only=True):
@@ -70,6 +79,7 @@ class SearchResult(msgspec.Struct, kw_only=True):
 
 class ImportResult(msgspec.Struct, kw_only=True):
     imported: int
+    skipped: int = 0
 
 
 class RunList(msgspec.Struct, kw_only=True):
@@ -91,34 +101,42 @@ class ErrorBody(msgspec.Struct, kw_only=True):
 
 RESPONSES: tuple[type, ...] = (
     Memory,
-    MemoryPage,
+    Page,
     SearchResult,
     ImportResult,
     NodeStatus,
+    ScopeStatus,
     Health,
     ErrorBody,
     HistoryEntry,
     Run,
     RunList,
 )
-BODIES: tuple[type, ...] = (AddBody, UpdateBody, SearchBody, DagBody)
+BODIES: tuple[type, ...] = (AddBody, UpdateBody, Search, DagBody)
 
 _encoder = msgspec.json.Encoder()
 encode = _encoder.encode
 
 
-def decode(raw: bytes, kind: type[Body]) -> Any:
+T = TypeVar("T")
+
+
+def decode(raw: bytes, kind: type[T]) -> T:
     """A request body as `kind`; InvalidInput names what is wrong and where."""
     try:
-        return msgspec.json.decode(raw, type=kind)
+        value = msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:
-        raise InvalidInput(f"request body: {exc}") from exc
+        raise InvalidInput(f"request body: {problem(exc, 'the body', kind)}") from exc
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"request body is not valid UTF-8 (bad byte at {exc.start})") from exc
+    except RecursionError as exc:
+        raise InvalidInput("request body is nested too deeply") from exc
     except msgspec.DecodeError as exc:
         if not raw.strip():
             raise InvalidInput("request body is empty; send a JSON object") from exc
         raise InvalidInput(f"request body is not valid JSON ({exc})") from exc
+    nul_free(value, "")
+    return value
 
 
 def error_body(code: str, message: str) -> bytes:

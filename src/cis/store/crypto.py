@@ -1,7 +1,14 @@
-"""At-rest encryption keys: a 0600 key file, or a passphrase stretched with Argon2id."""
+"""At-rest encryption keys: a 0600 key file, or a passphrase stretched with Argon2id.
+
+Beside the key material sits `db.check`, a keyed hash of the database key (nothing can be
+learnt of the key from it). It tells a wrong key from a damaged database: both look the
+same to the cipher, which refuses the file's first page either way.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -12,17 +19,27 @@ from ..errors import InvalidInput, KeyMismatch, NotInitialized
 
 KEY_FILE = "db.key"
 SALT_FILE = "db.salt"
+CHECK_FILE = "db.check"
 KEY_BYTES = 32
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Create `path` readable by its owner only; fails if it already exists."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def write_private(path: Path, data: bytes) -> None:
+    """Write `path` whole or not at all, readable by its owner only: a temporary file
+    beside it, synced, then renamed over it (a full disk leaves no half-written file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def derive_key(passphrase: str, salt: bytes) -> bytes:
@@ -49,9 +66,13 @@ def _read_key_file(path: Path) -> bytes:
     return key
 
 
-def resolve_key(data_dir: Path, *, passphrase: str | None, create: bool) -> bytes:
-    """The database key of the node in `data_dir`, creating key material if `create`."""
+def resolve_key(
+    data_dir: Path, *, passphrase: str | None, create: bool, created: list[Path] | None = None
+) -> bytes:
+    """The database key of the node in `data_dir`, creating key material if `create`
+    (each file it creates is appended to `created`)."""
     key_path, salt_path = data_dir / KEY_FILE, data_dir / SALT_FILE
+    made = created if created is not None else []
     if passphrase is not None:
         if key_path.exists():
             raise KeyMismatch(
@@ -60,7 +81,8 @@ def resolve_key(data_dir: Path, *, passphrase: str | None, create: bool) -> byte
         if not salt_path.exists():
             if not create:
                 raise NotInitialized(f"no node in {data_dir}; run `cis init`")
-            _write_private(salt_path, secrets.token_bytes(16))
+            write_private(salt_path, secrets.token_bytes(16))
+            made.append(salt_path)
         return derive_key(passphrase, salt_path.read_bytes())
     if salt_path.exists():
         raise KeyMismatch("this node is locked by a passphrase; set CIS_PASSPHRASE")
@@ -69,5 +91,23 @@ def resolve_key(data_dir: Path, *, passphrase: str | None, create: bool) -> byte
     if not create:
         raise NotInitialized(f"no node in {data_dir}; run `cis init`")
     key = secrets.token_bytes(KEY_BYTES)
-    _write_private(key_path, key.hex().encode("ascii") + b"\n")
+    write_private(key_path, key.hex().encode("ascii") + b"\n")
+    made.append(key_path)
     return key
+
+
+def key_check(key: bytes) -> bytes:
+    return hmac.new(key, b"cis database key check v1", hashlib.sha256).hexdigest().encode()
+
+
+def write_key_check(data_dir: Path, key: bytes) -> None:
+    write_private(data_dir / CHECK_FILE, key_check(key) + b"\n")
+
+
+def key_matches(data_dir: Path, key: bytes) -> bool | None:
+    """Whether `key` is the one the node was made with; None when that is not on record."""
+    try:
+        stored = (data_dir / CHECK_FILE).read_bytes().strip()
+    except OSError:
+        return None
+    return hmac.compare_digest(stored, key_check(key))
