@@ -70,7 +70,7 @@ def nul_free(value: Any, what: str) -> None:
                 if "\x00" in str(key):
                     raise InvalidInput(f"{path} has a key with a NUL character; remove it")
                 stack.append((inner, f"{path}.{key}" if path else str(key)))
-        elif isinstance(item, list):
+        elif isinstance(item, list | tuple):
             stack.extend((inner, f"{path}[{i}]") for i, inner in enumerate(item))
 
 

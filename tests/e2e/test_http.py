@@ -351,3 +351,99 @@ def test_a_writer_elsewhere_does_not_hold_up_requests(server: Server) -> None:
         assert answer.status_code == 200, answer.text
     listed = server.client.get("/v1/status")
     assert listed.status_code == 200
+
+
+class Raw(str):
+    """A body sent as it is (json.dumps cannot write what is nested 1,000 deep)."""
+
+
+DEEP = Raw('{"text": "x", "metadata": {"k": ' + "[" * 1200 + "]" * 1200 + "}}")
+
+
+@pytest.mark.parametrize(
+    "method, path, sent, named",
+    [
+        ("post", "/v1/memories", {"text": "a\u0000b"}, "text holds a NUL"),
+        ("post", "/v1/memories", {"text": "x", "tags": ["t\u0000"]}, "tags[0] holds a NUL"),
+        ("post", "/v1/memories", DEEP, "nested"),
+        ("post", "/v1/memories", {"text": "x", "event_at": 2**63}, "event_at"),
+        ("post", "/v1/memories", {"text": "x", "event_at": 2**64 + 5}, "event_at"),
+        ("post", "/v1/search", {"query": "x", "since": 2**63}, "since"),
+        ("post", "/v1/search", {"query": "x", "until": "2026-01-01\u0000"}, "until holds a NUL"),
+        ("get", "/v1/search?q=x&since=9223372036854775808", None, "since"),
+        ("get", "/v1/memories?until=99999999999999999999999", None, "until"),
+        ("get", "/v1/search?q=a%00b", None, "q holds a NUL"),
+        ("get", "/v1/memories/a%00b", None, "id_or_key holds a NUL"),
+        ("post", "/v1/dags", {"file": "/tmp/a\u0000b.toml"}, "file holds a NUL"),
+    ],
+)
+def test_nothing_a_caller_sends_is_a_500(
+    server: Server, method: str, path: str, sent: Any, named: str
+) -> None:
+    body = sent if isinstance(sent, Raw) else json.dumps(sent)
+    kwargs = {} if sent is None else {"content": body}
+    answer = server.client.request(method, path, **kwargs)  # type: ignore[arg-type]
+    assert named in error_of(answer, 400)["message"]
+
+
+def test_a_body_nested_past_any_limit_is_a_400(server: Server) -> None:
+    raw = b'{"text": "x", "metadata": {"k": ' + b"[" * 200_000 + b"]" * 200_000 + b"}}"
+    answer = server.as_(server.client.headers["authorization"].split()[1]).post(
+        "/v1/memories", content=raw
+    )
+    assert answer.status_code in (400, 413), answer.text
+
+
+def test_a_page_of_1000_over_http(server: Server) -> None:
+    answer = server.client.get("/v1/memories", params={"limit": 1000})
+    assert answer.status_code == 200, answer.text
+
+
+def test_oauth_discovery_finds_nothing_to_discover(server: Server) -> None:
+    """A client that meets a 401 looks for OAuth; it learns at once there is none."""
+    anonymous = server.as_(None)
+    for path in (
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-authorization-server",
+    ):
+        assert error_of(anonymous.get(path), 404)["code"] == "not_found"
+    assert anonymous.post("/mcp", json={}).status_code == 401
+
+
+def test_mcp_traffic_is_labelled_in_metrics(server: Server) -> None:
+    hello = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    server.client.post(
+        "/mcp", json=hello, headers={"accept": "application/json, text/event-stream"}
+    )
+    metrics = server.client.get("/metrics").text
+    assert 'route="/mcp"' in metrics
+
+
+def test_a_scoped_token_sees_its_scope_alone(server: Server) -> None:
+    server.client.post("/v1/memories", json={"text": "elsewhere", "scope": "project/other"})
+    secret = server.token("scoped-status", "--scope", "project/mine")
+    scoped = server.as_(secret)
+    scoped.post("/v1/memories", json={"text": "mine"})
+    status = scoped.get("/v1/status").json()
+    assert set(status) == {"scope", "model", "memories", "pending_embeddings", "vectors"}
+    assert status["scope"] == "project/mine" and status["memories"] == 1
+    assert error_of(scoped.get("/metrics"), 403)["code"] == "forbidden"
+    mine = scoped.get("/v1/memories").json()["items"]
+    assert [m["text"] for m in mine] == ["mine"]
+    other = server.client.get("/v1/memories", params={"scope": "project/other"}).json()
+    cursor = other["items"][0]["id"]  # a real id, of another scope
+    answer = scoped.get("/v1/memories", params={"cursor": cursor})
+    assert "names no memory" in error_of(answer, 400)["message"]
+    lines = json.dumps({"id": cursor, "text": "probe"}) + "\n"
+    probe = scoped.post("/v1/import", content=lines)
+    assert "may not set memory ids" in error_of(probe, 403)["message"]

@@ -185,3 +185,75 @@ def test_workflow_tools_over_stdio(data_dir: Path) -> None:
             assert neither.is_error and "either file" in text_of(neither)
 
     anyio.run(main)
+
+
+def test_cis_mcp_before_cis_init_makes_the_node(data_dir: Path) -> None:
+    from mcp.client.stdio import StdioServerParameters
+
+    fresh = StdioServerParameters(command=CIS, args=["mcp"], env=env_for(data_dir))
+
+    async def main() -> None:
+        async with Client(fresh) as client:
+            status = await client.call_tool("node_status", {})
+            assert not status.is_error and status.structured_content["memories"] == 0
+
+    anyio.run(main)
+    assert (data_dir / "cis.db").stat().st_size > 0
+
+
+READ_TOOLS = {"memory_search", "memory_get", "memory_list", "memory_history", "node_status"}
+MEMORY_TOOLS = READ_TOOLS | {"memory_add", "memory_update", "memory_delete"}
+
+
+def test_a_token_is_offered_only_the_tools_it_may_call(data_dir: Path) -> None:
+    with served(data_dir) as (url, secret, _):
+        env = env_for(data_dir)
+
+        def token(name: str, *flags: str) -> str:
+            made = subprocess.run(
+                [CIS, "token", "create", name, *flags, "--json"],
+                env=env,
+                capture_output=True,
+                check=True,
+            )
+            return str(json.loads(made.stdout)["secret"])
+
+        offers = {
+            secret: EXPECTED_TOOLS,
+            token("reader", "--read-only"): READ_TOOLS,
+            token("scoped", "--scope", "project/x"): MEMORY_TOOLS,
+        }
+
+        async def main() -> None:
+            for key, expected in offers.items():
+                async with Client(http_server(url, key)) as client:
+                    offered = {t.name for t in (await client.list_tools()).tools}
+                    assert offered == expected
+                    for hidden in sorted(EXPECTED_TOOLS - expected)[:2]:
+                        answer = await client.call_tool(hidden, {})
+                        assert answer.is_error and text_of(answer).startswith("forbidden: ")
+
+        anyio.run(main)
+
+
+def test_tool_results_and_descriptions_are_lean(data_dir: Path) -> None:
+    async def main() -> None:
+        async with Client(stdio_server(data_dir)) as client:
+            for tool in (await client.list_tools()).tools:
+                assert "\n" not in (tool.description or ""), tool.name
+                for name, field in tool.input_schema["properties"].items():
+                    assert field.get("description"), (tool.name, name)
+            await client.call_tool("memory_add", {"text": "ferrets sleep eighteen hours"})
+            found = await client.call_tool(
+                "memory_search",
+                {"query": "how long do ferrets sleep", "mode": "text", "since": 0},
+            )
+            assert not found.is_error, text_of(found)
+            hit = found.structured_content["hits"][0]
+            for name in ("score", "text_score"):
+                assert round(hit[name], 3) == hit[name]
+            assert '"score":' in text_of(found)
+            vector = await client.call_tool("memory_search", {"query": "ferrets", "mode": "vector"})
+            assert not vector.is_error, text_of(vector)
+
+    anyio.run(main)

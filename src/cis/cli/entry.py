@@ -22,7 +22,7 @@ def main() -> None:
             with Node.open() as node:  # made if it is not there yet, as `cis init` would
                 serve_stdio(node)
         except CISError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {exc.told('cli')}", file=sys.stderr)
             sys.exit(exc.exit_code)
         return
     from .app import main as app_main

@@ -101,7 +101,8 @@ def token_line(token: Token) -> str:
 
 
 def error(exc: CISError, as_json: bool) -> None:
+    message = exc.told("cli")
     if as_json:
-        emit_json({"error": {"code": exc.code, "message": str(exc)}})
+        emit_json({"error": {"code": exc.code, "message": message}})
     else:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
