@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -53,3 +54,30 @@ def cli(data_dir: Path) -> CliRunner:
         return done
 
     return run
+
+
+def gone(pids: list[int], timeout: float = 10.0) -> list[int]:
+    """Wait (for the event, at most `timeout`) until no process of `pids` runs; the ones
+    still running then (a zombie counts as gone)."""
+    import psutil
+
+    alive = []
+    for pid in pids:
+        try:
+            alive.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    deadline = time.monotonic() + timeout
+    while alive and time.monotonic() < deadline:
+        _, alive = psutil.wait_procs(alive, timeout=0.2)
+        alive = [p for p in alive if _running(p)]
+    return [p.pid for p in alive if _running(p)]
+
+
+def _running(process: object) -> bool:
+    import psutil
+
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE  # type: ignore[attr-defined]
+    except psutil.NoSuchProcess:
+        return False

@@ -214,7 +214,10 @@ def test_a_running_call_keeps_its_module_while_a_new_one_is_installed(
 
     running = threading.Thread(target=old_call)
     running.start()
-    time.sleep(0.3)  # the old module is looping now
+    deadline = time.monotonic() + 30
+    while node.skills.calls.runtime.active == 0:  # the old module is looping now
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     installed.write_bytes((WORDCOUNT / "wordcount.wasm").read_bytes())
     assert node.skills.run("swap", {"text": "new module"}).output == {"words": 2, "characters": 10}
     running.join(10)

@@ -14,6 +14,7 @@ from .access.tokens import TokenService
 from .cache import CacheStats, ShardedCache
 from .config import Config, default_data_dir, load_config
 from .dag.service import DagService
+from .dag.skill import WorkflowSkill
 from .errors import KeyMismatch
 from .index.batch import BatchIndexer
 from .index.embed import Embedder, MiniLMEmbedder
@@ -59,7 +60,7 @@ class Node:
         self.tokens = TokenService(db)
         self.skills = SkillRegistry(data_dir, memory)
         self.dags = DagService(db, memory, data_dir, self.skills)
-        self.skills.dags = self.dags
+        self.skills.runners["dag"] = WorkflowSkill(self.dags)
 
     @classmethod
     def open(

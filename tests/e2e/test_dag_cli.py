@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from cis.dag.processes import running
+import pytest
 
-from ..conftest import CIS, CliRunner
+from ..conftest import CIS, CliRunner, gone
 
 CHAIN = """\
 [dag]
@@ -22,46 +22,127 @@ name = "steps"
 """
 
 
-def marking_workflow(tmp_path: Path, marks: Path) -> Path:
-    """Six tasks in three waves; each appends its id to `marks` when it completes."""
+def marking_workflow(tmp_path: Path, marks: Path, held: int) -> Path:
+    """Six tasks in three waves; each appends its id to `marks` when it starts and when
+    it completes. The tasks of wave `held` wait for the file `release` to appear."""
+    release = tmp_path / "release"
     tasks = []
     for wave in range(3):
         for lane in range(2):
             tid = f"w{wave}l{lane}"
             deps = [f"w{wave - 1}l{x}" for x in range(2)] if wave else []
+            hold = f"while [ ! -e {release} ]; do sleep 0.05; done; " if wave == held else ""
             tasks.append(
                 f'[[dag.tasks]]\nid = "{tid}"\ndeps = {json.dumps(deps)}\n'
-                f'command = "sleep 0.3 && echo {tid} >> {marks}"\n'
+                f'command = "echo start-{tid} >> {marks}; {hold}echo {tid} >> {marks}"\n'
             )
     path = tmp_path / "steps.toml"
     path.write_text(CHAIN.format(tasks="\n".join(tasks)))
     return path
 
 
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    """Wait for an event (a file, a row), not for a time; fail naming it if it never comes."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
+        time.sleep(0.02)
+
+
+def marked(marks: Path) -> list[str]:
+    return marks.read_text().split() if marks.exists() else []
+
+
+@pytest.mark.parametrize("held", [0, 1, 2])
 def test_sigkill_then_resume_equals_an_uninterrupted_run(
-    cli: CliRunner, data_dir: Path, tmp_path: Path
+    cli: CliRunner, data_dir: Path, tmp_path: Path, held: int
 ) -> None:
+    """The runner is killed while the tasks of one wave run (they wait for a file that
+    appears only later): a resume then ends as an uninterrupted run would."""
     cli("init", check=True)
     marks = tmp_path / "marks"
-    flow = marking_workflow(tmp_path, marks)
+    flow = marking_workflow(tmp_path, marks, held)
     env = {**os.environ, "CIS_DATA_DIR": str(data_dir)}
     runner = subprocess.Popen([CIS, "dag", "run", str(flow), "--json"], env=env)
-    time.sleep(random.uniform(0.6, 1.4))  # somewhere in the second or third wave
+    started = {f"start-w{held}l0", f"start-w{held}l1"}
+    wait_for(lambda: started <= set(marked(marks)), f"wave {held} to start")
     runner.send_signal(signal.SIGKILL)
     runner.wait()
     status = json.loads(cli("dag", "status", "--json", check=True).stdout)
     assert status["status"] == "interrupted", status
     recorded = [t["task_id"] for t in status["tasks"] if t["status"] == "succeeded"]
-    resumed = cli("dag", "resume", status["id"], "--json")
-    assert resumed.returncode == 0, resumed.stderr
-    final = json.loads(resumed.stdout)
+    assert sorted(recorded) == sorted(f"w{w}l{x}" for w in range(held) for x in range(2))
+    resumer = subprocess.Popen(
+        [CIS, "dag", "resume", status["id"], "--json"], env=env, stdout=subprocess.PIPE
+    )
+    wait_for(lambda: marked(marks).count(f"start-w{held}l0") == 2, "the wave to start again")
+    wait_for(lambda: marked(marks).count(f"start-w{held}l1") == 2, "the wave to start again")
+    (tmp_path / "release").touch()  # the killed runner's tasks, had they lived, would end now
+    out, _ = resumer.communicate(timeout=60)
+    assert resumer.returncode == 0
+    final = json.loads(out)
     assert final["status"] == "succeeded"
     assert {t["status"] for t in final["tasks"]} == {"succeeded"}
-    done = marks.read_text().split()
-    # every task completed, and none recorded as succeeded before the kill ran again
-    # (one cut short by the kill ran again: at least once, as with any crash)
-    assert sorted(set(done)) == sorted(t["task_id"] for t in final["tasks"])
-    assert all(done.count(t) == 1 for t in recorded)
+    done = [m for m in marked(marks) if not m.startswith("start-")]
+    # every task completed once: those recorded before the kill did not run again, and
+    # those cut short by it (they never finished) ran again from the start
+    assert sorted(done) == sorted(t["task_id"] for t in final["tasks"])
+
+
+DAEMONS = """#!/bin/sh
+# a setsid daemon that double-forks (new session, reparented), and a plain double fork
+setsid sh -c '(sleep 300 & echo $! >> "$1") &' sh "$PIDS" < /dev/null > /dev/null 2>&1
+( (sleep 300 & echo $! >> "$PIDS") & ) < /dev/null > /dev/null 2>&1
+while [ "$(wc -l < "$PIDS")" -lt 2 ]; do sleep 0.02; done
+echo up >> "$MARKS"
+exec sleep 300
+"""
+
+
+def daemon_workflow(tmp_path: Path) -> tuple[Path, Path, Path]:
+    pids, marks = tmp_path / "pids", tmp_path / "marks"
+    script = tmp_path / "daemons.sh"
+    script.write_text(DAEMONS)
+    script.chmod(0o755)
+    flow = tmp_path / "daemons.toml"
+    flow.write_text(
+        f'[dag]\nname = "daemons"\n[[dag.tasks]]\nid = "d"\ncommand = "{script}"\n'
+        f'env = {{ PIDS = "{pids}", MARKS = "{marks}" }}\n'
+    )
+    return flow, pids, marks
+
+
+def test_cancel_and_resume_leave_no_setsid_or_double_forked_daemon(
+    cli: CliRunner, data_dir: Path, tmp_path: Path
+) -> None:
+    """A task starts a setsid daemon and a double-forked one (both reparented, both out
+    of its process tree); a cancel kills them, and so does a resume after a SIGKILL."""
+    cli("init", check=True)
+    flow, pids, marks = daemon_workflow(tmp_path)
+    env = {**os.environ, "CIS_DATA_DIR": str(data_dir)}
+    for cycle in range(3):
+        pids.unlink(missing_ok=True)
+        marks.unlink(missing_ok=True)
+        runner = subprocess.Popen(
+            [CIS, "dag", "run", str(flow)], env=env, stdout=subprocess.DEVNULL
+        )
+        wait_for(lambda: len(marked(pids)) == 2 and bool(marked(marks)), "both daemons")
+        daemons = [int(p) for p in marked(pids)]
+        run_id = json.loads(cli("dag", "status", "--json", check=True).stdout)["id"]
+        if cycle % 2 == 0:
+            cli("dag", "cancel", run_id, check=True)
+            runner.wait(timeout=30)
+        else:  # the runner dies; its leftovers are found on resume
+            runner.send_signal(signal.SIGKILL)
+            runner.wait()
+            assert set(gone(daemons, timeout=0.5)) == set(daemons)  # they outlived it
+            finisher = subprocess.Popen([CIS, "dag", "resume", run_id], env=env)
+            wait_for(lambda: len(marked(pids)) == 4, "the resumed task's own daemons")
+            assert gone(daemons) == []  # the old ones were swept before the task ran again
+            daemons = [int(p) for p in marked(pids)[2:]]
+            cli("dag", "cancel", run_id, check=True)
+            finisher.wait(timeout=30)
+        assert gone(daemons) == [], f"cycle {cycle}: daemons left"
 
 
 def test_cancel_from_another_process_leaves_no_process(
@@ -80,17 +161,13 @@ def test_cancel_from_another_process_leaves_no_process(
     runner = subprocess.Popen(
         [CIS, "dag", "run", str(flow)], env=env, stdout=subprocess.PIPE, text=True
     )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and not (
-        pids.exists() and len(pids.read_text().split()) == 2
-    ):
-        time.sleep(0.05)
+    wait_for(lambda: len(marked(pids)) == 2, "both tasks' children")
     run_id = json.loads(cli("dag", "status", "--json", check=True).stdout)["id"]
     assert cli("dag", "cancel", run_id, check=True).stdout.startswith("cancelling")
     out, _ = runner.communicate(timeout=20)
     assert runner.returncode == 1
     assert "cancelled" in out
-    assert not [p for p in map(int, pids.read_text().split()) if running(p)]
+    assert gone([int(p) for p in marked(pids)]) == []
     again = cli("dag", "cancel", run_id)
     assert again.returncode == 2 and "not running" in again.stderr
 
@@ -113,12 +190,13 @@ def test_detached_run_with_status_and_logs(cli: CliRunner, tmp_path: Path) -> No
     )
     run_id = cli("dag", "run", str(flow), "--input", "who=Kim", "--detach", check=True).stdout
     run_id = run_id.strip()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        status = json.loads(cli("dag", "status", run_id, "--json", check=True).stdout)
-        if status["status"] not in ("pending", "running"):
-            break
-        time.sleep(0.2)
+
+    def finished() -> bool:
+        state = json.loads(cli("dag", "status", run_id, "--json", check=True).stdout)
+        return state["status"] not in ("pending", "running")
+
+    wait_for(finished, "the detached run to end")
+    status = json.loads(cli("dag", "status", run_id, "--json", check=True).stdout)
     assert status["status"] == "succeeded", status
     logs = cli("dag", "logs", run_id, "-f", check=True).stdout
     assert "[greet] hello Kim" in logs and "[loud] LOUD" in logs

@@ -10,6 +10,7 @@ import msgspec
 import typer
 
 from ..errors import InvalidInput
+from ..skills.registry import MIN_MATCH
 from . import output
 from .state import State
 
@@ -36,12 +37,18 @@ def _line(manifest: Any) -> str:
 def install(
     ctx: typer.Context,
     source: Annotated[Path, typer.Argument(help="A skill directory, or a .tar.gz of one.")],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Install even if it is granted a path that holds the data dir."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Install a skill (or upgrade the one of the same name)."""
     state: State = ctx.obj
     with state.open() as node:
-        manifest = node.skills.install(source)
+        manifest = node.skills.install(source, force=force)
     output.emit_json(manifest) if as_json else print(f"installed {manifest.skill.name}")
 
 
@@ -105,6 +112,11 @@ def do(
         if not ranked:
             raise InvalidInput("no installed skill has a description to match; install one")
         score, best = ranked[0]
+        if score < MIN_MATCH:
+            raise InvalidInput(
+                f"no installed skill fits {request!r} (the closest, {best.skill.name}, matches"
+                f" {score:.2f}; {MIN_MATCH} is needed); run one by name: cis skill run NAME"
+            )
         print(f"best match: {best.skill.name} ({score:.2f}): {best.skill.description}")
         for other_score, other in ranked[1:3]:
             print(f"  then: {other.skill.name} ({other_score:.2f})")

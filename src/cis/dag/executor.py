@@ -16,19 +16,32 @@ import shlex
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
 from ..errors import CISError
+from ..secrets import child_env
+from ..skills.calls import Call, CallGroup
+from ..skills.manifest import Manifest
 from . import agents
-from .processes import Finished, run_process
+from .processes import Finished, run_process, task_tag
 from .runs import MAX_OUTPUT_CHARS, RunStatus, RunStore, TaskStatus
 from .spec import DagSpec, TaskSpec, render, render_value
 
 if TYPE_CHECKING:
     from ..memory.service import MemoryService
-    from ..skills.registry import SkillRegistry
+
+
+class Skills(Protocol):
+    """What workflows need of the installed skills (the node's SkillRegistry)."""
+
+    def group(self) -> CallGroup: ...
+
+    def run(self, name: str, payload: Any, group: CallGroup | None = None) -> Call: ...
+
+    def installed(self) -> list[Manifest]: ...
+
 
 DEFAULT_CONCURRENCY = {"shell": 4, "agent": 2, "skill": 2, "barrier": 64}
 CANCEL_POLL_S = 0.2
@@ -46,7 +59,7 @@ class Executor:
         run_id: str,
         *,
         memory: MemoryService | None = None,
-        skills: SkillRegistry | None = None,
+        skills: Skills | None = None,
         on_event: Event | None = None,
         kill_grace: float = KILL_GRACE_S,
     ):
@@ -64,14 +77,15 @@ class Executor:
         self.outputs = {t.task_id: (t.output or "") for t in run.tasks if t.status == "succeeded"}
         self._cancelled = False
         self._running: dict[str, asyncio.Task[None]] = {}
+        self.calls = None if skills is None else skills.group()  # this run's skill calls
 
     def cancel(self) -> None:
         """Stop the run: kill what runs, start nothing more."""
         self._cancelled = True
         for task in self._running.values():
             task.cancel()
-        if self.skills is not None:  # WASM calls run on threads: end them too
-            threading.Thread(target=self.skills.interrupt, name="cis-skill-cancel").start()
+        if self.calls is not None:  # skill calls run on threads: end this run's too
+            threading.Thread(target=self.calls.interrupt, name="cis-skill-cancel").start()
 
     async def run(self) -> RunStatus:
         watcher = asyncio.create_task(self._watch_cancel())
@@ -79,6 +93,8 @@ class Executor:
             await self._schedule()
         finally:
             watcher.cancel()
+            if self.calls is not None:
+                self.calls.close()
         return self._finish()
 
     async def _watch_cancel(self) -> None:
@@ -206,26 +222,37 @@ class Executor:
         self.on_event(task.id, "running", f"attempt {attempt}")
 
     async def _run_once(self, task: TaskSpec, attempt: int) -> tuple[Finished, str | None]:
-        env = {
-            **os.environ,
-            **task.env,
-            "CIS_RUN_ID": self.run_id,
-            "CIS_TASK_ID": task.id,
-            "CIS_DAG": self.spec.name,
-        }
-        stdin: bytes | None = None
         if task.kind == "skill":
             return await self._run_skill(task, attempt)
+        env = child_env(
+            {
+                **task.env,
+                "CIS_RUN_ID": self.run_id,
+                "CIS_TASK_ID": task.id,
+                "CIS_DAG": self.spec.name,
+            }
+        )
         if task.kind == "agent":
             assert task.agent is not None and task.prompt is not None
             prompt = render(task.prompt, self.outputs, self.inputs)
             prompt = await asyncio.to_thread(agents.with_memories, self.memory, prompt)
-            argv, stdin = agents.command(task.agent, prompt)
-        elif isinstance(task.command, list):
+            with agents.command(task.agent, prompt) as (argv, stdin):
+                return await self._process(task, attempt, argv, env, stdin)
+        if isinstance(task.command, list):
             argv = [render(part, self.outputs, self.inputs) for part in task.command]
         else:
             assert task.command is not None
             argv = ["/bin/sh", "-c", render(task.command, self.outputs, self.inputs, shlex.quote)]
+        return await self._process(task, attempt, argv, env, None)
+
+    async def _process(
+        self,
+        task: TaskSpec,
+        attempt: int,
+        argv: list[str],
+        env: dict[str, str],
+        stdin: bytes | None,
+    ) -> tuple[Finished, str | None]:
         try:
             finished = await run_process(
                 argv,
@@ -237,6 +264,7 @@ class Executor:
                 on_output=lambda chunks: self.store.log(self.run_id, task.id, chunks),
                 on_start=lambda pid: self._started(task, attempt, pid),
                 max_output=MAX_OUTPUT_CHARS,
+                tag=task_tag(self.run_id, task.id),
                 die_with_runner=task.kind == "agent",  # no agent left burning tokens
             )
         except FileNotFoundError:
@@ -257,7 +285,7 @@ class Executor:
         self._started(task, attempt, os.getpid())
         payload = render_value(task.input, self.outputs, self.inputs)
         try:
-            call = await asyncio.to_thread(self.skills.run, str(task.skill), payload)
+            call = await asyncio.to_thread(self.skills.run, str(task.skill), payload, self.calls)
         except CISError as exc:
             return Finished(exit_code=1, output=""), str(exc)
         if call.log:

@@ -6,7 +6,6 @@ marked running whose owner is gone was interrupted and can be resumed.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 
 import msgspec
@@ -14,7 +13,7 @@ import msgspec
 from ..errors import InvalidInput, NotFound
 from ..memory.validate import new_id, now_ms
 from ..store.sqlite import Database, scalar
-from .processes import stat_fields
+from .processes import alive, process_tag
 from .spec import DagSpec
 
 RunStatus = Literal["pending", "running", "succeeded", "failed", "cancelled", "interrupted"]
@@ -46,24 +45,6 @@ class Run(msgspec.Struct, kw_only=True):
     error: str | None = None
     owner: str | None = None
     tasks: list[TaskState] = []
-
-
-def process_tag(pid: int | None = None) -> str:
-    """`pid-starttime` of a process: unlike a bare pid, never reused for another one."""
-    pid = os.getpid() if pid is None else pid
-    return f"{pid}-{_start_time(pid)}"
-
-
-def _start_time(pid: int) -> str:
-    fields = stat_fields(pid)
-    return fields[19] if fields and len(fields) > 19 else "?"
-
-
-def alive(owner: str | None) -> bool:
-    if not owner:
-        return False
-    pid, _, started = owner.partition("-")
-    return pid.isdigit() and _start_time(int(pid)) == started != "?"
 
 
 _COLUMNS = "task_id, status, attempts, started_at, finished_at, exit_code, output, error, retryable"

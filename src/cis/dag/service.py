@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidInput
+from ..secrets import child_env, passphrase_for_child
 from . import spec as dag_spec
-from .executor import DEFAULT_CONCURRENCY, Event, Executor
-from .processes import kill_group
+from .executor import DEFAULT_CONCURRENCY, Event, Executor, Skills
+from .processes import kill_now, task_tag
 from .runs import Run, RunStatus, RunStore
 
 if TYPE_CHECKING:
     from ..memory.service import MemoryService
-    from ..skills.registry import SkillRegistry
     from ..store.sqlite import Database
 
 
@@ -30,7 +30,7 @@ class DagService:
         db: Database,
         memory: MemoryService | None,
         data_dir: Path,
-        skills: SkillRegistry | None = None,
+        skills: Skills | None = None,
     ):
         self.runs = RunStore(db)
         self.memory = memory
@@ -102,21 +102,27 @@ class DagService:
         return self.runs.get(run_id)
 
     def launch(self, run_id: str) -> None:
-        """Execute a pending run in a process of its own, which outlives the caller."""
-        env = {**os.environ, "CIS_DATA_DIR": str(self.data_dir)}
-        subprocess.Popen(
+        """Execute a pending run in a process of its own, which outlives the caller (it
+        gets the passphrase, if there is one, on its standard input)."""
+        extra, passphrase = passphrase_for_child()
+        env = child_env({**extra, "CIS_DATA_DIR": str(self.data_dir)})
+        runner = subprocess.Popen(
             [sys.executable, "-m", "cis.cli.entry", "dag", "resume", run_id, "--quiet"],
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if passphrase is None else subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+        if runner.stdin is not None:
+            with runner.stdin:
+                runner.stdin.write(passphrase or b"")
 
     def execute(self, run_id: str, *, on_event: Event | None = None) -> RunStatus:
         """Run (or resume) a run in this process until it ends; Ctrl-C cancels it."""
         for tag in self.runs.claim(run_id):  # what a runner killed by SIGKILL left behind
-            kill_group(int(tag.split("-", 1)[0]))
+            kill_now(leader=int(tag.split("-", 1)[0]))
+        kill_now(tag=task_tag(run_id, ""))  # and every process that names the run
         executor = Executor(
             self.runs, run_id, memory=self.memory, skills=self.skills, on_event=on_event
         )

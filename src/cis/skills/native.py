@@ -3,19 +3,17 @@
 The input JSON goes to stdin, the output JSON comes from stdout, stderr is the log, as
 for WASM. The manifest's time-out (the whole process group is killed) and memory limit
 (RLIMIT_AS) apply; its permissions cannot be enforced on a native process, so install
-only such skills as you trust. The node's passphrase is not passed on.
+only such skills as you trust. No secret of the node reaches it (see cis.secrets).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import resource
 import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +22,8 @@ from typing import Any
 import msgspec
 
 from ..errors import InvalidInput, SkillError
-from .calls import MAX_LOG, MAX_OUTPUT, Call, failure
+from ..secrets import child_env
+from .calls import MAX_LOG, MAX_OUTPUT, Call, CallGroup, failure
 from .manifest import Manifest
 
 # runs `module:function` of a python skill: JSON in on stdin, JSON out on stdout
@@ -34,18 +33,6 @@ PYTHON_RUNNER = (
     "result = getattr(importlib.import_module(module), function)(json.load(sys.stdin))\n"
     "json.dump(result, sys.stdout)\n"
 )
-HIDDEN_ENV = ("CIS_PASSPHRASE",)
-_running: set[subprocess.Popen[bytes]] = set()  # native skill processes of this process
-_running_lock = threading.Lock()
-
-
-def interrupt() -> None:
-    """Kill every native skill process running now (their callers get SkillError)."""
-    with _running_lock:
-        running = list(_running)
-    for process in running:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 def argv_of(manifest: Manifest, directory: Path) -> list[str]:
@@ -76,12 +63,10 @@ def _limits(memory_bytes: int) -> Callable[[], None]:
     return apply
 
 
-def run_native(manifest: Manifest, directory: Path, payload: Any) -> Call:
+def run_native(manifest: Manifest, directory: Path, payload: Any, group: CallGroup) -> Call:
     started = time.perf_counter()
     argv = argv_of(manifest, directory)
-    env = {k: v for k, v in os.environ.items() if k not in HIDDEN_ENV}
-    env["CIS_SKILL"] = manifest.skill.name
-    env["PYTHONPATH"] = str(directory)
+    env = child_env({"CIS_SKILL": manifest.skill.name, "PYTHONPATH": str(directory)})
     limits = manifest.limits
     try:
         process = subprocess.Popen(
@@ -96,22 +81,20 @@ def run_native(manifest: Manifest, directory: Path, payload: Any) -> Call:
         )
     except OSError as exc:
         raise SkillError(f"skill cannot start {argv[0]}: {exc.strerror}") from exc
-    with _running_lock:
-        _running.add(process)
-    try:
-        out, log = process.communicate(
-            msgspec.json.encode(payload), timeout=limits.timeout_ms / 1000
-        )
-    except subprocess.TimeoutExpired as exc:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        raise SkillError(
-            f"skill timed out after {limits.timeout_ms} ms (limits.timeout_ms)"
-        ) from exc
-    finally:
-        with _running_lock:
-            _running.discard(process)
+    with group.process(process):
+        try:
+            out, log = process.communicate(
+                msgspec.json.encode(payload), timeout=limits.timeout_ms / 1000
+            )
+        except subprocess.TimeoutExpired as exc:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise SkillError(
+                f"skill timed out after {limits.timeout_ms} ms (limits.timeout_ms)"
+            ) from exc
     text = log[-MAX_LOG:].decode("utf-8", errors="replace")
+    if group.interrupted and process.returncode == -signal.SIGKILL:
+        raise SkillError(failure("was interrupted: its run was cancelled", text))
     if process.returncode != 0:
         raise SkillError(failure(f"exited with code {process.returncode}", text))
     if len(out) > MAX_OUTPUT:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import tarfile
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,49 +13,52 @@ import msgspec
 import numpy as np
 
 from ..errors import InvalidInput, NotFound, SkillError
+from ..model import Search
+from ..shapes import convert
 from . import manifest as skill_manifest
-from .calls import Call
+from .calls import Call, CallGroup
 from .manifest import Manifest
 from .native import argv_of, run_native
-from .native import interrupt as interrupt_native
 from .remote import run_remote
 
 if TYPE_CHECKING:
-    from ..dag.service import DagService
     from ..memory.service import MemoryService
-    from .wasm import WasmRuntime
+
+
+Runner = Callable[[Manifest, Path, Any, CallGroup], Call]  # (manifest, its dir, input, group)
+FORCED = ".cis-forced"  # in an installed skill: installed with --force (its grants stand)
+# the least cosine of request and description for `cis skill do` to pick a skill; measured
+# on the example skills: their own requests scored 0.13-0.71, unrelated ones at most 0.12
+MIN_MATCH = 0.125
 
 
 class SkillRegistry:
+    """The installed skills, and the runners of each skill type (WASM, native and remote
+    here; the node adds workflow skills, which live with the workflows)."""
+
     def __init__(self, data_dir: Path, memory: MemoryService):
+        self.data_dir = data_dir
         self.root = data_dir / "skills"
         self.cache_dir = data_dir / "cache" / "wasm"
         self.memory = memory
-        self.dags: DagService | None = None  # set by the node (workflow skills)
-        self._runtime: WasmRuntime | None = None
+        self.runners: dict[str, Runner] = {
+            "wasm": self._run_wasm,
+            "command": run_native,
+            "python": run_native,
+            "remote": run_remote,
+        }
+        self.calls = CallGroup(self.cache_dir)  # direct calls (CLI, HTTP, Python)
 
-    @property
-    def runtime(self) -> WasmRuntime:
-        if self._runtime is None:
-            from .wasm import WasmRuntime  # wasmtime loads only when a WASM skill runs
-
-            self._runtime = WasmRuntime(self.cache_dir)
-        return self._runtime
-
-    def interrupt(self) -> None:
-        """End the skill calls running in this process, WASM and native (their callers
-        get SkillError); a remote call ends at its own time-out."""
-        interrupt_native()
-        if self._runtime is not None:
-            self._runtime.interrupt()
+    def group(self) -> CallGroup:
+        """A new group of calls, interrupted alone (a workflow run's)."""
+        return CallGroup(self.cache_dir)
 
     def close(self) -> None:
-        if self._runtime is not None:
-            self._runtime.close()
-            self._runtime = None
+        self.calls.close()
 
-    def install(self, source: str | Path) -> Manifest:
-        """Install (or upgrade) a skill from its directory or a .tar.gz of it."""
+    def install(self, source: str | Path, *, force: bool = False) -> Manifest:
+        """Install (or upgrade) a skill from its directory or a .tar.gz of it. A grant of
+        a path that holds the node's data dir (its key) is refused unless `force`."""
         source = Path(source)
         with tempfile.TemporaryDirectory(prefix="cis-skill-") as scratch:
             if source.is_file() and source.name.endswith((".tar.gz", ".tgz")):
@@ -67,15 +70,32 @@ class SkillRegistry:
             manifest = skill_manifest.load(directory)
             if manifest.skill.type in skill_manifest.NATIVE:
                 argv_of(manifest, directory)  # a malformed entry is refused now
+            if not force:
+                self._check_grants(manifest)
             self.root.mkdir(parents=True, exist_ok=True)
             target = self.root / manifest.skill.name
             staged = self.root / f".{manifest.skill.name}.new"
             shutil.rmtree(staged, ignore_errors=True)
             shutil.copytree(directory, staged, symlinks=False)
+            (staged / FORCED).unlink(missing_ok=True)  # only an install says so
+            if force:
+                (staged / FORCED).touch()
             if target.exists():
                 shutil.rmtree(target)
             staged.rename(target)
         return manifest
+
+    def _check_grants(self, manifest: Manifest) -> None:
+        """SkillError for a filesystem grant that reaches the data dir (or lies in it)."""
+        home = self.data_dir.resolve()
+        for entry in manifest.permissions.filesystem:
+            granted = Path(entry.removeprefix("rw:")).resolve()
+            if granted == home or granted in home.parents or home in granted.parents:
+                raise SkillError(
+                    f"skill {manifest.skill.name}: permissions.filesystem grants {granted}, "
+                    f"which holds or lies in the node's data dir {home} (and its key); "
+                    "refused: grant a narrower path, or install with --force if you mean it"
+                )
 
     def installed(self) -> list[Manifest]:
         if not self.root.exists():
@@ -99,42 +119,21 @@ class SkillRegistry:
         shutil.rmtree(self.root / name)
         return found
 
-    def run(self, name: str, payload: Any) -> Call:
-        """Run a skill once on `payload`; SkillError if it fails in any way."""
+    def run(self, name: str, payload: Any, group: CallGroup | None = None) -> Call:
+        """Run a skill once on `payload` (in `group`, else with the direct calls);
+        SkillError if it fails in any way."""
         found = self.get(name)
         directory = self.root / name
-        kind = found.skill.type
-        if kind in skill_manifest.NATIVE:
-            return run_native(found, directory, payload)
-        if kind == "dag":
-            return self._run_dag(found, directory, payload)
-        if kind == "remote":
-            return run_remote(found, payload)
-        wasm = (directory / found.skill.entry).read_bytes()  # read now: hot reload
-        return self.runtime.call(found, wasm, payload, self._host)
+        if not (directory / FORCED).exists():
+            self._check_grants(found)  # the data dir may have moved under it since
+        runner = self.runners.get(found.skill.type)
+        if runner is None:
+            raise SkillError(f"skill {name}: skills of type {found.skill.type} cannot run here")
+        return runner(found, directory, payload, group or self.calls)
 
-    def _run_dag(self, found: Manifest, directory: Path, payload: Any) -> Call:
-        """A workflow as a skill: the input's fields are its inputs, the output maps each
-        task to its output."""
-        if self.dags is None:
-            raise SkillError("workflow skills need the node's workflow runner")
-        if not isinstance(payload, dict):
-            raise InvalidInput("a workflow skill takes an object of inputs")
-        inputs = {
-            str(k): v if isinstance(v, str) else msgspec.json.encode(v).decode()
-            for k, v in payload.items()
-        }
-        began = time.perf_counter()
-        run = self.dags.run(directory / found.skill.entry, inputs=inputs)
-        outputs = {t.task_id: (t.output or "").strip() for t in run.tasks}
-        if run.status != "succeeded":
-            failed = [f"{t.task_id}: {t.error}" for t in run.tasks if t.status == "failed"]
-            raise SkillError(f"workflow {run.id} {run.status}: " + "; ".join(failed))
-        return Call(
-            output={"run": run.id, "outputs": outputs},
-            log="",
-            millis=(time.perf_counter() - began) * 1000,
-        )
+    def _run_wasm(self, found: Manifest, directory: Path, payload: Any, group: CallGroup) -> Call:
+        wasm = (directory / found.skill.entry).read_bytes()  # read now: hot reload
+        return group.runtime.call(found, wasm, payload, self._host)
 
     def route(self, request: str) -> list[tuple[float, Manifest]]:
         """Installed skills by how well their description matches `request`, best first."""
@@ -150,8 +149,7 @@ class SkillRegistry:
     def _host(self, name: str, asked: dict[str, Any]) -> Any:
         memory = self.memory
         if name == "memory_search":
-            fields = {k: v for k, v in asked.items() if k != "query"}
-            return msgspec.to_builtins(memory.search(str(asked.get("query", "")), **fields))
+            return msgspec.to_builtins(memory.find(convert(asked, Search, "memory_search")))
         if name == "memory_get":
             found = memory.get(str(asked.get("id_or_key", "")), asked.get("scope", "global"))
             return None if found is None else msgspec.to_builtins(found)

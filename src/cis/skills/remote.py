@@ -11,16 +11,18 @@ import os
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from ..errors import SkillError
-from .calls import Call
+from .calls import Call, CallGroup
 from .manifest import Manifest
 
 
-def run_remote(manifest: Manifest, payload: Any) -> Call:
+def run_remote(manifest: Manifest, directory: Path, payload: Any, group: CallGroup) -> Call:
+    """The call, made over HTTP (a cancel does not reach it: the time-out bounds it)."""
     info = manifest.skill
     headers = {"Content-Type": "application/json"}
     if info.token_env:

@@ -1,8 +1,11 @@
 """WASM skills in wasmtime: WASI preview 1 command modules (`_start`).
 
-The input JSON arrives on stdin, the output JSON leaves on stdout, stderr is the skill's
-log. Each call gets a fresh store with the skill's memory limit, a wall-clock deadline
-(epochs ticked every EPOCH_MS) and, if set, fuel. Compiled modules are cached by the
+The input JSON arrives on stdin (from memory: it is never written to a file), the output
+JSON leaves on stdout, stderr is the skill's log. Each call gets a fresh store bounded as
+a whole by the skill's memory limit (one linear memory of 7/8 of it, tables of the rest,
+one instance), a wall-clock deadline (epochs ticked every EPOCH_MS) and, if set, fuel.
+Each runtime has an engine of its own, so interrupting one (a cancelled run) ends its
+calls and no other. Compiled modules are cached by the
 hash of their bytes, in memory and on disk, so a changed file is compiled anew on its
 next call (hot reload) while calls already running keep the module they started with.
 
@@ -18,8 +21,10 @@ manifest does not permit ends the skill with an error.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
-import tempfile
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -28,12 +33,14 @@ from typing import Any
 
 import msgspec
 import wasmtime
+from wasmtime import _ffi as ffi
 
 from ..errors import CISError, InvalidInput, SkillError
 from .calls import MAX_LOG, MAX_OUTPUT, Call, failure
 from .manifest import Manifest
 
 EPOCH_MS = 5
+TABLES = 4  # tables a store may make (C and Rust modules make one)
 
 
 Host = Callable[[str, dict[str, Any]], Any]  # (function, request) -> answer
@@ -69,22 +76,25 @@ class WasmRuntime:
         while not self._stop.wait(EPOCH_MS / 1000):
             self.engine.increment_epoch()
 
+    @property
+    def active(self) -> int:
+        """Calls running now."""
+        return self._active
+
     def interrupt(self) -> None:
-        """End every call running now (a cancelled run): the engine's epoch is advanced
-        until each has passed its deadline and returned."""
+        """End every call of this runtime (a cancelled run), and refuse any later one:
+        the engine's epoch is advanced until each call has passed its deadline."""
         with self._lock:
             self._interrupting = True
-        try:
-            while self._active:
-                for _ in range(10_000):
-                    self.engine.increment_epoch()
-                time.sleep(0)
-        finally:
-            with self._lock:
-                self._interrupting = False
+        while self._active:
+            for _ in range(10_000):
+                self.engine.increment_epoch()
+            time.sleep(0)
 
     def close(self) -> None:
-        """Stop the epoch ticker and drop the compiled modules (before the engine goes)."""
+        """End the calls still running, stop the epoch ticker and drop the compiled
+        modules (before the engine goes)."""
+        self.interrupt()
         self._stop.set()
         self._ticker.join()
         with self._lock:
@@ -116,9 +126,12 @@ class WasmRuntime:
         except wasmtime.WasmtimeError as exc:
             raise InvalidInput(f"not a valid WASM module: {exc}") from exc
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(module.serialize())
-        tmp.replace(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        try:  # each writer its own file, renamed whole into place: no reader sees half
+            tmp.write_bytes(module.serialize())
+            tmp.replace(path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # no cache this time; the module still runs
         return module
 
     # ---- calls -----------------------------------------------------------------------
@@ -128,56 +141,58 @@ class WasmRuntime:
         started = time.perf_counter()
         prepared = self.prepared(wasm)
         limits = manifest.limits
+        budget = Budget(limits.memory_mb)
         store = wasmtime.Store(self.engine)
-        store.set_limits(memory_size=limits.memory_mb * 1024 * 1024)
+        store.set_limits(
+            memory_size=budget.memory,
+            table_elements=budget.table_elements,
+            instances=1,
+            tables=TABLES,
+            memories=1,
+        )
         store.set_fuel(limits.fuel if limits.fuel > 0 else 2**62)
         store.set_epoch_deadline(max(1, limits.timeout_ms // EPOCH_MS))
-        out, log = bytearray(), bytearray()
-
-        def collect(buffer: bytearray, cap: int) -> Callable[[bytes], None]:
-            def write(data: bytes) -> None:
-                if len(buffer) + len(data) > cap:
-                    raise SkillError(f"wrote more than {cap} bytes")
-                buffer.extend(data)
-
-            return write
-
-        with tempfile.NamedTemporaryFile(prefix="cis-skill-", suffix=".json") as stdin:
-            stdin.write(msgspec.json.encode(payload))
-            stdin.flush()
-            wasi = wasmtime.WasiConfig()
-            wasi.argv = [manifest.skill.name]
-            wasi.stdin_file = stdin.name
-            wasi.stdout_custom = collect(out, MAX_OUTPUT)
-            wasi.stderr_custom = collect(log, MAX_LOG)
-            for entry in manifest.permissions.filesystem:
-                writable = entry.startswith("rw:")
-                path = entry[3:] if writable else entry
-                wasi.preopen_dir(path, path, writable)
-            store.set_wasi(wasi)
-            self._current.manifest, self._current.host = manifest, host
+        out, log = Capped(MAX_OUTPUT), Capped(MAX_LOG)
+        wasi = wasmtime.WasiConfig()
+        wasi.argv = [manifest.skill.name]
+        _stdin_bytes(wasi, msgspec.json.encode(payload))
+        wasi.stdout_custom = out.write
+        wasi.stderr_custom = log.write
+        for entry in manifest.permissions.filesystem:
+            writable = entry.startswith("rw:")
+            path = entry[3:] if writable else entry
+            wasi.preopen_dir(path, path, writable)
+        store.set_wasi(wasi)
+        with self._lock:
+            if self._interrupting:
+                raise SkillError("skill was interrupted: its run was cancelled")
+            self._active += 1
+        self._current.manifest, self._current.host = manifest, host
+        instance = None
+        try:
+            instance = prepared.instantiate(store)
+            start = instance.exports(store)["_start"]
+            assert isinstance(start, wasmtime.Func)
+            start(store)
+        except wasmtime.ExitTrap as exc:
+            if exc.code != 0:
+                what = f"exited with code {exc.code}"
+                raise SkillError(self._why(budget.note(what, instance, store), log)) from exc
+        except wasmtime.Trap as exc:
+            raise SkillError(self._trap(exc, manifest, budget, instance, store, log)) from exc
+        except wasmtime.WasmtimeError as exc:
+            if "limit" in str(exc):  # refused at instantiation: too much memory or tables
+                what = f"needs more than its memory limit ({budget.says}): {exc}"
+            else:
+                what = f"failed: {exc}"
+            raise SkillError(self._why(what, log)) from exc
+        finally:
+            self._current.manifest, self._current.host = None, None
             with self._lock:
-                self._active += 1
-            try:
-                instance = prepared.instantiate(store)
-                start = instance.exports(store)["_start"]
-                assert isinstance(start, wasmtime.Func)
-                start(store)
-            except wasmtime.ExitTrap as exc:
-                if exc.code != 0:
-                    raise SkillError(self._why(f"exited with code {exc.code}", log)) from exc
-            except wasmtime.Trap as exc:
-                raise SkillError(self._trap(exc, manifest, store, log)) from exc
-            except wasmtime.WasmtimeError as exc:
-                hint = ""
-                if "memory limits" in str(exc):
-                    hint = f" (limits.memory_mb = {limits.memory_mb})"
-                raise SkillError(self._why(f"failed: {exc}{hint}", log)) from exc
-            finally:
-                self._current.manifest, self._current.host = None, None
-                with self._lock:
-                    self._active -= 1
-        text = bytes(out).strip()
+                self._active -= 1
+        if out.over:
+            raise SkillError(self._why(f"wrote more than {MAX_OUTPUT} bytes of output", log))
+        text = bytes(out.data).strip()
         try:
             result = msgspec.json.decode(text) if text else None
         except msgspec.DecodeError as exc:
@@ -186,15 +201,23 @@ class WasmRuntime:
             ) from exc
         return Call(
             output=result,
-            log=log.decode("utf-8", errors="replace"),
+            log=log.text(),
             millis=(time.perf_counter() - started) * 1000,
         )
 
     @staticmethod
-    def _why(what: str, log: bytearray) -> str:
-        return failure(what, log.decode("utf-8", errors="replace"))
+    def _why(what: str, log: Capped) -> str:
+        return failure(what, log.text())
 
-    def _trap(self, exc: wasmtime.Trap, manifest: Manifest, store: Any, log: bytearray) -> str:
+    def _trap(
+        self,
+        exc: wasmtime.Trap,
+        manifest: Manifest,
+        budget: Budget,
+        instance: wasmtime.Instance | None,
+        store: Any,
+        log: Capped,
+    ) -> str:
         message = str(exc)
         code = exc.trap_code
         limits = manifest.limits
@@ -204,14 +227,12 @@ class WasmRuntime:
             return self._why(f"timed out after {limits.timeout_ms} ms (limits.timeout_ms)", log)
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
             return self._why(f"ran out of fuel ({limits.fuel}, limits.fuel)", log)
-        if "forbidden:" in message:
-            return self._why(message[message.index("forbidden:") :].splitlines()[0], log)
-        if code == wasmtime.TrapCode.MEMORY_OUT_OF_BOUNDS:
-            hint = f" (memory limit {limits.memory_mb} MB, limits.memory_mb)"
-            return self._why(f"trapped: {code.name.lower()}{hint}", log)
+        for mark in ("forbidden:", "bad buffer:"):
+            if mark in message:
+                return self._why(message[message.index(mark) :].splitlines()[0], log)
         cause = [line.strip() for line in message.splitlines() if "wasm trap:" in line]
         what = cause[0].split("wasm trap:", 1)[1].strip() if cause else message.splitlines()[0]
-        return self._why(f"trapped: {what}", log)
+        return self._why(budget.note(f"trapped: {what}", instance, store), log)
 
     # ---- host functions ----------------------------------------------------------------
 
@@ -230,31 +251,107 @@ class WasmRuntime:
 
     def _host(self, name: str, needs: str) -> Callable[..., int]:
         def call(caller: wasmtime.Caller, ptr: int, length: int) -> int:
-            manifest, host = self._current.manifest, self._current.host
-            assert manifest is not None and host is not None
-            if not getattr(manifest.permissions, needs):
-                raise wasmtime.Trap(f"forbidden: {name} needs permissions.{needs} = true")
-            memory = caller.get("memory")
-            if not isinstance(memory, wasmtime.Memory):
-                raise wasmtime.Trap("the skill exports no memory")
-            raw = memory.read(caller, ptr, ptr + length)
             try:
-                asked = msgspec.json.decode(raw)
-                if not isinstance(asked, dict):
-                    raise InvalidInput("a request must be a JSON object")
-                answer: Any = {"ok": host(name, asked)}
-            except CISError as exc:
-                answer = {"error": {"code": exc.code, "message": str(exc)}}
-            except (msgspec.DecodeError, TypeError) as exc:
-                answer = {"error": {"code": "invalid_input", "message": str(exc)}}
-            data = msgspec.json.encode(answer)
-            alloc = caller.get("cis_alloc")
-            if not isinstance(alloc, wasmtime.Func):
-                raise wasmtime.Trap(f"{name}: the skill must export cis_alloc(size) to get answers")
-            where = alloc(caller, len(data))
-            if not isinstance(where, int) or where <= 0:
-                raise wasmtime.Trap(f"{name}: cis_alloc({len(data)}) gave no memory")
-            memory.write(caller, data, where)
-            return (where << 32) | len(data)
+                return self._serve(caller, name, needs, ptr, length)
+            except wasmtime.Trap:
+                raise
+            except Exception as exc:  # nothing a guest does may escape as anything but a trap
+                raise wasmtime.Trap(f"bad buffer: {name}: {type(exc).__name__}: {exc}") from exc
 
         return call
+
+    def _serve(self, caller: wasmtime.Caller, name: str, needs: str, ptr: int, length: int) -> int:
+        manifest, host = self._current.manifest, self._current.host
+        assert manifest is not None and host is not None
+        if not getattr(manifest.permissions, needs):
+            raise wasmtime.Trap(f"forbidden: {name} needs permissions.{needs} = true")
+        memory = caller.get("memory")
+        if not isinstance(memory, wasmtime.Memory):
+            raise wasmtime.Trap("bad buffer: the skill exports no memory")
+        size = memory.data_len(caller)
+        if ptr < 0 or length < 0 or ptr + length > size:
+            raise wasmtime.Trap(
+                f"bad buffer: {name}({ptr}, {length}) reaches past its memory ({size} bytes)"
+            )
+        raw = memory.read(caller, ptr, ptr + length)
+        try:
+            asked = msgspec.json.decode(raw)
+            if not isinstance(asked, dict):
+                raise InvalidInput("a request must be a JSON object")
+            answer: Any = {"ok": host(name, asked)}
+        except CISError as exc:
+            answer = {"error": {"code": exc.code, "message": str(exc)}}
+        except (msgspec.DecodeError, TypeError, ValueError, RecursionError) as exc:
+            answer = {"error": {"code": "invalid_input", "message": str(exc)}}
+        data = msgspec.json.encode(answer)
+        alloc = caller.get("cis_alloc")
+        if not isinstance(alloc, wasmtime.Func):
+            raise wasmtime.Trap(f"bad buffer: {name}: the skill must export cis_alloc(size)")
+        where = alloc(caller, len(data))
+        size = memory.data_len(caller)  # cis_alloc may have grown it
+        if not isinstance(where, int) or where <= 0 or where + len(data) > size:
+            raise wasmtime.Trap(
+                f"bad buffer: cis_alloc({len(data)}) gave {where!r}, not room inside its memory"
+                f" ({size} bytes)"
+            )
+        memory.write(caller, data, where)
+        return (where << 32) | len(data)
+
+
+class Capped:
+    """What a stream of the guest wrote, up to `cap` bytes. Past the cap its writes fail
+    (the guest sees an error) and `over` is set: a WASI callback must never raise."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.data = bytearray()
+        self.over = False
+
+    def write(self, chunk: bytes) -> int:
+        if len(self.data) + len(chunk) > self.cap:
+            self.over = True
+            return -errno.EFBIG
+        self.data.extend(chunk)
+        return len(chunk)
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
+
+
+class Budget:
+    """One store's share of `limits.memory_mb`: its linear memory gets 7/8, its tables
+    (at most TABLES, each element 8 bytes) the rest, so the whole store stays in it."""
+
+    def __init__(self, memory_mb: int):
+        total = memory_mb * 1024 * 1024
+        self.says = f"limits.memory_mb = {memory_mb}"
+        self.memory = total - total // 8
+        self.table_elements = max(1024, total // 8 // 8 // TABLES)
+
+    def note(self, what: str, instance: wasmtime.Instance | None, store: Any) -> str:
+        """`what` went wrong; if the store was at its memory or table limit then, say so
+        (a guest whose memory.grow or table.grow was refused traps its own way)."""
+        if instance is None:
+            return what
+        used = [
+            (item.data_len(store), self.memory)
+            if isinstance(item, wasmtime.Memory)
+            else (item.size(store), self.table_elements)
+            for item in instance.exports(store).values()
+            if isinstance(item, wasmtime.Memory | wasmtime.Table)
+        ]
+        if any(size > cap * 3 // 4 for size, cap in used):
+            return f"hit its memory limit ({self.says}) and {what}"
+        return what
+
+
+def _stdin_bytes(wasi: wasmtime.WasiConfig, data: bytes) -> None:
+    """The guest's stdin, from memory. wasmtime-py offers only a file for stdin; the C
+    API's wasi_config_set_stdin_bytes (in the same pinned wasmtime) takes bytes, so the
+    input is never written to disk."""
+    vec = ffi.wasm_byte_vec_t()
+    buffer = ctypes.create_string_buffer(data, len(data))
+    ffi.wasm_byte_vec_new(
+        ctypes.byref(vec), len(data), ctypes.cast(buffer, ctypes.POINTER(ffi.wasm_byte_t))
+    )
+    ffi.wasi_config_set_stdin_bytes(wasi.ptr(), ctypes.byref(vec))  # takes the vector over
