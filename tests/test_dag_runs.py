@@ -189,7 +189,7 @@ def test_rate_limited_agent_is_retryable_on_resume(
     resumed = node.dags.resume(run.id)
     states = {t.task_id: t for t in resumed.tasks}
     assert states["ask"].status == "succeeded"
-    assert states["broken"].status == "failed"  # a real failure stays failed
+    assert states["broken"].status == "failed"  # it ran again, and failed again
     assert resumed.status == "failed"
 
 
@@ -332,3 +332,38 @@ def test_cancel_kills_a_native_skill_task(node: Node, tmp_path: Path) -> None:
     thread.join(20)
     assert result == ["cancelled"]
     assert gone([int((tmp_path / "pid").read_text())]) == []
+
+
+def test_an_input_used_but_not_given_is_refused_before_anything_runs(
+    node: Node, tmp_path: Path
+) -> None:
+    build = tmp_path / "build"
+    (build / "keep").mkdir(parents=True)
+    body = task("first", f"touch {tmp_path}/ran") + task(
+        "clean", f"rm -rf {build}/{{{{ inputs.dir }}}}", ("first",)
+    )
+    with pytest.raises(InvalidInput, match=r"uses \{\{ inputs.dir \}\}, which is not given"):
+        node.dags.run(workflow(tmp_path, body))
+    assert (build / "keep").is_dir() and not (tmp_path / "ran").exists()
+    assert node.dags.list() == []
+    run = node.dags.run(workflow(tmp_path, body), inputs={"dir": "keep"})
+    assert run.status == "succeeded" and not (build / "keep").exists()
+
+
+def test_resume_of_a_failed_run_runs_the_failed_and_skipped_tasks_again(
+    node: Node, tmp_path: Path
+) -> None:
+    fixed = tmp_path / "fixed"
+    body = (
+        task("ok", "echo fine")
+        + task("flaky", f"test -e {fixed}", ("ok",))
+        + task("after", "echo after", ("flaky",))
+    )
+    run, _ = events(node, workflow(tmp_path, body))
+    states = {t.task_id: t.status for t in run.tasks}
+    assert run.status == "failed"
+    assert states == {"ok": "succeeded", "flaky": "failed", "after": "skipped"}
+    fixed.touch()
+    resumed = node.dags.resume(run.id)
+    assert resumed.status == "succeeded"
+    assert [t.output for t in resumed.tasks] == ["fine\n", "", "after\n"]

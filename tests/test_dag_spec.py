@@ -82,7 +82,7 @@ def test_toml_yaml_and_json_give_the_same_spec(tmp_path: Path) -> None:
 
 def problems(source: str, name: str = "w.toml") -> str:
     with pytest.raises(InvalidInput) as caught:
-        parse(source, name)
+        parse(source, name, inputs={}, installed=set())
     return str(caught.value)
 
 
@@ -192,3 +192,39 @@ def test_cycle_finder_agrees_with_a_topological_sort(edges: dict[int, list[int]]
         assert found is not None
         for i, node in enumerate(found):  # each step of the cycle is an edge
             assert found[(i + 1) % len(found)] in graph[node]
+
+
+def test_one_pass_reports_every_problem_and_no_false_one() -> None:
+    found = problems(
+        '[dag]\nname = "x"\n'
+        '[[dag.tasks]]\nid = "a"\ncommand = "true"\nretry = -1\n'
+        '[[dag.tasks]]\nid = "b"\ncommand = "echo {{ tasks.a.output }}"\ndeps = ["a", "z"]\n'
+        '[[dag.tasks]]\nid = "c"\nskill = "nope"\n'
+        '[[dag.tasks]]\nid = "d"\ncommand = "rm -rf build/{{ inputs.dir }}"\n',
+    )
+    for part in (
+        "w.toml:6: task 'a': retry must be",
+        "w.toml:10: task 'b': unknown dep 'z'",
+        "w.toml:12: task 'c': no skill 'nope' is installed",
+        "w.toml:15: task 'd' uses {{ inputs.dir }}, which is not given (--input dir=VALUE)",
+    ):
+        assert part in found, found
+    assert "unknown dep 'a'" not in found  # a exists, though it has a bad field
+    assert "output of 'a'" not in found
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once() -> None:
+    lines = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for level in range(1, 9):
+        refs = ", ".join([f"*{chr(96 + level)}"] * 10)
+        lines.append(f"{chr(97 + level)}: &{chr(97 + level)} [{refs}]")
+    lines.append("dag: {name: bomb, tasks: [{id: t, command: true, input: *i}]}")
+    source = "\n".join(lines)
+    assert len(source) < 1100
+    with pytest.raises(InvalidInput, match="aliases are expanded"):
+        parse(source, "bomb.yaml")
+
+
+def test_a_path_with_a_nul_is_a_clear_error() -> None:
+    with pytest.raises(InvalidInput, match="is not a path"):
+        load("/tmp/a\x00b.toml")

@@ -164,11 +164,10 @@ class RunStore:
                 " error=NULL, started_at=coalesce(started_at, ?) WHERE id = ?",
                 (process_tag(), now_ms(), run_id),
             )
-            # what did not finish well runs again; a real failure stays failed
+            # every task that did not succeed runs again (a resume is asked for)
             conn.execute(
                 "UPDATE dag_tasks SET status='waiting', error=NULL, exit_code=NULL,"
-                " retryable=0, attempts=0 WHERE run_id = ? AND (status IN"
-                " ('waiting','running','skipped','cancelled') OR (status='failed' AND retryable))",
+                " retryable=0, attempts=0 WHERE run_id = ? AND status != 'succeeded'",
                 (run_id,),
             )
         return [tag for tag in left if alive(tag)]

@@ -44,24 +44,14 @@ class DagService:
         inputs: dict[str, str] | None = None,
         concurrency: int | dict[str, int] | None = None,
     ) -> str:
-        """Check the workflow file and record a pending run of it; its id."""
-        spec = dag_spec.load(Path(path))
-        self._check_skills(spec, Path(path).name)
-        return self.runs.create(spec, dict(inputs or {}), _limits(concurrency))
+        """Check the workflow file (with its inputs, against the installed skills) and
+        record a pending run of it; its id."""
+        given = dict(inputs or {})
+        spec = dag_spec.load(Path(path), inputs=given, installed=self._installed())
+        return self.runs.create(spec, given, _limits(concurrency))
 
-    def _check_skills(self, spec: dag_spec.DagSpec, name: str) -> None:
-        """Skill tasks must name installed skills: refused before anything runs."""
-        missing = [
-            f"{name}: task {t.id!r}: no skill {t.skill!r} is installed (`cis skill list`)"
-            for t in spec.tasks
-            if t.kind == "skill"
-            and (
-                self.skills is None
-                or t.skill not in {m.skill.name for m in self.skills.installed()}
-            )
-        ]
-        if missing:
-            raise InvalidInput("workflow not valid; nothing ran:\n" + "\n".join(missing))
+    def _installed(self) -> set[str]:
+        return set() if self.skills is None else {m.skill.name for m in self.skills.installed()}
 
     def start_text(
         self,
@@ -74,9 +64,10 @@ class DagService:
         """`start` for a workflow given as text (toml, yaml or json)."""
         if format not in ("toml", "yaml", "yml", "json"):
             raise InvalidInput(f"format {format!r}: use toml, yaml or json")
-        spec = dag_spec.parse(text, f"workflow.{format}")
-        self._check_skills(spec, f"workflow.{format}")
-        return self.runs.create(spec, dict(inputs or {}), _limits(concurrency))
+        given = dict(inputs or {})
+        name = f"workflow.{format}"
+        spec = dag_spec.parse(text, name, inputs=given, installed=self._installed())
+        return self.runs.create(spec, given, _limits(concurrency))
 
     def submit(
         self,
@@ -158,7 +149,7 @@ class DagService:
 
     def resume(self, run_id: str, *, on_event: Event | None = None) -> Run:
         """Go on with an interrupted, failed or cancelled run: succeeded tasks keep their
-        output, the rest runs again (a task that really failed stays failed)."""
+        output; every other task (failed, skipped, cancelled, cut short) runs again."""
         self.execute(run_id, on_event=on_event)
         return self.runs.get(run_id)
 

@@ -117,19 +117,35 @@ class _Lines:
         return start
 
 
-def load(path: str | Path) -> DagSpec:
-    """Read and check a workflow file; InvalidInput lists every problem with its line."""
+def load(
+    path: str | Path,
+    *,
+    inputs: dict[str, str] | None = None,
+    installed: set[str] | None = None,
+) -> DagSpec:
+    """Read and check a workflow file; InvalidInput lists every problem with its line
+    (with `inputs` and `installed`, also each input used but not given and each skill
+    that is not installed)."""
     path = Path(path)
     try:
         source = path.read_bytes().decode("utf-8")
+    except ValueError as exc:  # a NUL in the path, or bytes that are not UTF-8
+        if isinstance(exc, UnicodeDecodeError):
+            raise InvalidInput(f"{path}: not valid UTF-8 (byte {exc.start})") from exc
+        raise InvalidInput(f"workflow path {str(path)!r} is not a path ({exc})") from exc
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{path}: not valid UTF-8 (byte {exc.start})") from exc
-    return parse(source, path.name)
+    return parse(source, path.name, inputs=inputs, installed=installed)
 
 
-def parse(source: str, name: str) -> DagSpec:
+def parse(
+    source: str,
+    name: str,
+    *,
+    inputs: dict[str, str] | None = None,
+    installed: set[str] | None = None,
+) -> DagSpec:
+    """A workflow checked whole: every problem of the file is reported in one pass."""
     kind = Path(name).suffix.lower()
     data = _decode(source, name, kind)
     root = data.get("dag", data) if isinstance(data, dict) else None
@@ -155,24 +171,89 @@ def parse(source: str, name: str) -> DagSpec:
         err(lines.of_field(1, "tasks"), "dag needs a list of tasks")
         raw_tasks = []
     tasks: list[TaskSpec] = []
-    where: dict[str, int] = {}
+    where: dict[str, int] = {}  # every task with a well-formed id, valid or not
     for index, raw in enumerate(raw_tasks):
         if not isinstance(raw, dict):
             err(1, f"task {index + 1}: expected a table of fields")
             continue
         line = lines.of_task(raw.get("id"), index)
+        task_id = raw.get("id")
+        if isinstance(task_id, str) and task_id in where:
+            err(line, f"task id {task_id!r} is used twice (first at line {where[task_id]})")
+            continue
+        if isinstance(task_id, str) and _ID.fullmatch(task_id):
+            where[task_id] = line
         task = _task(raw, line, lines, err)
-        if task is None:
-            continue
-        if task.id in where:
-            err(line, f"task id {task.id!r} is used twice (first at line {where[task.id]})")
-            continue
-        where[task.id] = line
-        tasks.append(task)
+        if task is not None:
+            tasks.append(task)
     _check_graph(tasks, where, lines, err)
+    for task in tasks:
+        _check_use(task, where[task.id], inputs, installed, err)
     if errors:
         raise InvalidInput("workflow not valid; nothing ran:\n" + "\n".join(errors))
     return DagSpec(name=str(dag_name), policy=policy, tasks=tuple(tasks))
+
+
+def _texts(task: TaskSpec) -> list[str]:
+    """Every text of a task where templates may stand."""
+    command = task.command
+    texts = [task.prompt or "", *_strings(task.input)]
+    return texts + (command if isinstance(command, list) else [command or ""])
+
+
+def _check_use(
+    task: TaskSpec,
+    line: int,
+    inputs: dict[str, str] | None,
+    installed: set[str] | None,
+    err: Any,
+) -> None:
+    """Inputs a task uses that are not given; a skill that is not installed."""
+    if inputs is not None:
+        used = {n for text in _texts(task) for _, n in templates(text) if n is not None}
+        for missing in sorted(used - set(inputs)):
+            err(
+                line,
+                f"task {task.id!r} uses {{{{ inputs.{missing} }}}}, which is not given"
+                f" (--input {missing}=VALUE)",
+            )
+    if installed is not None and task.kind == "skill" and task.skill not in installed:
+        err(line, f"task {task.id!r}: no skill {task.skill!r} is installed (`cis skill list`)")
+
+
+MAX_YAML_NODES = 100_000  # a workflow's YAML nodes once its aliases are expanded
+
+
+def _yaml(source: str) -> Any:
+    """YAML, refused when its aliases expand past MAX_YAML_NODES (an alias bomb of 1 KB
+    stands for billions of values)."""
+    import yaml
+
+    node = yaml.compose(source, Loader=yaml.SafeLoader)
+    if node is None:
+        return None
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(node, False)]
+    while stack:  # each node's expanded size, each distinct node counted once
+        item, done = stack.pop()
+        if id(item) in sizes:
+            continue
+        children = (
+            [c for pair in item.value for c in (pair if isinstance(pair, tuple) else (pair,))]
+            if isinstance(item.value, list)
+            else []
+        )
+        if done:
+            sizes[id(item)] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[id(item)] > MAX_YAML_NODES:
+                raise InvalidInput(
+                    f"YAML holds more than {MAX_YAML_NODES} values once its aliases are"
+                    " expanded (an alias bomb?)"
+                )
+            continue
+        stack.append((item, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+    return yaml.SafeLoader(source).get_single_data()
 
 
 def _decode(source: str, name: str, kind: str) -> Any:
@@ -180,15 +261,17 @@ def _decode(source: str, name: str, kind: str) -> Any:
         if kind == ".toml":
             return tomllib.loads(source)
         if kind in (".yaml", ".yml"):
-            import yaml
-
-            return yaml.safe_load(source)
+            return _yaml(source)
         if kind == ".json":
             return json.loads(source)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInput(f"{name}: not valid TOML: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{name}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
+    except InvalidInput as exc:
+        raise InvalidInput(f"{name}: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidInput(f"{name}: nested too deeply") from exc
     except Exception as exc:  # yaml.YAMLError carries its own line in its text
         raise InvalidInput(f"{name}: not valid YAML: {exc}") from exc
     raise InvalidInput(f"{name}: use a .toml, .yaml, .yml or .json file")
@@ -274,6 +357,8 @@ def _task(raw: dict[str, Any], line: int, lines: _Lines, err: Any) -> TaskSpec |
 
 
 def _check_graph(tasks: list[TaskSpec], where: dict[str, int], lines: _Lines, err: Any) -> None:
+    """Deps that name no task, cycles, and outputs used from tasks not upstream. `where`
+    holds every task id of the file, so a task with a bad field is still known."""
     ids = set(where)
     for task in tasks:
         for dep in task.deps:
@@ -283,16 +368,13 @@ def _check_graph(tasks: list[TaskSpec], where: dict[str, int], lines: _Lines, er
                 )
             elif dep == task.id:
                 err(lines.of_field(where[task.id], "deps"), f"task {task.id!r} depends on itself")
-    cycle = _find_cycle({t.id: [d for d in t.deps if d in ids and d != t.id] for t in tasks})
+    by_id = {t.id: t for t in tasks}
+    cycle = _find_cycle({t.id: [d for d in t.deps if d in by_id and d != t.id] for t in tasks})
     if cycle:
         err(where[cycle[0]], "cycle: " + " -> ".join([*cycle, cycle[0]]))
         return
-    by_id = {t.id: t for t in tasks}
     for task in tasks:
-        texts = [task.prompt or "", *_strings(task.input)]
-        command = task.command
-        texts += command if isinstance(command, list) else [command or ""]
-        refs = [ref for text in texts for ref, _ in templates(text) if ref is not None]
+        refs = [ref for text in _texts(task) for ref, _ in templates(text) if ref is not None]
         upstream = _upstream(by_id, task.id) if refs else set()
         for ref in refs:
             if ref not in upstream:
@@ -325,13 +407,14 @@ def render_value(value: Any, outputs: dict[str, str], inputs: dict[str, str]) ->
 
 
 def _upstream(by_id: dict[str, TaskSpec], task_id: str) -> set[str]:
+    """Every task upstream of one (a dep that is itself invalid counts, unexplored)."""
     seen: set[str] = set()
-    stack = [d for d in by_id[task_id].deps if d in by_id]
+    stack = list(by_id[task_id].deps)
     while stack:
         dep = stack.pop()
         if dep not in seen:
             seen.add(dep)
-            stack.extend(d for d in by_id[dep].deps if d in by_id)
+            stack.extend(by_id[dep].deps if dep in by_id else ())
     return seen
 
 
