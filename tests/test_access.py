@@ -99,3 +99,25 @@ def test_pages_follow_cursors_to_the_end(node: Node) -> None:
     assert seen == [f"note {i}" for i in range(7)]
     with pytest.raises(InvalidInput):
         caller.list(Listing(cursor="no-such-id"))
+
+
+def test_nothing_in_other_scopes_moves_a_scoped_tokens_scores(node: Node) -> None:
+    """Word statistics (IDF, lengths) of a scoped search come from its scope alone."""
+    node.memory.add("The kestrel nests on the cliff above the harbour", scope="project/a")
+    node.memory.add("Harbour fees are paid in March", scope="project/a")
+    token, _ = node.tokens.create("a", scope="project/a")
+    caller = node.access(token)
+    asked = Search(query="kestrel harbour fees", mode="text")
+
+    def scores() -> list[tuple[str, float | None]]:
+        return [(h.memory.text, h.text_score) for h in caller.search(asked)]
+
+    before = scores()
+    node.memory.add_many(
+        [{"text": f"kestrel number {i} near a harbour", "scope": "project/b"} for i in range(300)]
+        + [{"text": f"unrelated note {i} about fees", "scope": "global"} for i in range(300)]
+    )
+    node.memory.cache.clear()  # computed anew, not remembered
+    assert scores() == before
+    unscoped = node.access().search(Search(query=asked.query, mode="text", scope="project/a"))
+    assert [(h.memory.text, h.text_score) for h in unscoped] == before

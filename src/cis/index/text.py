@@ -1,17 +1,25 @@
 """Word search over the FTS5 index (BM25), with the query turned into safe FTS5 syntax.
 
-BM25 ranking costs time for every memory that matches any query word, and a word found in
-a large share of memories adds little to the ranking (low IDF). So a query keeps its rarest
-words, as long as the memories they match together stay within SCORED_DOCS_BUDGET (the
-rarest is always kept); memories matching only the dropped common words can still be
-found by meaning.
+Over the whole node, BM25 is FTS5's own, with the node's statistics. BM25 ranking costs
+time for every memory that matches any query word, and a word found in a large share of
+memories adds little to the ranking (low IDF). So a query keeps its rarest words, as
+long as the memories they match together stay within SCORED_DOCS_BUDGET (the rarest is
+always kept); memories matching only the dropped common words can still be found by
+meaning.
+
+Within one scope, every statistic comes from that scope alone (its memory count, how
+many of its memories hold each word, the length of its matching memories), so what other
+scopes hold moves no score of it: a token limited to a scope learns nothing of the rest.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import struct
 import threading
+import weakref
+from typing import Any
 
 import apsw
 import msgspec
@@ -143,3 +151,93 @@ def text_search(
         (int(r), min(1.0, float(s) / planned.full_score))
         for r, s in conn.execute(sql, [expr, *params, limit])
     ]
+
+
+K1, B = 1.2, 0.75  # FTS5's BM25 parameters
+COLUMN_WEIGHTS = (1.0, 0.5)  # text, tags: as bm25(memories_fts, 1.0, 0.5) weighs them
+_registered: weakref.WeakSet[apsw.Connection] = weakref.WeakSet()
+
+
+def _terms(api: apsw.FTS5ExtensionApi, *args: apsw.SQLiteValue) -> bytes:
+    """FTS5 auxiliary function: a matching row's length, then each phrase's weighted
+    count in it, as float64s."""
+    counts: list[float] = [api.column_size(-1)]
+    for phrase in range(api.phrase_count):
+        where = api.phrase_locations(phrase)
+        counts.append(sum(w * len(hits) for w, hits in zip(COLUMN_WEIGHTS, where, strict=False)))
+    return struct.pack(f"{len(counts)}d", *counts)
+
+
+def _registered_on(conn: apsw.Connection) -> apsw.Connection:
+    if conn not in _registered:
+        conn.register_fts5_function("cis_terms", _terms)
+        _registered.add(conn)
+    return conn
+
+
+SCOPED_DOCS_BUDGET = 1000  # memories scored in Python for one scoped search, at most
+
+
+def _scope_count(conn: apsw.Connection, word: str, scope: str, cap: int) -> int:
+    """How many live memories of `scope` hold `word`, counted up to `cap` + 1."""
+    return int(
+        scalar(
+            conn,
+            "SELECT count(*) FROM (SELECT 1 FROM memories_fts JOIN memories m"
+            " ON m.rid = memories_fts.rowid WHERE memories_fts MATCH ? AND m.scope = ?"
+            " AND m.deleted = 0 LIMIT ?)",
+            (f'"{word}"', scope, cap + 1),
+        )
+    )
+
+
+def scoped_search(
+    conn: apsw.Connection, query: str, filters: Filters, limit: int
+) -> list[tuple[int, float]]:
+    """`text_search` within `filters.scope`, scored by BM25 over that scope's statistics:
+    N its live memories, each word's document frequency among them, and as the typical
+    length the mean length of its memories that match (the scope's own lengths are not
+    kept apart). The words searched are the query's rarest in the scope while the
+    memories they match stay within SCOPED_DOCS_BUDGET; a word held by more of the
+    scope's memories than that is not searched (it weighs next to nothing)."""
+    assert filters.scope is not None
+    words = query_words(query)
+    if not words:
+        return []
+    counts = {w: _scope_count(conn, w, filters.scope, SCOPED_DOCS_BUDGET) for w in words}
+    kept: list[str] = []
+    matched = 0
+    for count, word in sorted((c, w) for w, c in counts.items() if c > 0):
+        if matched + count > SCOPED_DOCS_BUDGET:
+            break
+        kept.append(word)
+        matched += count
+    live = "SELECT count(*) FROM memories WHERE scope = ? AND deleted = 0"
+    total = max(1, int(scalar(conn, live, (filters.scope,))))
+    full = sum(idf(total, c) for c in counts.values())
+    expr = match_query(kept)
+    if expr is None or full <= 0:
+        return []
+    where, params = filters.where("m")
+    sql = (
+        f"SELECT m.rid, cis_terms(memories_fts), ({where}) FROM memories_fts "
+        "JOIN memories m ON m.rid = memories_fts.rowid "
+        "WHERE memories_fts MATCH ? AND m.scope = ? AND m.deleted = 0"
+    )
+    rows: list[Any] = _registered_on(conn).execute(sql, [*params, expr, filters.scope]).fetchall()
+    if not rows:
+        return []
+    unpacked = [struct.unpack(f"{len(kept) + 1}d", blob) for _, blob, _ in rows]
+    weights = [idf(total, counts[w]) for w in kept]
+    mean_length = max(1.0, sum(c[0] for c in unpacked) / len(unpacked))
+    scored = []
+    for (rid, _, passes), found in zip(rows, unpacked, strict=True):
+        if not passes:
+            continue
+        norm = K1 * (1 - B + B * found[0] / mean_length)
+        score = sum(
+            w * f * (K1 + 1) / (f + norm) for w, f in zip(weights, found[1:], strict=True) if f > 0
+        )
+        scored.append((int(rid), min(1.0, score / full)))
+    scored.sort(key=lambda item: (-item[1], item[0]))
+    return scored[:limit]

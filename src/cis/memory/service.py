@@ -717,7 +717,11 @@ class MemoryService:
             if mode != "text" and qvec is None:  # embedded on the batcher's thread meanwhile
                 embedding = self._query_vector(query)
             if mode != "vector" and query.strip():
-                words = dict(text_index.text_search(conn, query, flt, pool, self.cache))
+                words = dict(
+                    text_index.text_search(conn, query, flt, pool, self.cache)
+                    if flt.scope is None
+                    else text_index.scoped_search(conn, query, flt, pool)
+                )
             around: dict[int, list[int]] = {}
             if mode == "hybrid":  # the word hits' neighbours, while the query still embeds
                 around = neighbours(conn, builtins.list(words))

@@ -112,6 +112,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY(run_id, task_id, seq)
     ) WITHOUT ROWID;
     """,
+    # 5: a scope's live memories counted from an index alone (word statistics per scope).
+    """
+    CREATE INDEX memories_live_scope ON memories(scope) WHERE deleted = 0;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
