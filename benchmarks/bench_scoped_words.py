@@ -14,9 +14,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import emit, english_sentences, median, percentile, temp_dir  # noqa: E402
+from common import emit, english_sentences, median, percentile, temp_dir
 
-from cis import Node  # noqa: E402
+from cis import Node
 
 MEMORIES = 50_000
 QUERIES = 200
