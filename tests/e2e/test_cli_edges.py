@@ -220,3 +220,14 @@ def test_no_traceback_from_bad_requests(cli: CliRunner, args: tuple[str, ...]) -
     done = cli(*args)
     assert done.returncode in (2, 3)
     one_line_error(done, done.returncode)
+
+
+def test_skill_do_refuses_when_no_skill_fits(cli: CliRunner) -> None:
+    cli("init", check=True)
+    examples = Path(__file__).parents[2] / "examples" / "skills"
+    for name in ("wordcount", "recall"):
+        cli("skill", "install", str(examples / name), check=True)
+    line = one_line_error(cli("skill", "do", "bake a chocolate cake", "--yes"), 2)
+    assert "no installed skill fits" in line and "cis skill run NAME" in line
+    done = cli("skill", "do", "count the words of this", "--yes", "--input", '{"text": "a b c"}')
+    assert done.returncode == 0 and json.loads(done.stdout.splitlines()[-1])["words"] == 3

@@ -207,3 +207,18 @@ def test_detached_run_with_status_and_logs(cli: CliRunner, tmp_path: Path) -> No
     bad.write_text('[dag]\nname = "x"\n[[dag.tasks]]\nid = "a"\ncommand = "true"\ndeps = ["b"]\n')
     refused = cli("dag", "run", str(bad))
     assert refused.returncode == 2 and "bad.toml:6: task 'a': unknown dep 'b'" in refused.stderr
+
+
+def test_the_example_workflow_runs_on_a_bare_machine(cli: CliRunner, tmp_path: Path) -> None:
+    cli("init", check=True)
+    example = Path(__file__).parents[2] / "examples" / "workflows" / "tree-report.toml"
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.txt").write_text("x" * 5000)
+    (folder / "b.txt").write_text("y")
+    refused = cli("dag", "run", str(example))
+    assert refused.returncode == 2 and "inputs.dir" in refused.stderr
+    done = cli("dag", "run", str(example), "--input", f"dir={folder}", "--json", check=True)
+    run = json.loads(done.stdout)
+    report = next(t for t in run["tasks"] if t["task_id"] == "report")
+    assert report["output"].startswith("2 files,") and "a.txt" in report["output"]
