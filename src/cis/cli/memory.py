@@ -118,9 +118,13 @@ def set_(
     output.emit_json(memory) if as_json else print(memory.id)
 
 
-def _shaped(kind: type[S], **options: Any) -> S:
-    """The options given (None: not given) as one of the API's structures."""
-    return convert({k: v for k, v in options.items() if v is not None}, kind, "the command")
+def _asked(kind: type[S], options: dict[str, Any]) -> S:
+    """A command's options (its locals) as one of the API's structures: the fields of
+    `kind` that were given (None: not given; `--tag` fills `tags`)."""
+    given = {"tags" if name == "tag" else name: value for name, value in options.items()}
+    fields = kind.__struct_fields__
+    chosen = {k: v for k, v in given.items() if k in fields and v is not None}
+    return convert(chosen, kind, "the command")
 
 
 @memory_app.command("search")
@@ -138,18 +142,7 @@ def search(
     as_json: JsonOpt = False,
 ) -> None:
     """Find memories by meaning and by words."""
-    asked = _shaped(
-        Search,
-        query=query,
-        limit=limit,
-        scope=scope,
-        domain=domain,
-        category=category,
-        tags=tag,
-        since=since,
-        until=until,
-        mode=mode,
-    )
+    asked = _asked(Search, locals())
     state: State = ctx.obj
     with state.open() as node:
         # embedding what is pending writes; with nothing pending the search only reads
@@ -203,18 +196,7 @@ def list_(
     as_json: JsonOpt = False,
 ) -> None:
     """List memories in the order they were added, a page at a time."""
-    asked = _shaped(
-        Listing,
-        scope=scope,
-        domain=domain,
-        category=category,
-        tags=tag,
-        since=since,
-        until=until,
-        prefix=prefix,
-        limit=limit,
-        cursor=cursor,
-    )
+    asked = _asked(Listing, locals())
     state: State = ctx.obj
     with state.open() as node:
         page = node.access().list(asked)
@@ -318,9 +300,7 @@ def export(
     out: Annotated[Path | None, typer.Option("-o", "--output", help="File [stdout].")] = None,
 ) -> None:
     """Export memories as JSON Lines (import reads them back exactly)."""
-    asked = _shaped(
-        Filter, scope=scope, domain=domain, category=category, tags=tag, since=since, until=until
-    )
+    asked = _asked(Filter, locals())
     if out is not None and not out.parent.is_dir():
         raise InvalidInput(f"--output {out}: there is no folder {out.parent}; create it first")
     state: State = ctx.obj
