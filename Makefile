@@ -13,7 +13,7 @@ install: $(RUNTIME)
 # the runtime only: what `cis` needs to serve (versions from constraints.txt)
 $(RUNTIME): pyproject.toml constraints.txt Makefile
 	@test -x $(BIN)/python || { echo "making $(VENV) (a Python virtual environment)"; $(PYTHON) -m venv $(VENV); }
-	@echo "installing CIS and its runtime into $(VENV) (about 400 MB: ONNX Runtime, the model, FastAPI, wasmtime)..."
+	@echo "installing CIS and its runtime into $(VENV) (about 370 MB: ONNX Runtime, the model, FastAPI, wasmtime)..."
 	@$(PIP) -e .
 	@# bytecode ahead of time: short CLI calls then skip compiling (PYTHONDONTWRITEBYTECODE may be set)
 	@$(BIN)/python -m compileall -q src
