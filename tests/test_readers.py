@@ -28,7 +28,7 @@ def test_thousands_of_failing_reads_leave_no_connection_behind(node: Node) -> No
         return int(me.num_fds())
 
     settled = fail(50)
-    assert fail(1500) == settled
+    assert fail(1500) <= settled + 2  # each leak was one fd per failure: 3,000 here
     assert memory.history(kept.id)[0].text == kept.text  # the pool still serves
 
 
