@@ -1,0 +1,148 @@
+"""A search's stages: word and vector candidates read together, fused with their
+neighbours as context, filtered, and cached until a write can change them."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any
+
+import apsw
+import numpy as np
+
+from ..cache import ShardedCache
+from ..index import text as text_index
+from ..index.embed import Embedder, QueryBatcher
+from ..index.filters import Filters
+from ..index.hybrid import fuse, single
+from ..index.vectors import VectorIndex
+from ..model import Hit
+from ..store.sqlite import Database
+from . import cachekeys
+from .freshness import Freshness
+from .neighbours import neighbours
+from .rows import COLUMNS, to_memory
+
+CANDIDATES = 50  # each signal's pool before fusion, at least
+
+
+class Searcher:
+    def __init__(
+        self,
+        db: Database,
+        embedder: Embedder,
+        index: VectorIndex,
+        cache: ShardedCache[Any],
+        fresh: Freshness,
+        text_weight: float,
+    ):
+        self.db = db
+        self.embedder = embedder
+        self.index = index
+        self.cache = cache
+        self.fresh = fresh
+        self.text_weight = text_weight
+        self.queries = QueryBatcher(embedder)
+        self._warm: Future[np.ndarray] | None = None
+
+    def run(
+        self, query: str, qvec: np.ndarray | None, flt: Filters, limit: int, mode: str
+    ) -> list[Hit]:
+        self.fresh.refresh(vectors=mode != "text")
+        cache_key = None
+        if qvec is None:
+            cache_key = cachekeys.compound(
+                "s", self.fresh.scope_token(flt.scope), limit, mode, flt, query
+            )
+            cached = self.cache.get(cache_key)
+            if cached is not None:
+                return cached  # type: ignore[no-any-return]
+        hits = self._search(query, qvec, flt, limit, mode)
+        if cache_key is not None:
+            self.cache.set(cache_key, hits)
+        return hits
+
+    def _search(
+        self, query: str, qvec: np.ndarray | None, flt: Filters, limit: int, mode: str
+    ) -> list[Hit]:
+        pool = max(CANDIDATES, limit * 5)
+        words: dict[int, float] = {}
+        sims: dict[int, float] = {}
+        with self.db.read() as conn:
+            embedding = None
+            if mode != "text" and qvec is None:  # embedded on the batcher's thread meanwhile
+                embedding = self._query_vector(query)
+            if mode != "vector" and query.strip():
+                words = dict(
+                    text_index.text_search(conn, query, flt, pool, self.cache)
+                    if flt.scope is None
+                    else text_index.scoped_search(conn, query, flt, pool)
+                )
+            around: dict[int, list[int]] = {}
+            if mode == "hybrid":  # the word hits' neighbours, while the query still embeds
+                around = neighbours(conn, list(words))
+            if mode != "text":
+                allowed = None if flt.empty else self._allowed(conn, flt)
+                if embedding is not None:
+                    qvec = embedding.result()
+                    self.cache.set(cachekeys.query_vector(self.embedder.model_id, query), qvec)
+                assert qvec is not None
+                sims = dict(self.index.search(qvec, pool, allowed))
+            if mode == "hybrid":
+                candidates = list(dict.fromkeys([*words, *sims]))
+                around.update(neighbours(conn, [r for r in candidates if r not in around]))
+                wanted = {*candidates, *(n for ns in around.values() for n in ns)}
+                assert qvec is not None
+                sims.update(self.index.similarity([r for r in wanted if r not in sims], qvec))
+                scored = fuse(candidates, words, sims, around, word_weight=self.text_weight)
+            else:
+                scored = single(words if mode == "text" else sims, words=mode == "text")
+            scored = scored[:limit]
+            if not scored:
+                return []
+            marks = ",".join("?" * len(scored))
+            where, params = flt.where("m")
+            rows = {
+                r[0]: r
+                for r in conn.execute(
+                    f"SELECT {COLUMNS} FROM memories m WHERE m.rid IN ({marks}) AND {where}",
+                    [s.rid for s in scored] + params,
+                )
+            }
+        return [
+            Hit(
+                memory=to_memory(rows[s.rid]),
+                score=round(s.score, 6),
+                text_score=s.text_score,
+                vector_score=s.vector_score,
+                context_score=s.context_score,
+            )
+            for s in scored
+            if s.rid in rows
+        ]
+
+    def _allowed(self, conn: apsw.Connection, flt: Filters) -> np.ndarray:
+        key = cachekeys.compound("a", self.fresh.scope_token(flt.scope), flt)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        where, params = flt.where("m")
+        rids = np.fromiter(
+            (r[0] for r in conn.execute(f"SELECT m.rid FROM memories m WHERE {where}", params)),
+            dtype=np.int64,
+        )
+        self.cache.set(key, rids)
+        return rids
+
+    def warm(self) -> None:
+        """Start loading the embedding model in the background (no-op once loaded)."""
+        if self._warm is None:
+            self._warm = self.queries.submit("warm up")
+
+    def _query_vector(self, query: str) -> Future[np.ndarray]:
+        """The query's vector: from the cache, else embedded by the batcher."""
+        cached = self.cache.get(cachekeys.query_vector(self.embedder.model_id, query))
+        if cached is not None:
+            done: Future[np.ndarray] = Future()
+            done.set_result(cached)
+            return done
+        return self.queries.submit(query)
