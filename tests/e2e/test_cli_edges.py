@@ -125,6 +125,9 @@ CIS_DATA_DIR={mount}/node {CIS} init 2>{mount}/../err1; echo "first=$?"
 ls -A {mount}; echo "listed"
 mkdir {mount}/made && CIS_DATA_DIR={mount}/made {CIS} init 2>/dev/null; echo "second=$?"
 ls -A {mount}/made; echo "listed-made"
+rmdir {mount}/made; dd if=/dev/zero of={mount}/filler bs=1k count=128 2>/dev/null
+CIS_DATA_DIR={mount}/full/node {CIS} init 2>/dev/null; echo "full=$?"
+ls -A {mount}; echo "listed-full"; rm {mount}/filler
 mount -o remount,size=8m {mount}
 CIS_DATA_DIR={mount}/node {CIS} init >/dev/null 2>&1; echo "third=$?"
 CIS_DATA_DIR={mount}/node {CIS} memory add "after the disk was freed" >/dev/null; echo "add=$?"
@@ -137,6 +140,8 @@ CIS_DATA_DIR={mount}/node {CIS} memory add "after the disk was freed" >/dev/null
     assert out[out.index("first=6") + 1] == "listed"  # nothing was left in the mount
     assert "second=6" in out
     assert out[out.index("second=6") + 1] == "listed-made"  # the folder it was given: empty
+    assert "full=6" in out  # not even the key fits: the folders it made are gone again
+    assert out[out.index("full=6") + 1 : out.index("listed-full")] == ["filler"]
     assert "third=0" in out and "add=0" in out
     err = (tmp_path / "err1").read_text()
     assert "Traceback" not in err and err.count("\n") == 1 and "disk full" in err

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import KeyMismatch, NotInitialized, StorageError
-from .crypto import KEY_FILE, SALT_FILE, key_matches, resolve_key, write_key_check
+from .crypto import CHECK_FILE, KEY_FILE, SALT_FILE, key_matches, resolve_key, write_key_check
 from .sqlite import Database
 
 DB_FILE = "cis.db"
@@ -38,52 +38,68 @@ def _locked(directory: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def _make_directory(data_dir: Path) -> bool:
-    """Create the data dir (owner-only); whether it was created now."""
+def _make_directory(data_dir: Path) -> list[Path]:
+    """Create the data dir (owner-only, with any missing parents); the folders made
+    now, deepest first."""
     if data_dir.is_dir():
-        return False
+        return []
     if data_dir.exists() or any(p.exists() and not p.is_dir() for p in data_dir.parents):
         raise StorageError(f"{data_dir} cannot be a node's directory: a file stands in its path")
+    missing = [data_dir, *(p for p in data_dir.parents if not p.exists())]
     try:
         data_dir.mkdir(mode=0o700, parents=True)
     except FileExistsError:
-        return False  # made by another process just now
+        return []  # made by another process just now
     except OSError as exc:
+        _remove_empty(missing)
         raise storage_error(data_dir, exc, "create") from exc
-    return True
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def create(data_dir: Path, passphrase: str | None, config: Config) -> None:
     """Make a node in `data_dir` unless one is there; nothing is left of a failed try."""
-    made_dir = _make_directory(data_dir)
-    db_path = data_dir / DB_FILE
+    made = _make_directory(data_dir)
     try:
         with _locked(data_dir):
-            if db_path.exists():
-                return
-            key_path = data_dir / KEY_FILE
-            if key_path.exists() and key_path.stat().st_size == 0:
-                key_path.unlink()  # an empty key of an earlier failed init: nothing can use it
-            created: list[Path] = []
-            fresh = data_dir / f"{DB_FILE}.new"
-            try:
-                key = resolve_key(data_dir, passphrase=passphrase, create=True, created=created)
-                _remove(fresh)
-                os.close(os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-                Database(fresh, key, config).close()  # makes the schema
-                write_key_check(data_dir, key)
-                os.replace(fresh, db_path)
-            except BaseException:
-                _remove(fresh)
-                for path in created:
-                    path.unlink(missing_ok=True)
-                raise
-    except OSError as exc:
-        raise storage_error(db_path, exc, "create") from exc
-    except BaseException:
-        if made_dir:
+            _make_files(data_dir, passphrase, config)
+    except BaseException as exc:
+        if made:
             with contextlib.suppress(OSError):
                 _remove_tree(data_dir)
+            _remove_empty(made[1:])
+        if isinstance(exc, OSError):
+            raise storage_error(data_dir / DB_FILE, exc, "create") from exc
+        raise
+
+
+def _make_files(data_dir: Path, passphrase: str | None, config: Config) -> None:
+    """Under the directory's lock: the key material and the database, or nothing."""
+    db_path = data_dir / DB_FILE
+    if db_path.exists():
+        return  # made by another process meanwhile
+    key_path = data_dir / KEY_FILE
+    if key_path.exists() and key_path.stat().st_size == 0:
+        key_path.unlink()  # an empty key of an earlier failed init: nothing can use it
+    created: list[Path] = []
+    fresh = data_dir / f"{DB_FILE}.new"
+    try:
+        key = resolve_key(data_dir, passphrase=passphrase, create=True, created=created)
+        _remove(fresh)
+        os.close(os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        Database(fresh, key, config).close()  # makes the schema
+        write_key_check(data_dir, key)
+        created.append(data_dir / CHECK_FILE)
+        os.replace(fresh, db_path)
+    except BaseException:
+        _remove(fresh)
+        for path in created:
+            path.unlink(missing_ok=True)
         raise
 
 
