@@ -12,13 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cis import Conflict, InvalidInput, Node, NotFound
+from cis.memory.validate import keyed_id
 
 UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
 def test_add_get_by_id_and_key(node: Node) -> None:
     m = node.memory.add("Billing runs on PostgreSQL 16", key="project/db", tags=["db", "infra"])
-    assert UUID7.fullmatch(m.id)
+    assert m.id == keyed_id("global", "project/db")  # the same on every node
+    assert UUID7.fullmatch(node.memory.add("a fact without a key").id)
     assert (m.scope, m.domain, m.category, m.version) == ("global", "private", "context", 1)
     assert node.memory.get(m.id) == m
     assert node.memory.get("project/db") == m
@@ -66,8 +68,9 @@ def test_update_history_and_delete(node: Node) -> None:
         (2, "update", "v2 text"),
         (3, "delete", "v2 text"),
     ]
-    again = node.memory.add("reused key", key="doc")  # a deleted key can be used again
-    assert again.id != m.id
+    again = node.memory.add("reused key", key="doc")  # a deleted key can be used again:
+    assert (again.id, again.version) == (m.id, 4)  # one key names one memory, everywhere
+    assert node.memory.history("doc")[-1].op == "add"
 
 
 def test_delete_removes_words_and_vector(node: Node) -> None:

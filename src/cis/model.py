@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 Domain = Literal["private", "public"]
-HistoryOp = Literal["add", "update", "delete"]
+HistoryOp = Literal["add", "update", "delete", "lost"]
 
 DOMAINS: tuple[str, ...] = ("private", "public")
 SEARCH_MODES: tuple[str, ...] = ("hybrid", "vector", "text")
@@ -27,7 +27,11 @@ SCOPE_KINDS: tuple[str, ...] = ("project", "agent", "session")
 
 
 class Memory(msgspec.Struct, frozen=True, kw_only=True):
-    """One stored memory, as the API returns it. Times are epoch milliseconds (UTC)."""
+    """One stored memory, as the API returns it. Times are epoch milliseconds (UTC).
+
+    `origin` is the DID of the node that made its latest change and `hlc` that change's
+    clock (hybrid logical: wall milliseconds << 16 plus a counter); `version` counts
+    the changes this node applied to it (it is local: replicas count differently)."""
 
     id: str
     text: str
@@ -41,6 +45,8 @@ class Memory(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: int = 0
     event_at: int | None = None
     version: int = 1
+    origin: str = ""
+    hlc: int = 0
 
 
 class Hit(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,7 +77,9 @@ class Token(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """One change to a memory: the state it left behind (`text` is the new text)."""
+    """One change to a memory: the state it left behind (`text` is the new text; of a
+    delete, the text deleted). `lost` keeps a value that lost a concurrent edit, as its
+    writer (`origin`, at clock `hlc`) gave it."""
 
     memory_id: str
     version: int
@@ -80,6 +88,8 @@ class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
     tags: tuple[str, ...] = ()
     metadata: dict[str, Any] = {}
     at: int = 0
+    origin: str = ""
+    hlc: int = 0
 
 
 Doc = msgspec.Meta  # a field's description (and schema extras) in HTTP and MCP schemas

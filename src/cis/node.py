@@ -12,6 +12,7 @@ import msgspec
 from .access.limits import Access
 from .access.tokens import TokenService
 from .cache import CacheStats, ShardedCache
+from .clock import Clock
 from .config import Config, default_data_dir, load_config
 from .dag.service import DagService
 from .dag.skill import WorkflowSkill
@@ -19,6 +20,7 @@ from .errors import KeyMismatch
 from .index.batch import BatchIndexer
 from .index.embed import Embedder, MiniLMEmbedder
 from .index.vectors import VectorIndex
+from .memory import upgrade
 from .memory.service import MemoryService
 from .model import Token
 from .skills.registry import SkillRegistry
@@ -57,6 +59,7 @@ class Node:
         self.config = config
         self.db = db
         self.memory = memory
+        self.identity = memory.writer.identity
         self.tokens = TokenService(db)
         self.skills = SkillRegistry(data_dir, memory)
         self.dags = DagService(db, memory, data_dir, self.skills)
@@ -72,13 +75,15 @@ class Node:
         embedder: Embedder | None = None,
         config: Config | None = None,
         background: bool = True,
+        clock: Clock | None = None,
     ) -> Node:
         """Open the node in `path` (default: CIS_DATA_DIR or ~/.cis), creating it if asked.
 
         The key comes from `passphrase` (default: CIS_PASSPHRASE) or the node's key file.
         With `background` (the default) memories are embedded on a background thread as
         they arrive; without it (short-lived CLI calls) only flush() embeds, and what is
-        left stays queued in the database for the next opener.
+        left stays queued in the database for the next opener. `clock` orders this
+        node's changes (tests give one with a wall clock of their own).
         """
         data_dir = Path(path).expanduser() if path is not None else default_data_dir()
         if passphrase is _FROM_ENV:
@@ -107,7 +112,13 @@ class Node:
         )
         index = VectorIndex(embedder.dim, config.ann_threshold, build=background)
         snapshot = SnapshotFile(data_dir / SNAPSHOT_FILE, key, embedder.model_id)
-        memory = MemoryService(db, config, embedder, index, cache, indexer, snapshot)
+        clock = clock or Clock()
+        try:
+            me = upgrade.identity(db, clock)
+        except BaseException:
+            db.close()
+            raise
+        memory = MemoryService(db, config, embedder, index, cache, indexer, me, clock, snapshot)
         node = cls(data_dir, config, db, memory)
         node._start_indexing()
         return node

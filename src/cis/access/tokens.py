@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import apsw
 
+from ..clock import now_ms
 from ..errors import CISError, Conflict, InvalidInput, NotFound
 from ..memory import validate as check
 from ..model import Token
@@ -57,7 +58,7 @@ class TokenService:
             name=name,
             scope=None if scope is None else check.scope(scope),
             read_only=bool(read_only),
-            created_at=check.now_ms(),
+            created_at=now_ms(),
         )
         secret = PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
         try:
@@ -99,7 +100,7 @@ class TokenService:
         if not rows:
             return None
         name, scope, read_only, created, used = rows[0]
-        now = check.now_ms()
+        now = now_ms()
         with self._lock:
             due = now - self._touched.get(str(name), 0) >= TOUCH_EVERY_MS
             if due:

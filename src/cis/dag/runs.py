@@ -10,8 +10,9 @@ from typing import Any, Literal
 
 import msgspec
 
+from ..clock import now_ms
 from ..errors import InvalidInput, NotFound
-from ..memory.validate import new_id, now_ms
+from ..memory.validate import new_id
 from ..store.sqlite import Database, scalar
 from .processes import alive, process_tag
 from .spec import DagSpec

@@ -15,15 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from ..clock import now_ms
 from ..errors import CISError
 from ..store.sqlite import Database, scalar
 from .embed import Embedder
 
 STALE_CLAIM_MS = 120_000
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _alive(owner: str) -> bool:

@@ -14,6 +14,7 @@ import msgspec
 import numpy as np
 
 from ..cache import ShardedCache
+from ..clock import COUNTER_BITS, Clock, now_ms
 from ..config import Config
 from ..errors import Conflict, InvalidInput, NotFound
 from ..index.batch import BatchIndexer
@@ -33,13 +34,16 @@ from ..model import (
     Page,
     Search,
 )
+from ..net.identity import Identity, public_key
+from ..net.merge import create, edit
 from ..shapes import shaped
 from ..store.snapshot import SnapshotFile
 from ..store.sqlite import Database, scalar
 from . import cachekeys
 from . import validate as check
+from .apply import Change, Writer, stored_state, stored_states
 from .freshness import Freshness
-from .rows import COLUMNS, encode, to_history, to_memory
+from .rows import COLUMNS, to_history, to_memory, to_state
 from .search import Searcher
 from .transfer import Records, export_lines, raise_errors, read_import
 
@@ -47,7 +51,8 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 
 
 class NewMemory(msgspec.Struct, kw_only=True):
-    """A validated memory about to be written."""
+    """A validated memory about to be written (`stamp` and `origin`, if an import gave
+    them, are the clock and writer its fields keep)."""
 
     id: str
     text: str
@@ -59,10 +64,20 @@ class NewMemory(msgspec.Struct, kw_only=True):
     metadata: dict[str, Any]
     event_at: int | None
     created_at: int
-    updated_at: int
+    stamp: int | None = None
+    origin: str | None = None
     version: int = 1
     vector: np.ndarray | None = None
     id_given: bool = False
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "domain": self.domain,
+            "category": self.category,
+            "metadata": self.metadata,
+            "event_at": self.event_at,
+        }
 
 
 _ADD_FIELDS = frozenset(
@@ -80,8 +95,11 @@ _ADD_FIELDS = frozenset(
         "created_at",
         "updated_at",
         "version",
+        "origin",
+        "hlc",
     ]
 )
+_CHANGEABLE = frozenset(["text", "metadata", "tags", "domain", "category", "event_at"])
 
 
 class MemoryService:
@@ -93,6 +111,8 @@ class MemoryService:
         index: VectorIndex,
         cache: ShardedCache[Any],
         indexer: BatchIndexer,
+        identity: Identity,
+        clock: Clock,
         snapshot: SnapshotFile | None = None,
         text_weight: float = WORD_WEIGHT,
     ):
@@ -103,11 +123,12 @@ class MemoryService:
         self.cache = cache
         self.indexer = indexer
         self.fresh = Freshness(db, index, cache, embedder.model_id, indexer.notify, snapshot)
+        self.writer = Writer(db, self.fresh, indexer, identity, clock)
         self.searcher = Searcher(db, embedder, index, cache, self.fresh, text_weight)
         self.queries = self.searcher.queries
         self.search_seconds = Histogram("cis_search_seconds", "Search latency, by search mode.")
 
-    # ---- writing ---------------------------------------------------------------
+    # ---- writing: every change goes through self.writer (memory/apply.py) --------
 
     def _prepare(self, fields: dict[str, Any]) -> NewMemory:
         unknown = set(fields) - _ADD_FIELDS
@@ -115,172 +136,107 @@ class MemoryService:
             raise InvalidInput(f"unknown memory field(s): {', '.join(sorted(unknown))}")
         if "text" not in fields:
             raise InvalidInput("a memory needs 'text'")
-        now = check.now_ms()
         memory_id = fields.get("id")
         if memory_id is not None and not (
             isinstance(memory_id, str) and _UUID.fullmatch(memory_id)
         ):
             raise InvalidInput(f"id {memory_id!r} is not a lowercase UUID")
-        created = check.when(fields.get("created_at"), "created_at") or now
+        created = check.when(fields.get("created_at"), "created_at") or now_ms()
         version = fields.get("version", 1)
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise InvalidInput("version must be a whole number >= 1")
+        updated = check.when(fields.get("updated_at"), "updated_at")
+        stamp = fields.get("hlc")
+        if stamp is not None and (
+            isinstance(stamp, bool) or not isinstance(stamp, int) or not 0 <= stamp < 2**63
+        ):
+            raise InvalidInput("hlc must be a whole number from 0 to 2**63 - 1")
+        origin = fields.get("origin")
+        if origin is not None:
+            public_key(origin)  # InvalidInput if it names no key
+        scope = check.scope(fields.get("scope", "global"))
+        key = check.key(fields.get("key"))
         embedding = fields.get("embedding")
         return NewMemory(
-            id=memory_id or check.new_id(),
+            id=check.keyed_id(scope, key) if key is not None else memory_id or check.new_id(),
             text=check.text(fields["text"], self.config.max_text_bytes),
-            key=check.key(fields.get("key")),
-            scope=check.scope(fields.get("scope", "global")),
+            key=key,
+            scope=scope,
             domain=check.domain(fields.get("domain", "private")),
             category=check.category(fields.get("category", "context")),
             tags=check.tags(fields.get("tags")),
             metadata=check.metadata(fields.get("metadata")),
             event_at=check.when(fields.get("event_at"), "event_at"),
             created_at=created,
-            updated_at=check.when(fields.get("updated_at"), "updated_at") or created,
+            stamp=stamp
+            if stamp is not None
+            else (updated or created) << COUNTER_BITS
+            if "updated_at" in fields or "created_at" in fields
+            else None,
+            origin=origin,
             version=version,
             vector=None if embedding is None else self.index.check(embedding),
-            id_given=memory_id is not None,
+            id_given=memory_id is not None and key is None,
         )
 
     def _insert(
         self, items: builtins.list[NewMemory], *, backpressure: bool, skip_existing: bool = False
     ) -> builtins.list[Memory]:
-        if backpressure and any(i.vector is None for i in items):
-            self.indexer.wait_for_room()
-        owner, now = self.indexer.owner, check.now_ms()
-        with self.db.write() as conn:
-            if skip_existing:
-                items = [it for it in items if not self._stored(conn, it)]
-            if not items:
-                return []
-            encoded = [(encode(it.tags), encode(it.metadata)) for it in items]
-            # rowids are handed out here, under the write lock; memories are never removed
-            # (a delete leaves a tombstone), so max(rid) only grows
-            first = int(scalar(conn, "SELECT coalesce(max(rid), 0) FROM memories")) + 1
-            rids = range(first, first + len(items))
-            try:
-                conn.executemany(
-                    "INSERT INTO memories(rid, id, key, scope, domain, category, text, tags,"
-                    " metadata, created_at, updated_at, event_at, version, content_hash)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [
-                        (
-                            rid,
-                            it.id,
-                            it.key,
-                            it.scope,
-                            it.domain,
-                            it.category,
-                            it.text,
-                            tags,
-                            meta,
-                            it.created_at,
-                            it.updated_at,
-                            it.event_at,
-                            it.version,
-                            check.content_hash(it.text),
-                        )
-                        for rid, it, (tags, meta) in zip(rids, items, encoded, strict=True)
-                    ],
+        did = self.writer.identity.did
+
+        def build(conn: apsw.Connection, hlc: int) -> builtins.list[Change]:
+            changes, seen = [], set()
+            rows = stored_states(conn, [it.id for it in items if it.id_given or it.key])
+            for number, it in enumerate(items, 1):
+                row = rows.get(it.id)
+                live = row is not None and not row[-2]
+                if skip_existing and (live or (it.id_given and row) or self._same_text(conn, it)):
+                    continue
+                where = f"item {number}: " if len(items) > 1 else ""
+                if it.id in seen or (row is not None and (live or it.key is None)):
+                    raise self._in_use(it, where)
+                seen.add(it.id)
+                stamp, origin = min(it.stamp or hlc, hlc), it.origin or did
+                if row is None:
+                    state = create(
+                        it.id, it.scope, it.key, it.created_at, stamp, origin, it.values(), it.tags
+                    )
+                else:  # a key used again after its memory was deleted: the same memory
+                    state = edit(to_state(row), hlc, did, it.values(), it.tags)
+                fresh = not (it.id_given or it.key)
+                changes.append(
+                    Change(state=state, vector=it.vector, version=it.version, fresh=fresh)
                 )
-            except apsw.ConstraintError as exc:
-                raise self._conflict(conn, items) from exc
-            conn.executemany(
-                "INSERT INTO memories_fts(rowid, text, tags) VALUES (?,?,?)",
-                [(rid, it.text, " ".join(it.tags)) for rid, it in zip(rids, items, strict=True)],
-            )
-            conn.executemany(
-                "INSERT INTO memory_history VALUES (?,?,'add',?,?,?,?)",
-                [
-                    (rid, it.version, it.text, tags, meta, it.updated_at)
-                    for rid, it, (tags, meta) in zip(rids, items, encoded, strict=True)
-                ],
-            )
-            supplied = [
-                (rid, it) for rid, it in zip(rids, items, strict=True) if it.vector is not None
-            ]
-            conn.executemany(
-                "INSERT INTO memory_vectors VALUES (?, 'supplied', ?)",
-                [(rid, it.vector.tobytes()) for rid, it in supplied],  # type: ignore[union-attr]
-            )
-            conn.executemany("INSERT INTO index_log(rid) VALUES (?)", [(r,) for r, _ in supplied])
-            waiting = [
-                (rid, owner, now) for rid, it in zip(rids, items, strict=True) if it.vector is None
-            ]
-            conn.executemany("INSERT INTO embed_queue VALUES (?,?,?)", waiting)
-            queued = len(waiting)
-            generation = self.fresh.bump_generation(conn)
-        self.fresh.wrote(generation, {i.scope for i in items}, (), ())
-        if queued:
-            self.indexer.notify(queued)
-        return [
-            Memory(
-                id=i.id,
-                text=i.text,
-                key=i.key,
-                scope=i.scope,
-                domain=i.domain,  # type: ignore[arg-type]
-                category=i.category,
-                tags=i.tags,
-                metadata=i.metadata,
-                created_at=i.created_at,
-                updated_at=i.updated_at,
-                event_at=i.event_at,
-                version=i.version,
-            )
-            for i in items
-        ]
+            return changes
+
+        wait = backpressure and any(i.vector is None for i in items)
+        return [a.after for a in self.writer.local(build, backpressure=wait)]
 
     @staticmethod
-    def _stored(conn: apsw.Connection, item: NewMemory) -> bool:
-        """Whether the memory is stored already: its id if it came with one, else its key
-        (live, in its scope), else its text (live, in its scope)."""
-        if item.id_given:
-            return bool(scalar(conn, "SELECT 1 FROM memories WHERE id = ?", (item.id,)))
-        args: tuple[object, ...]
-        if item.key is not None:
-            sql, args = "key = ?", (item.key,)
-        else:
-            sql, args = "content_hash = ? AND key IS NULL", (check.content_hash(item.text),)
-        return bool(
+    def _same_text(conn: apsw.Connection, item: NewMemory) -> bool:
+        """Whether a live memory without a key in the item's scope holds its text."""
+        return item.key is None and bool(
             scalar(
                 conn,
-                f"SELECT 1 FROM memories WHERE scope = ? AND deleted = 0 AND {sql} LIMIT 1",
-                (item.scope, *args),
+                "SELECT 1 FROM memories WHERE scope = ? AND deleted = 0 AND key IS NULL"
+                " AND content_hash = ? LIMIT 1",
+                (item.scope, check.content_hash(item.text)),
             )
         )
 
     @staticmethod
-    def _conflict(conn: apsw.Connection, items: builtins.list[NewMemory]) -> Conflict:
-        """Which item clashed (an id or a live key in use, or repeated in the batch)."""
-        ids: set[str] = set()
-        keys: set[tuple[str, str]] = set()
-        for number, it in enumerate(items, 1):
-            where = f"item {number}: " if len(items) > 1 else ""
-            if it.id in ids or scalar(conn, "SELECT 1 FROM memories WHERE id = ?", (it.id,)):
-                return Conflict(f"{where}id {it.id} is already in use")
-            ids.add(it.id)
-            if it.key is None:
-                continue
-            taken = scalar(
-                conn,
-                "SELECT 1 FROM memories WHERE scope = ? AND key = ? AND deleted = 0",
-                (it.scope, it.key),
-            )
-            if (it.scope, it.key) in keys or taken:
-                return Conflict(
-                    f"{where}key {it.key!r} in scope {it.scope} is already in use",
-                    hints={
-                        "python": "use set() to replace it by key",
-                        "cli": f"use `cis memory set {it.key} TEXT --scope {it.scope}` to"
-                        " replace it",
-                        "http": "PATCH /v1/memories/{key} changes it",
-                        "mcp": "use memory_update to change it",
-                    },
-                )
-            keys.add((it.scope, it.key))
-        return Conflict("a memory clashes with one already stored")
+    def _in_use(item: NewMemory, where: str) -> Conflict:
+        if item.key is None:
+            return Conflict(f"{where}id {item.id} is already in use")
+        return Conflict(
+            f"{where}key {item.key!r} in scope {item.scope} is already in use",
+            hints={
+                "python": "use set() to replace it by key",
+                "cli": f"use `cis memory set {item.key} TEXT --scope {item.scope}` to replace it",
+                "http": "PATCH /v1/memories/{key} changes it",
+                "mcp": "use memory_update to change it",
+            },
+        )
 
     def add(
         self,
@@ -324,12 +280,16 @@ class MemoryService:
         return self._insert(prepared, backpressure=False) if prepared else []
 
     def set(self, key: str, text: str, **fields: Any) -> Memory:
-        """Upsert by (scope, key): replace the text and given fields, or add a new memory."""
+        """Upsert by (scope, key): replace the text and given fields, or add a new memory;
+        one transaction, so two writers of one key end with one memory."""
+        unknown = set(fields) - _CHANGEABLE - {"scope", "embedding"}
+        if unknown:
+            raise InvalidInput(f"cannot set field(s): {', '.join(sorted(unknown))}")
         scope = check.scope(fields.get("scope", "global"))
-        check.key(key)
+        memory_id = check.keyed_id(scope, check.key(key) or "")
         with self.db.read() as conn:
-            row = self._find(conn, key, scope, by_id=False)
-        if row is None:
+            row = stored_state(conn, memory_id)
+        if row is None or row[-2]:
             try:
                 return self.add(text, key=key, **fields)
             except Conflict:  # another writer added the key in between
@@ -349,8 +309,8 @@ class MemoryService:
         """Change text, metadata or tags; a new text is re-embedded. NotFound if missing."""
         return self._change(id_or_key, scope, text=text, metadata=metadata, tags=tags)
 
-    def _change(self, id_or_key: str, scope: str, *, by_id: bool = True, **changes: Any) -> Memory:
-        unknown = set(changes) - {"text", "metadata", "tags", "domain", "category", "event_at"}
+    def _checked_changes(self, changes: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(changes) - _CHANGEABLE - {"embedding"}
         if unknown:
             raise InvalidInput(f"cannot change field(s): {', '.join(sorted(unknown))}")
         new = {k: v for k, v in changes.items() if v is not None}
@@ -366,103 +326,49 @@ class MemoryService:
                 new[name] = fn(new[name])
         if "event_at" in new:
             new["event_at"] = check.when(new["event_at"], "event_at")
-        with self.db.write() as conn:
+        if "embedding" in new:
+            new["embedding"] = self.index.check(new["embedding"])
+        return new
+
+    def _change(self, id_or_key: str, scope: str, *, by_id: bool = True, **changes: Any) -> Memory:
+        new = self._checked_changes(changes)
+        vector = new.pop("embedding", None)
+        tags = new.pop("tags", None)
+        did = self.writer.identity.did
+        found: builtins.list[Memory] = []
+
+        def build(conn: apsw.Connection, hlc: int) -> builtins.list[Change]:
             row = self._find(conn, id_or_key, check.scope(scope), by_id=by_id)
             if row is None:
                 raise NotFound(f"no memory {id_or_key!r} in scope {scope}")
             old = to_memory(row)
-            merged = msgspec.structs.replace(old, **new)
-            if merged == old:
-                return old
-            now = check.now_ms()
-            merged = msgspec.structs.replace(
-                merged, updated_at=max(now, old.updated_at), version=old.version + 1
-            )
-            rid = row[0]
-            tags_json, meta_json = encode(merged.tags), encode(merged.metadata)
-            conn.execute(
-                "UPDATE memories SET text=?, tags=?, metadata=?, domain=?, category=?, event_at=?,"
-                " updated_at=?, version=?, content_hash=? WHERE rid=?",
-                (
-                    merged.text,
-                    tags_json,
-                    meta_json,
-                    merged.domain,
-                    merged.category,
-                    merged.event_at,
-                    merged.updated_at,
-                    merged.version,
-                    check.content_hash(merged.text),
-                    rid,
-                ),
-            )
-            if merged.text != old.text or merged.tags != old.tags:
-                conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rid,))
-                conn.execute(
-                    "INSERT INTO memories_fts(rowid, text, tags) VALUES (?,?,?)",
-                    (rid, merged.text, " ".join(merged.tags)),
-                )
-            conn.execute(
-                "INSERT INTO memory_history VALUES (?,?,?,?,?,?,?)",
-                (
-                    rid,
-                    merged.version,
-                    "update",
-                    merged.text,
-                    tags_json,
-                    meta_json,
-                    merged.updated_at,
-                ),
-            )
-            requeue = merged.text != old.text
-            if requeue:
-                conn.execute("DELETE FROM memory_vectors WHERE rid = ?", (rid,))
-                conn.execute("INSERT INTO index_log(rid) VALUES (?)", (rid,))
-                conn.execute(
-                    "INSERT OR REPLACE INTO embed_queue VALUES (?,?,?)",
-                    (rid, self.indexer.owner, now),
-                )
-            generation = self.fresh.bump_generation(conn)
-        self.fresh.wrote(generation, {old.scope}, {old.id}, self._keys(old))
-        if requeue:
-            self.indexer.notify(1)
-        return merged
+            found.append(old)
+            if (
+                msgspec.structs.replace(old, **new, **({} if tags is None else {"tags": tags}))
+                == old
+            ):
+                return []  # nothing changes: no new version
+            current = to_state(stored_state(conn, old.id))  # type: ignore[arg-type]
+            return [Change(state=edit(current, hlc, did, new, tags), vector=vector)]
+
+        applied = self.writer.local(build)
+        return applied[0].after if applied else found[0]
 
     def delete(self, id_or_key: str, *, scope: str = "global") -> Memory:
         """Remove a memory (its words and vector too); its history stays. NotFound if missing."""
-        with self.db.write() as conn:
+        did = self.writer.identity.did
+        found: builtins.list[Memory] = []
+
+        def build(conn: apsw.Connection, hlc: int) -> builtins.list[Change]:
             row = self._find(conn, id_or_key, check.scope(scope))
             if row is None:
                 raise NotFound(f"no memory {id_or_key!r} in scope {scope}")
-            old, rid, now = to_memory(row), row[0], check.now_ms()
-            conn.execute(
-                "UPDATE memories SET deleted = 1, version = version + 1, updated_at = ?"
-                " WHERE rid = ?",
-                (max(now, old.updated_at), rid),
-            )
-            conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rid,))
-            conn.execute("DELETE FROM memory_vectors WHERE rid = ?", (rid,))
-            conn.execute("DELETE FROM embed_queue WHERE rid = ?", (rid,))
-            conn.execute("INSERT INTO index_log(rid) VALUES (?)", (rid,))
-            conn.execute(
-                "INSERT INTO memory_history VALUES (?,?,?,?,?,?,?)",
-                (
-                    rid,
-                    old.version + 1,
-                    "delete",
-                    old.text,
-                    encode(old.tags),
-                    encode(old.metadata),
-                    max(now, old.updated_at),
-                ),
-            )
-            generation = self.fresh.bump_generation(conn)
-        self.fresh.wrote(generation, {old.scope}, {old.id}, self._keys(old))
-        return old
+            found.append(to_memory(row))
+            current = to_state(stored_state(conn, found[0].id))  # type: ignore[arg-type]
+            return [Change(state=edit(current, hlc, did, {"alive": False}))]
 
-    @staticmethod
-    def _keys(memory: Memory) -> builtins.list[tuple[str, str]]:
-        return [(memory.scope, memory.key)] if memory.key else []
+        self.writer.local(build)
+        return found[0]
 
     # ---- reading ---------------------------------------------------------------
 
@@ -515,8 +421,8 @@ class MemoryService:
             if row is None:
                 raise NotFound(f"no memory {id_or_key!r} in scope {scope}")
             rows = conn.execute(
-                "SELECT version, op, text, tags, metadata, at FROM memory_history"
-                " WHERE memory_rid = ? ORDER BY version",
+                "SELECT version, op, text, tags, metadata, at, origin, hlc FROM memory_history"
+                " WHERE memory_rid = ? ORDER BY seq",
                 (row[0],),
             ).fetchall()
         return [to_history(row[1], r) for r in rows]
@@ -716,7 +622,7 @@ class MemoryService:
                 "INSERT OR IGNORE INTO embed_queue(rid, claimed_by, claimed_at) "
                 "SELECT m.rid, ?, ? FROM memories m WHERE m.deleted = 0 "
                 "AND NOT EXISTS (SELECT 1 FROM memory_vectors v WHERE v.rid = m.rid) RETURNING rid",
-                (self.indexer.owner, check.now_ms()),
+                (self.indexer.owner, now_ms()),
             ).fetchall()
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('model', ?)", (model,))
         if queued:

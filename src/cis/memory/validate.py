@@ -6,13 +6,13 @@ import hashlib
 import math
 import os
 import re
-import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
+from ..clock import now_ms
 from ..errors import InvalidInput
 from ..model import CATEGORIES, DOMAINS, SCOPE_KINDS
 
@@ -28,17 +28,23 @@ _SCOPE = re.compile(
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+def _uuid(value: int, version: int) -> str:
+    value = (value & ~(0xF << 76)) | (version << 76)
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def new_id() -> str:
     """A UUIDv7: 48-bit millisecond time, then random bits; sorts by creation time."""
-    value = (now_ms() << 80) | int.from_bytes(os.urandom(10), "big")
-    value = (value & ~(0xF << 76)) | (0x7 << 76)
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return _uuid((now_ms() << 80) | int.from_bytes(os.urandom(10), "big"), 7)
+
+
+def keyed_id(scope: str, key: str) -> str:
+    """The id of the memory with `key` in `scope`, the same on every node (a UUIDv8 of
+    their hash), so that one key names one memory across the cluster."""
+    digest = hashlib.sha256(f"cis-key\x00{scope}\x00{key}".encode()).digest()
+    return _uuid(int.from_bytes(digest[:16], "big"), 8)
 
 
 def _utf8(value: str, what: str) -> bytes:

@@ -116,6 +116,45 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX memories_live_scope ON memories(scope) WHERE deleted = 0;
     """,
+    # 6: the cluster. The clocks of each memory's replicated state (its values are the
+    # row's columns), its latest clock and origin; history keeps every value seen, with
+    # its origin (so a concurrent edit's loser stays); the signed log of public changes;
+    # the clock.
+    # The node's key and the states of older rows are made by memory/upgrade.py.
+    """
+    ALTER TABLE memories ADD COLUMN clocks BLOB;
+    ALTER TABLE memories ADD COLUMN hlc INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE memories ADD COLUMN origin TEXT NOT NULL DEFAULT '';
+    CREATE TABLE history(
+        seq INTEGER PRIMARY KEY,
+        memory_rid INTEGER NOT NULL REFERENCES memories(rid),
+        version INTEGER NOT NULL,
+        op TEXT NOT NULL,
+        text TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        hlc INTEGER NOT NULL DEFAULT 0,
+        origin TEXT NOT NULL DEFAULT ''
+    );
+    INSERT INTO history(memory_rid, version, op, text, tags, metadata, at)
+        SELECT memory_rid, version, op, text, tags, metadata, at FROM memory_history
+        ORDER BY memory_rid, version;
+    DROP TABLE memory_history;
+    ALTER TABLE history RENAME TO memory_history;
+    CREATE INDEX memory_history_rid ON memory_history(memory_rid, seq);
+    CREATE TABLE ops(
+        origin TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        hlc INTEGER NOT NULL,
+        memory_id TEXT NOT NULL,
+        body BLOB NOT NULL,
+        hash BLOB NOT NULL,
+        signature BLOB,
+        PRIMARY KEY(origin, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO meta VALUES ('hlc', 0);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
