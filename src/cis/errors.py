@@ -132,3 +132,12 @@ class NetworkError(CISError):
     exit_code = 13
     http_status = 502
     code = "network"
+
+
+class SyncRefused(CISError):
+    """Ops from a peer were refused: a bad signature, a gap or fork in a chain, a clock
+    too far ahead, content that may not travel, or a peer that is not allowed."""
+
+    exit_code = 14
+    http_status = 422
+    code = "sync_refused"

@@ -33,12 +33,15 @@ from .rows import COLUMNS, clocks, encode, to_memory, to_state
 class Change(msgspec.Struct, kw_only=True):
     """A memory's new state; with the vector of its text if the caller supplied one,
     and the version a new row starts at (an import keeps the exported one). `fresh`:
-    its id was just made here, so nothing is stored under it yet."""
+    its id was just made here, so nothing is stored under it yet. `replace`: the stored
+    state is set aside, not merged (a private memory a peer's public one overrides;
+    its content stays in history)."""
 
     state: State
     vector: np.ndarray | None = None
     version: int = 1
     fresh: bool = False
+    replace: bool = False
 
 
 class Applied(msgspec.Struct, frozen=True):
@@ -96,8 +99,8 @@ def stored_states(conn: apsw.Connection, ids: builtins.list[str]) -> dict[str, t
 
 
 _MEMORY_VALUES = (
-    "domain, category, text, tags, metadata, updated_at, event_at, version, deleted,"
-    " content_hash, clocks, hlc, origin"
+    "key, scope, created_at, domain, category, text, tags, metadata, updated_at, event_at,"
+    " version, deleted, content_hash, clocks, hlc, origin"
 )
 
 
@@ -117,6 +120,9 @@ class _Writes:
 
     def row(self, rid: int, m: Memory, state: State, *, new: bool) -> None:
         values = (
+            m.key,
+            m.scope,
+            m.created_at,
             m.domain,
             m.category,
             m.text,
@@ -132,7 +138,7 @@ class _Writes:
             m.origin,
         )
         if new:
-            self.inserts.append((rid, m.id, m.key, m.scope, m.created_at, *values))
+            self.inserts.append((rid, m.id, *values))
         else:
             self.updates.append((*values, rid))
 
@@ -187,7 +193,7 @@ class _Writes:
         many = conn.executemany
         try:
             many(
-                f"INSERT INTO memories(rid, id, key, scope, created_at, {_MEMORY_VALUES})"
+                f"INSERT INTO memories(rid, id, {_MEMORY_VALUES})"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 self.inserts,
             )
@@ -278,7 +284,7 @@ class Writer:
             else:
                 rid, before = row[0], to_memory(row)
                 current = to_state(row)
-                state = merge(current, change.state)
+                state = change.state if change.replace else merge(current, change.state)
                 if state == current:
                     applied.append(Applied(before, before))
                     continue

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import builtins
-import re
+import hashlib
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,8 +34,10 @@ from ..model import (
     Page,
     Search,
 )
+from ..net import oplog
 from ..net.identity import Identity, public_key
 from ..net.merge import create, edit
+from ..net.oplog import Signed
 from ..shapes import shaped
 from ..store.snapshot import SnapshotFile
 from ..store.sqlite import Database, scalar
@@ -43,11 +45,10 @@ from . import cachekeys
 from . import validate as check
 from .apply import Change, Writer, stored_state, stored_states
 from .freshness import Freshness
+from .receive import Received, receive
 from .rows import COLUMNS, to_history, to_memory, to_state
 from .search import Searcher
 from .transfer import Records, export_lines, raise_errors, read_import
-
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class NewMemory(msgspec.Struct, kw_only=True):
@@ -99,6 +100,7 @@ _ADD_FIELDS = frozenset(
         "hlc",
     ]
 )
+_shared = msgspec.msgpack.Encoder(order="deterministic")
 _CHANGEABLE = frozenset(["text", "metadata", "tags", "domain", "category", "event_at"])
 
 
@@ -137,9 +139,7 @@ class MemoryService:
         if "text" not in fields:
             raise InvalidInput("a memory needs 'text'")
         memory_id = fields.get("id")
-        if memory_id is not None and not (
-            isinstance(memory_id, str) and _UUID.fullmatch(memory_id)
-        ):
+        if memory_id is not None and not check.is_uuid(memory_id):
             raise InvalidInput(f"id {memory_id!r} is not a lowercase UUID")
         created = check.when(fields.get("created_at"), "created_at") or now_ms()
         version = fields.get("version", 1)
@@ -370,6 +370,34 @@ class MemoryService:
         self.writer.local(build)
         return found[0]
 
+    # ---- the cluster: this node's log, and changes from peers -------------------
+
+    def receive(self, signed: Sequence[Signed]) -> Received:
+        """Verify a peer's ops and merge them in (see memory/receive.py)."""
+        return receive(self.writer, signed, self.config.max_text_bytes)
+
+    def log_vector(self) -> dict[str, int]:
+        """Per origin, the last op held here: what this node has seen of each."""
+        with self.db.read() as conn:
+            return oplog.vector(conn)
+
+    def log_since(self, known: dict[str, int], limit: int = 1000) -> builtins.list[Signed]:
+        """The ops held here that a peer who holds `known` lacks, whole transactions."""
+        with self.db.read() as conn:
+            return oplog.since(conn, known, limit)
+
+    def public_digest(self) -> str:
+        """A hash of the live public memory as every replica must show it."""
+        digest = hashlib.sha256()
+        with self.db.read() as conn:
+            for row in conn.execute(
+                f"SELECT {COLUMNS} FROM memories WHERE domain = 'public' AND deleted = 0"
+                " ORDER BY id"
+            ):
+                m = to_memory(row)
+                digest.update(_shared.encode(msgspec.structs.replace(m, version=0)) + b"\n")
+        return digest.hexdigest()
+
     # ---- reading ---------------------------------------------------------------
 
     @staticmethod
@@ -384,7 +412,7 @@ class MemoryService:
         if not isinstance(id_or_key, str) or not id_or_key:
             raise InvalidInput("give a memory id or key")
         live = "" if deleted else " AND deleted = 0"
-        if by_id and _UUID.fullmatch(id_or_key):
+        if by_id and check.is_uuid(id_or_key):
             rows = conn.execute(
                 f"SELECT {COLUMNS} FROM memories WHERE id = ?{live}", (id_or_key,)
             ).fetchall()

@@ -28,6 +28,14 @@ _SCOPE = re.compile(
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def is_uuid(value: object) -> bool:
+    """Whether `value` is a UUID in lowercase text form."""
+    return isinstance(value, str) and _UUID.fullmatch(value) is not None
+
+
 def _uuid(value: int, version: int) -> str:
     value = (value & ~(0xF << 76)) | (version << 76)
     value = (value & ~(0x3 << 62)) | (0x2 << 62)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import apsw
 import msgspec
 
+from ..errors import SyncRefused
 from .identity import Identity, verify
 from .merge import State
 
@@ -47,6 +48,11 @@ def _signed(digest: bytes) -> bytes:
     return b"cis-ops\x00" + digest
 
 
+def sign(identity: Identity, op: Op) -> bytes:
+    """The signature that closes a transaction at `op`: over its hash, so over its chain."""
+    return identity.sign(_signed(op.digest()))
+
+
 def head(conn: apsw.Connection, origin: str) -> tuple[int, bytes]:
     """The seq and hash of the latest op of `origin` held here, (0, GENESIS) if none."""
     rows: list[tuple[int, bytes]] = conn.execute(  # type: ignore[assignment]
@@ -65,7 +71,7 @@ def append(
     for number, state in enumerate(states, 1):
         op = Op(origin=identity.did, seq=seq + number, hlc=hlc, prev=prev, state=state)
         prev = op.digest()
-        signature = identity.sign(_signed(prev)) if number == len(states) else None
+        signature = sign(identity, op) if number == len(states) else None
         ops.append(op)
         rows.append((op.origin, op.seq, hlc, state.id, encode(op), prev, signature))
     conn.executemany("INSERT INTO ops VALUES (?,?,?,?,?,?,?)", rows)
@@ -75,3 +81,78 @@ def append(
 def check_signature(op: Op, signature: bytes) -> bool:
     """Whether `signature` is the origin's over the chain up to `op`."""
     return verify(op.origin, signature, _signed(op.digest()))
+
+
+def vector(conn: apsw.Connection) -> dict[str, int]:
+    """Per origin, the highest seq held here (chains are held without gaps)."""
+    return {
+        str(origin): int(seq)
+        for origin, seq in conn.execute("SELECT origin, max(seq) FROM ops GROUP BY origin")
+    }
+
+
+Signed = tuple[
+    bytes, bytes | None
+]  # an op's body as logged, and its signature if it ends a transaction
+
+
+def since(conn: apsw.Connection, known: dict[str, int], limit: int) -> list[Signed]:
+    """The ops held here past `known` (origin -> seq), oldest first per origin, at most
+    about `limit` of them, always whole transactions."""
+    out: list[Signed] = []
+    for origin, top in vector(conn).items():
+        start = known.get(origin, 0)
+        if top <= start:
+            continue
+        rows = conn.execute(
+            "SELECT body, signature FROM ops WHERE origin = ? AND seq > ? ORDER BY seq",
+            (origin, start),
+        )
+        taken: list[Signed] = []
+        for body, signature in rows:
+            taken.append((bytes(body), None if signature is None else bytes(signature)))
+            if signature is not None:
+                out.extend(taken)
+                taken = []
+                if len(out) >= limit:
+                    return out
+    return out
+
+
+def verify_chain(
+    head: tuple[int, bytes], signed: list[tuple[Op, bytes | None]], origin: str
+) -> list[tuple[Op, bytes | None]]:
+    """The ops of `origin` in `signed` that extend its chain past `head`, up to the last
+    signature (an unsigned tail is a transaction not yet whole). SyncRefused for a gap,
+    a fork, an op of another origin or a signature that does not verify."""
+    seq, prev = head
+    accepted: list[tuple[Op, bytes | None]] = []
+    pending: list[tuple[Op, bytes | None]] = []
+    for op, signature in signed:
+        if op.origin != origin:
+            raise SyncRefused(f"an op of {op.origin} among the ops of {origin}")
+        if op.seq <= seq:
+            continue  # held already; a different op at a held seq shows as a broken prev
+        if op.seq != seq + 1 or op.prev != prev:
+            raise SyncRefused(
+                f"the chain of {origin} breaks at seq {op.seq} (held up to {seq}): a gap or a fork"
+            )
+        seq, prev = op.seq, op.digest()
+        pending.append((op, signature))
+        if signature is not None:
+            if not check_signature(op, signature):
+                raise SyncRefused(f"a bad signature on op {op.seq} of {origin}")
+            accepted.extend(pending)
+            pending = []
+    return accepted
+
+
+def store(conn: apsw.Connection, ops: list[tuple[Op, bytes | None]]) -> None:
+    """Keep received ops (after verify_chain), so this node can pass them on."""
+    conn.executemany(
+        "INSERT INTO ops VALUES (?,?,?,?,?,?,?)",
+        [
+            (op.origin, op.seq, op.hlc, op.state.id, encode(op), op.digest(), signature)
+            for op, signature in ops
+        ],
+    )

@@ -1,0 +1,210 @@
+"""Ops from peers through the one apply path: replicas of real node files converge
+whatever the order of writes and syncs; refused ops change nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cis import Node
+from cis.clock import Clock, now_ms
+from cis.net import oplog
+from cis.net.merge import edit
+
+
+def _pull(into: Node, source: Node) -> int:
+    """What `into` lacks of `source`'s log, received by `into`; the ops it took."""
+    signed = source.memory.log_since(into.memory.log_vector(), limit=10_000)
+    received = into.memory.receive(signed)
+    assert received.refused == {}
+    return received.ops
+
+
+def _nodes(tmp_path: Path, count: int, tag: str = "") -> list[Node]:
+    return [Node.open(tmp_path / f"n{tag}{i}", background=False) for i in range(count)]
+
+
+def test_public_memory_reaches_a_peer_and_private_memory_never(tmp_path: Path) -> None:
+    a, b = _nodes(tmp_path, 2)
+    try:
+        shared = a.memory.add("Billing runs on PostgreSQL 16", domain="public", tags=["db"])
+        a.memory.add("PRIVATE diary entry")
+        assert _pull(b, a) == 1
+        got = b.memory.get(shared.id)
+        assert got is not None and (got.text, got.tags, got.origin) == (
+            shared.text,
+            ("db",),
+            a.identity.did,
+        )
+        assert b.memory.search("PostgreSQL", mode="text")[0].memory.id == shared.id
+        assert [m.text for m in b.memory.list()] == [shared.text]
+        assert all(b"PRIVATE" not in body for body, _ in a.memory.log_since({}))
+        assert a.memory.public_digest() == b.memory.public_digest()
+        assert _pull(b, a) == 0  # nothing new: nothing moves
+    finally:
+        a.close(), b.close()
+
+
+def test_concurrent_edits_end_the_same_everywhere_and_the_loser_stays_in_history(
+    tmp_path: Path,
+) -> None:
+    a, b = _nodes(tmp_path, 2)
+    try:
+        a.memory.set("editor", "Alice uses vim", domain="public")
+        b.memory.set("editor", "Alice uses helix", domain="public")  # not synced yet
+        _pull(b, a), _pull(a, b)
+        assert a.memory.public_digest() == b.memory.public_digest()
+        assert len(a.memory.list()) == len(b.memory.list()) == 1  # one key, one memory
+        assert a.memory.get("editor") == b.memory.get("editor") is not None
+        for node in (a, b):
+            texts = {(h.text, h.origin) for h in node.memory.history("editor")}
+            assert ("Alice uses vim", a.identity.did) in texts
+            assert ("Alice uses helix", b.identity.did) in texts
+    finally:
+        a.close(), b.close()
+
+
+def test_delete_edit_and_retraction_travel(tmp_path: Path) -> None:
+    a, b = _nodes(tmp_path, 2)
+    try:
+        gone = a.memory.add("to be deleted", domain="public")
+        hidden = a.memory.set("plan", "shared plan", domain="public")
+        _pull(b, a)
+        a.memory.delete(gone.id)
+        a.memory.set("plan", "the plan, now private", domain="private")
+        _pull(b, a)
+        assert b.memory.get(gone.id) is None and b.memory.get("plan") is None
+        assert b.memory.list() == []
+        assert b.memory.search("private plan", mode="text") == []
+        a.memory.set("plan", "public again", domain="public")
+        _pull(b, a)
+        assert b.memory.get("plan").text == "public again"  # type: ignore[union-attr]
+        assert hidden.id == b.memory.get("plan").id  # type: ignore[union-attr]
+    finally:
+        a.close(), b.close()
+
+
+def test_a_peers_public_memory_does_not_pull_out_a_private_one_of_the_same_key(
+    tmp_path: Path,
+) -> None:
+    a, b = _nodes(tmp_path, 2)
+    try:
+        b.memory.set("token-note", "B's PRIVATE note", metadata={"secret": 1})
+        a.memory.set("token-note", "A's public note", domain="public")  # later: it wins
+        _pull(b, a)
+        on_b = b.memory.get("token-note")
+        assert on_b is not None and (on_b.text, on_b.domain) == ("A's public note", "public")
+        assert on_b.metadata == {}
+        b.memory.update("token-note", tags=["seen"])  # b's next public change travels
+        _pull(a, b)
+        assert all(b"PRIVATE" not in body for body, _ in b.memory.log_since({}))
+        assert "B's PRIVATE note" in {h.text for h in b.memory.history("token-note")}
+    finally:
+        a.close(), b.close()
+
+
+def test_a_forged_op_a_broken_chain_and_a_clock_far_ahead_are_refused(tmp_path: Path) -> None:
+    a, b = _nodes(tmp_path, 2)
+    try:
+        a.memory.add("genuine", domain="public")
+        signed = a.memory.log_since({})
+        op = oplog.decode(signed[0][0])
+        forged_state = edit(op.state, op.hlc, op.origin, {"text": "forged"})
+        forged = oplog.Op(op.origin, op.seq, op.hlc, op.prev, forged_state)
+        received = b.memory.receive([(oplog.encode(forged), signed[0][1])])
+        assert "signature" in received.refused[a.identity.did]
+        a.memory.add("second", domain="public")
+        later = a.memory.log_since({})[1:]  # without the first: a gap
+        assert "gap" in b.memory.receive(later).refused[a.identity.did]
+        assert b.memory.list() == [] and b.memory.log_vector() == {}
+        with Node.open(
+            tmp_path / "ahead", clock=Clock(lambda: now_ms() + 3_600_000), background=False
+        ) as c:
+            c.memory.add("from the future", domain="public")
+            assert "ahead" in b.memory.receive(c.memory.log_since({})).refused[c.identity.did]
+        assert b.memory.list() == []
+    finally:
+        a.close(), b.close()
+
+
+@pytest.mark.parametrize(
+    ("values", "why"),
+    [
+        ({"domain": "private", "text": "PRIVATE leak"}, "private content"),
+        ({"category": "no-such-category"}, "category"),
+        ({"text": ""}, "text"),
+    ],
+)
+def test_ops_a_node_could_not_have_written_are_refused(
+    tmp_path: Path, values: dict[str, object], why: str
+) -> None:
+    a, b = _nodes(tmp_path, 2)
+    try:
+        a.memory.add("x", domain="public")
+        body, _ = a.memory.log_since({})[0]
+        op = oplog.decode(body)
+        state = edit(op.state, op.hlc + 1, op.origin, values)
+        bad = oplog.Op(op.origin, op.seq, op.hlc, op.prev, state)
+        signature = oplog.sign(a.identity, bad)  # signed by its origin: only the content is bad
+        received = b.memory.receive([(oplog.encode(bad), signature)])
+        assert why in received.refused[a.identity.did]
+        assert b.memory.list() == [] and b.memory.log_vector() == {}
+    finally:
+        a.close(), b.close()
+
+
+writes = st.lists(
+    st.tuples(
+        st.integers(0, 2),  # the node
+        st.sampled_from(["add", "set", "delete", "sync"]),
+        st.integers(0, 3),  # a key, or the node to sync from
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(writes)
+def test_three_replicas_converge_and_lose_no_acknowledged_write(
+    tmp_path: Path, steps: list[tuple[int, str, int]]
+) -> None:
+    nodes = _nodes(tmp_path, 3, tag=str(abs(hash(str(steps)))))
+    acked: list[tuple[str, str]] = []  # (id, text) of every write that returned
+    try:
+        for n, (who, kind, arg) in enumerate(steps):
+            node = nodes[who]
+            if kind == "sync":
+                _pull(node, nodes[arg % 3])
+            elif kind == "add":
+                m = node.memory.add(f"fact {n} from {who}", domain="public")
+                acked.append((m.id, m.text))
+            elif kind == "set":
+                m = node.memory.set(f"k{arg}", f"value {n} from {who}", domain="public")
+                acked.append((m.id, m.text))
+            else:
+                live = node.memory.list(domain="public")
+                if live:
+                    node.memory.delete(live[arg % len(live)].id)
+        for _ in range(2):  # everyone pulls from everyone
+            for x in nodes:
+                for y in nodes:
+                    if x is not y:
+                        _pull(x, y)
+        digests = {node.memory.public_digest() for node in nodes}
+        assert len(digests) == 1
+        for node in nodes:
+            for memory_id, text in acked:
+                seen = {h.text for h in node.memory.history(memory_id)}
+                assert text in seen  # present, or in history as a loser or before a delete
+    finally:
+        for node in nodes:
+            node.close()
