@@ -156,6 +156,12 @@ class Imported(msgspec.Struct, frozen=True, kw_only=True):
     skipped: int = 0
 
 
+class NodeInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """Who this node is to its peers: its DID (did:key of its Ed25519 key)."""
+
+    did: str
+
+
 class ScopeStatus(msgspec.Struct, frozen=True, kw_only=True):
     """What a token limited to one scope sees of the node: that scope alone."""
 

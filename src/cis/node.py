@@ -22,7 +22,7 @@ from .index.embed import Embedder, MiniLMEmbedder
 from .index.vectors import VectorIndex
 from .memory import upgrade
 from .memory.service import MemoryService
-from .model import Token
+from .model import NodeInfo, Token
 from .skills.registry import SkillRegistry
 from .store import files
 from .store.crypto import resolve_key
@@ -138,6 +138,10 @@ class Node:
     def access(self, token: Token | None = None) -> Access:
         """The memory API as a caller holding `token` may use it (no limits without one)."""
         return Access(self.memory, token, self.dags, self.skills, self.status)
+
+    def info(self) -> NodeInfo:
+        """This node's identity as its peers know it."""
+        return NodeInfo(did=self.identity.did)
 
     def status(self) -> NodeStatus:
         memory = self.memory

@@ -44,7 +44,9 @@ def _error_classes() -> dict[str, type[CISError]]:
 
 
 ERRORS = _error_classes()
-OPS = frozenset({"add", "get", "update", "delete", "history", "search", "list", "import", "export"})
+OPS = frozenset(
+    {"add", "get", "update", "delete", "history", "search", "list", "import", "export", "node"}
+)
 
 
 class Failed(Exception):
@@ -69,6 +71,7 @@ class PythonShell:
     ops = OPS
 
     def __init__(self, node: Node):
+        self.node = node
         self.access = node.access()
 
     def call(self, op: str, **args: Any) -> Any:
@@ -94,6 +97,8 @@ class PythonShell:
                 return plain(a.add(args.pop("text"), **args))
             if op == "search":
                 return plain(a.search(convert(args, Search)))
+            if op == "node":
+                return plain(self.node.info())
         except CISError as exc:
             raise Failed(exc.code, str(exc)) from exc
         raise AssertionError(f"unknown op {op}")
@@ -148,6 +153,8 @@ class CliShell:
             path = self.scratch / "import.jsonl"
             path.write_text("".join(json.dumps(r) + "\n" for r in args["records"]))
             argv = ["memory", "import", str(path)]
+        elif op == "node":
+            argv = ["node", "id"]
         elif op == "export":
             done = self.run("memory", "export", *_flags(args, filters))
             self._check(done)
@@ -243,6 +250,8 @@ class HttpShell:
             answer = c.post(
                 "/v1/import", content=lines, headers={"content-type": "application/x-ndjson"}
             )
+        elif op == "node":
+            answer = c.get("/v1/node")
         elif op == "export":
             answer = c.get("/v1/export", params=params)
             self._check(answer)
@@ -271,7 +280,7 @@ _TOOL_ERROR = re.compile(r"^([a-z_]+): ")
 class McpShell:
     """An MCP client of the `mcp` SDK, driven from sync test code through a portal."""
 
-    ops = OPS - {"import", "export"}  # no such tools
+    ops = OPS - {"import", "export", "node"}  # no such tools
 
     def __init__(self, name: str, client: Any, portal: anyio.from_thread.BlockingPortal):
         self.name = name

@@ -72,9 +72,13 @@ TABLE: list[Step] = [
         lambda m, _: (
             (m["key"], m["scope"], m["tags"], m["version"], m["category"])
             == ("project/db", "global", ["db"], 1, "fact")
+            and m["origin"].startswith("did:key:z6Mk")
+            and m["hlc"] >> 16 == m["updated_at"]
         ),
         save="db",
     ),
+    # this node's identity: the origin of what it writes
+    Step("node", {}, lambda info, s: info["did"] == s["db"]["origin"]),
     Step(
         "add",
         {

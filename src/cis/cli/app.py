@@ -21,6 +21,7 @@ from ..store.crypto import SALT_FILE
 from . import output
 from .dag import dag_app
 from .memory import memory_app
+from .node import node_app
 from .serve import mcp, serve
 from .skill import skill_app
 from .state import State
@@ -35,6 +36,7 @@ app = typer.Typer(
 )
 app.add_typer(memory_app, name="memory")
 app.add_typer(token_app, name="token")
+app.add_typer(node_app, name="node")
 app.add_typer(dag_app, name="dag")
 app.add_typer(skill_app, name="skill")
 app.command()(serve)

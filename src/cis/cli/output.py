@@ -35,6 +35,16 @@ def when(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def clock(hlc: int) -> str:
+    """An HLC stamp as its wall time and counter."""
+    return f"{when(hlc >> 16)}+{hlc & 0xFFFF}"
+
+
+def short_did(did: str) -> str:
+    """A DID cut to what tells nodes apart in a line (the whole one is in --json)."""
+    return f"{did[:12]}...{did[-6:]}" if len(did) > 24 else did
+
+
 def memory_line(memory: Memory) -> str:
     label = memory.key or memory.id
     tags = f" [{', '.join(memory.tags)}]" if memory.tags else ""
@@ -54,6 +64,7 @@ def memory_detail(memory: Memory) -> str:
         ("updated", when(memory.updated_at)),
         ("event", when(memory.event_at)),
         ("version", str(memory.version)),
+        ("origin", f"{memory.origin} (clock {clock(memory.hlc)})"),
         ("text", memory.text),
     ]
     return "\n".join(f"{name:>9}: {value}" for name, value in rows)
@@ -70,9 +81,11 @@ def hit_line(rank: int, hit: Hit) -> str:
 
 def history_line(entry: HistoryEntry, before: HistoryEntry | None = None) -> str:
     """One version of a memory and what it changed from the version `before` it."""
-    head = f"v{entry.version} {entry.op:<6} {when(entry.at)}  "
+    head = f"v{entry.version} {entry.op:<6} {when(entry.at)}  from {short_did(entry.origin)}  "
     if entry.op == "delete":
         return head + "deleted"
+    if entry.op == "lost":  # another write overtook it: shown whole
+        return head + f"overtaken: {entry.text}"
     if before is None:
         tags = f" [{', '.join(entry.tags)}]" if entry.tags else ""
         return head + entry.text + tags

@@ -25,7 +25,7 @@ from ..access.limits import Access
 from ..dag.runs import Run
 from ..errors import CISError, InvalidInput
 from ..metrics import render, sample
-from ..model import Filter, HistoryEntry, Listing, Memory, Page, Search
+from ..model import Filter, HistoryEntry, Listing, Memory, NodeInfo, Page, Search
 from ..node import Node, NodeStatus
 from ..shapes import convert
 from . import wire
@@ -182,6 +182,11 @@ def _routes(app: FastAPI, node: Node) -> None:
         """Counts, index state, model, database size and cache statistics; for a token
         limited to a scope, that scope's counts alone."""
         return ok(access.status())
+
+    @app.get("/v1/node", responses=documented(NodeInfo), tags=["node"])
+    def node_info(access: Caller) -> JSON:
+        """This node's DID (did:key), as its peers know it."""
+        return ok(node.info())
 
     @app.get("/metrics", tags=["node"])
     def metrics(request: Request, access: Caller) -> Response:
