@@ -208,3 +208,21 @@ def test_three_replicas_converge_and_lose_no_acknowledged_write(
     finally:
         for node in nodes:
             node.close()
+
+
+def test_search_ranks_the_same_on_replicas_that_stored_in_another_order(tmp_path: Path) -> None:
+    a, b, c = _nodes(tmp_path, 3)
+    try:
+        for i in range(12):  # a writes the even notes, c the odd ones, their times interleaved
+            text = f"note {i}: the build server {'fails' if i % 3 else 'passes'}"
+            writer = c if i % 2 else a
+            writer.memory.add(text, domain="public", event_at=1_700_000_000_000 + i * 1000)
+        _pull(a, c)  # a holds its own rows first, then c's
+        _pull(b, c), _pull(b, a)  # b holds c's first, then a's
+        a.memory.flush(), b.memory.flush()
+        for query in ("does the build server fail", "note 3", "passes"):
+            on_a = [(h.memory.id, h.score, h.context_score) for h in a.memory.search(query)]
+            on_b = [(h.memory.id, h.score, h.context_score) for h in b.memory.search(query)]
+            assert on_a == on_b and on_a
+    finally:
+        a.close(), b.close(), c.close()

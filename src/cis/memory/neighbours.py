@@ -1,5 +1,6 @@
-"""Which memories stand next to a memory: same scope, adjacent in storage order, close in
-time. Search uses them as context (see cis.index.hybrid)."""
+"""Which memories stand next to a memory: same scope, adjacent in time (event time, else
+creation time, then id: an order every replica shares, unlike local row order), and
+close in time. Search uses them as context (see cis.index.hybrid)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,20 @@ import apsw
 
 from ..index.hybrid import NEIGHBOUR_WINDOW_MS, NEIGHBOURS_EACH_SIDE
 
+_T = "coalesce({m}.event_at, {m}.created_at)"
+_PART = (
+    "SELECT * FROM (SELECT n.rid AS rid, " + _T.format(m="n") + " AS t, n.id AS id"
+    " FROM memories n WHERE n.scope = c.scope AND n.deleted = 0 AND {where}"
+    " ORDER BY " + _T.format(m="n") + " {order}, n.id {order} LIMIT {count})"
+)
+# the neighbours on one side: those of the same time past its id, then those of a later
+# (earlier) time; two ranges of the index memories_scope_time, each a few rows long
 _SIDE = (
-    "(SELECT group_concat(rid || ':' || t) FROM (SELECT n.rid AS rid,"
-    " coalesce(n.event_at, n.created_at) AS t FROM memories n"
-    " WHERE n.scope = c.scope AND n.rid {op} c.rid AND n.deleted = 0"
-    " ORDER BY n.rid {order} LIMIT {count}))"
+    "(SELECT group_concat(rid || ':' || t) FROM ("
+    + _PART.replace("{where}", _T.format(m="n") + " = " + _T.format(m="c") + " AND n.id {op} c.id")
+    + " UNION ALL "
+    + _PART.replace("{where}", _T.format(m="n") + " {op} " + _T.format(m="c"))
+    + " ORDER BY t {order}, id {order} LIMIT {count}))"
 )
 _SQL = (
     "SELECT c.rid, coalesce(c.event_at, c.created_at), "

@@ -96,7 +96,9 @@ class Searcher:
                 scored = fuse(candidates, words, sims, around, word_weight=self.text_weight)
             else:
                 scored = single(words if mode == "text" else sims, words=mode == "text")
-            scored = scored[:limit]
+            if len(scored) > limit:  # ties at the cut stay, so that ids break them below
+                edge = scored[limit - 1].score
+                scored = [s for s in scored if s.score >= edge]
             if not scored:
                 return []
             marks = ",".join("?" * len(scored))
@@ -108,16 +110,17 @@ class Searcher:
                     [s.rid for s in scored] + params,
                 )
             }
+        found = [(s, to_memory(rows[s.rid])) for s in scored if s.rid in rows]
+        found.sort(key=lambda pair: (-pair[0].score, pair[1].id))  # the same on every replica
         return [
             Hit(
-                memory=to_memory(rows[s.rid]),
+                memory=memory,
                 score=round(s.score, 6),
                 text_score=s.text_score,
                 vector_score=s.vector_score,
                 context_score=s.context_score,
             )
-            for s in scored
-            if s.rid in rows
+            for s, memory in found[:limit]
         ]
 
     def _allowed(self, conn: apsw.Connection, flt: Filters) -> np.ndarray:

@@ -6,6 +6,7 @@ import hashlib
 import math
 import os
 import re
+import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -43,9 +44,23 @@ def _uuid(value: int, version: int) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+_last_id = [0, 0]  # the millisecond and counter of the last id this process made
+_id_lock = threading.Lock()
+
+
 def new_id() -> str:
-    """A UUIDv7: 48-bit millisecond time, then random bits; sorts by creation time."""
-    return _uuid((now_ms() << 80) | int.from_bytes(os.urandom(10), "big"), 7)
+    """A UUIDv7: 48-bit millisecond time, a 12-bit counter, then random bits. Ids made
+    one after another sort in that order (the counter orders one millisecond's), so the
+    order of memories by time and id, which every replica shares, keeps the order in
+    which they were written."""
+    with _id_lock:
+        ms, counter = now_ms(), 0
+        if ms <= _last_id[0]:
+            ms, counter = _last_id[0], _last_id[1] + 1
+            if counter > 0xFFF:  # 4096 ids in one millisecond: borrow the next one
+                ms, counter = ms + 1, 0
+        _last_id[:] = [ms, counter]
+    return _uuid((ms << 80) | (counter << 64) | int.from_bytes(os.urandom(8), "big"), 7)
 
 
 def keyed_id(scope: str, key: str) -> str:

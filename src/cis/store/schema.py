@@ -155,6 +155,12 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     INSERT INTO meta VALUES ('hlc', 0);
     """,
+    # 7: a scope's memories in the order every replica shares (time, then id): search
+    # takes a memory's neighbours from it.
+    """
+    CREATE INDEX memories_scope_time
+        ON memories(scope, coalesce(event_at, created_at), id) WHERE deleted = 0;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
