@@ -34,6 +34,9 @@ def node(data_dir: Path) -> Iterator[Node]:
         yield opened
 
 
+# a `cis serve` of a test listens for peers on a free port of loopback, never on 7677
+LOCAL_SYNC = {"CIS_SYNC_PORT": "0", "CIS_SYNC_HOST": "127.0.0.1"}
+
 CliRunner = Callable[..., subprocess.CompletedProcess[str]]
 
 
@@ -44,7 +47,7 @@ def cli(data_dir: Path) -> CliRunner:
     def run(
         *args: str, input: str | None = None, check: bool = False
     ) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "CIS_DATA_DIR": str(data_dir)}
+        env = {**os.environ, "CIS_DATA_DIR": str(data_dir), **LOCAL_SYNC}
         env.pop("CIS_PASSPHRASE", None)
         done = subprocess.run(
             [CIS, *args], input=input, capture_output=True, text=True, env=env, timeout=120

@@ -32,6 +32,9 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     http_port: int = 7676
     http_max_body_bytes: int = 1024 * 1024
     http_max_import_bytes: int = 64 * 1024 * 1024
+    sync: bool = True  # false: `cis serve` neither listens for peers nor connects to them
+    sync_host: str = "0.0.0.0"
+    sync_port: int = 7677
 
 
 def default_data_dir() -> Path:

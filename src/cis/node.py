@@ -23,6 +23,8 @@ from .index.vectors import VectorIndex
 from .memory import upgrade
 from .memory.service import MemoryService
 from .model import NodeInfo, Token
+from .net.peers import Peers
+from .net.service import SyncService
 from .skills.registry import SkillRegistry
 from .store import files
 from .store.crypto import resolve_key
@@ -60,6 +62,8 @@ class Node:
         self.db = db
         self.memory = memory
         self.identity = memory.writer.identity
+        self.peers = Peers(db)
+        self.sync = SyncService(self.identity, memory, self.peers, data_dir)
         self.tokens = TokenService(db)
         self.skills = SkillRegistry(data_dir, memory)
         self.dags = DagService(db, memory, data_dir, self.skills)
@@ -172,6 +176,7 @@ class Node:
         """Close the node; with `flush`, wait for pending embeddings first."""
         if flush:
             self.memory.flush()
+        self.sync.close()
         self.memory.indexer.close()
         self.memory.queries.close()
         self.tokens.close()

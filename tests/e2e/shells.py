@@ -30,7 +30,7 @@ from cis.model import Filter, Listing, Search
 from cis.node import Node
 from cis.shapes import convert
 
-from ..conftest import CIS
+from ..conftest import CIS, LOCAL_SYNC
 
 
 def _error_classes() -> dict[str, type[CISError]]:
@@ -61,7 +61,7 @@ def plain(value: Any) -> Any:
 
 
 def env_for(data_dir: Path) -> dict[str, str]:
-    env = {**os.environ, "CIS_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "CIS_DATA_DIR": str(data_dir), **LOCAL_SYNC}
     env.pop("CIS_PASSPHRASE", None)
     return env
 

@@ -22,6 +22,7 @@ from . import output
 from .dag import dag_app
 from .memory import memory_app
 from .node import node_app
+from .peer import peer_app, sync
 from .serve import mcp, serve
 from .skill import skill_app
 from .state import State
@@ -37,10 +38,12 @@ app = typer.Typer(
 app.add_typer(memory_app, name="memory")
 app.add_typer(token_app, name="token")
 app.add_typer(node_app, name="node")
+app.add_typer(peer_app, name="peer")
 app.add_typer(dag_app, name="dag")
 app.add_typer(skill_app, name="skill")
 app.command()(serve)
 app.command()(mcp)
+app.command()(sync)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 

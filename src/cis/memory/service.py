@@ -381,10 +381,12 @@ class MemoryService:
         with self.db.read() as conn:
             return oplog.vector(conn)
 
-    def log_since(self, known: dict[str, int], limit: int = 1000) -> builtins.list[Signed]:
-        """The ops held here that a peer who holds `known` lacks, whole transactions."""
+    def log_since(
+        self, known: dict[str, int], limit: int = 1000, max_bytes: int = 1 << 62
+    ) -> builtins.list[Signed]:
+        """The ops held here that a peer who holds `known` lacks, up to a signature."""
         with self.db.read() as conn:
-            return oplog.since(conn, known, limit)
+            return oplog.since(conn, known, limit, max_bytes)
 
     def public_digest(self) -> str:
         """A hash of the live public memory as every replica must show it."""

@@ -55,5 +55,9 @@ class Identity:
     def sign(self, data: bytes) -> bytes:
         return self._key.sign(data)
 
+    def private_key(self) -> Ed25519PrivateKey:
+        """The key itself: the TLS certificate this node presents is signed by it."""
+        return self._key
+
     def __repr__(self) -> str:
         return f"Identity({self.did})"

@@ -19,6 +19,7 @@ from .identity import Identity, verify
 from .merge import State
 
 GENESIS = bytes(32)  # the `prev` of an origin's first op
+SIGN_EVERY = 32  # a long transaction is signed every so many ops, so a frame can end there
 _encode = msgspec.msgpack.Encoder(order="deterministic")
 
 
@@ -65,13 +66,14 @@ def append(
     conn: apsw.Connection, identity: Identity, hlc: int, states: Sequence[State]
 ) -> list[Op]:
     """Inside the writing transaction: log `states` as ops of this node, chained to its
-    last op, the last of them signed."""
+    last op; the last of them is signed, and every SIGN_EVERY-th."""
     seq, prev = head(conn, identity.did)
     ops, rows = [], []
     for number, state in enumerate(states, 1):
         op = Op(origin=identity.did, seq=seq + number, hlc=hlc, prev=prev, state=state)
         prev = op.digest()
-        signature = sign(identity, op) if number == len(states) else None
+        closing = number == len(states) or number % SIGN_EVERY == 0
+        signature = sign(identity, op) if closing else None
         ops.append(op)
         rows.append((op.origin, op.seq, hlc, state.id, encode(op), prev, signature))
     conn.executemany("INSERT INTO ops VALUES (?,?,?,?,?,?,?)", rows)
@@ -96,10 +98,13 @@ Signed = tuple[
 ]  # an op's body as logged, and its signature if it ends a transaction
 
 
-def since(conn: apsw.Connection, known: dict[str, int], limit: int) -> list[Signed]:
+def since(
+    conn: apsw.Connection, known: dict[str, int], limit: int, max_bytes: int = 1 << 62
+) -> list[Signed]:
     """The ops held here past `known` (origin -> seq), oldest first per origin, at most
-    about `limit` of them, always whole transactions."""
+    about `limit` of them and `max_bytes` of bodies, always up to a signature."""
     out: list[Signed] = []
+    size = 0
     for origin, top in vector(conn).items():
         start = known.get(origin, 0)
         if top <= start:
@@ -111,10 +116,11 @@ def since(conn: apsw.Connection, known: dict[str, int], limit: int) -> list[Sign
         taken: list[Signed] = []
         for body, signature in rows:
             taken.append((bytes(body), None if signature is None else bytes(signature)))
+            size += len(body)
             if signature is not None:
                 out.extend(taken)
                 taken = []
-                if len(out) >= limit:
+                if len(out) >= limit or size >= max_bytes:
                     return out
     return out
 

@@ -36,7 +36,7 @@ def http_app(node: Node, host: str) -> Any:
     return create_app(node, mcp_routes=list(mcp_app.routes), lifespan=lifespan)
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, flag: str = "--port") -> socket.socket:
     """A listening TCP socket on host:port; NetworkError says why it cannot be had."""
     shown = f"[{host}]" if ":" in host else host
     try:
@@ -51,18 +51,24 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         reason = {
-            errno.EADDRINUSE: f"{shown}:{port} is in use (another cis serve?); use --port",
-            errno.EADDRNOTAVAIL: f"{host} is not an address of this machine; use --host",
-            errno.EACCES: f"port {port} needs privileges here; use --port with a port over 1023",
+            errno.EADDRINUSE: f"{shown}:{port} is in use (another cis serve?); use {flag}",
+            errno.EADDRNOTAVAIL: f"{host} is not an address of this machine; use {flag}",
+            errno.EACCES: f"port {port} needs privileges here; use {flag} with a port over 1023",
         }.get(exc.errno or 0, f"cannot listen on {shown}:{port}: {exc.strerror}")
         raise NetworkError(reason) from exc
     return sock
 
 
-def serve_http(node: Node, host: str, port: int) -> None:
-    """Serve until SIGINT or SIGTERM; prints one line with the address once listening."""
+def serve_http(node: Node, host: str, port: int, sync: socket.socket | None = None) -> None:
+    """Serve until SIGINT or SIGTERM; prints one line with the address once listening.
+    With `sync`, peers sync on that socket (see net/service.py)."""
     listener = bind(host, port)
     plain_logging()
+    if node.config.sync:
+        where = None if sync is None else sync.getsockname()[:2]
+        node.sync.start(sync)  # the listener takes the socket over
+        if where is not None:
+            print(f"CIS sync on wss://{where[0]}:{where[1]} as {node.identity.did}", flush=True)
     node.memory.embedder_warm()
     config = uvicorn.Config(
         http_app(node, host),
@@ -80,6 +86,7 @@ def serve_http(node: Node, host: str, port: int) -> None:
     try:
         asyncio.run(_serve(server, listener, host))
     finally:
+        node.sync.close()
         listener.close()
         for sig, handler in quiet.items():
             signal.signal(sig, handler)

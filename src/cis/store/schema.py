@@ -161,6 +161,24 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX memories_scope_time
         ON memories(scope, coalesce(event_at, created_at), id) WHERE deleted = 0;
     """,
+    # 8: the peers this node syncs with (each one allowed), and the audit of sync: every
+    # accepted and refused connection, every refused op.
+    """
+    CREATE TABLE peers(
+        did TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        added_at INTEGER NOT NULL,
+        last_seen INTEGER,
+        last_error TEXT
+    ) WITHOUT ROWID;
+    CREATE TABLE audit(
+        seq INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        did TEXT NOT NULL,
+        event TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

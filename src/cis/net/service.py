@@ -1,0 +1,125 @@
+"""The cluster side of a node: its peers, one-shot sync, and the sync listener and
+connectors that `cis serve` runs beside HTTP and MCP."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from pathlib import Path
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from websockets.sync.server import Server, ServerConnection, serve
+
+from ..errors import CISError, NetworkError, NotFound
+from ..memory.service import MemoryService
+from . import tls, wire
+from .identity import Identity
+from .peers import Peers
+from .sync import SyncReport, serve_session, sync_with
+
+BACKOFF_S = (1, 2, 5, 10, 30)  # waits between attempts to reach a peer that is away
+
+
+class SyncService:
+    def __init__(self, identity: Identity, memory: MemoryService, peers: Peers, data_dir: Path):
+        self.identity = identity
+        self.memory = memory
+        self.peers = peers
+        self.data_dir = data_dir
+        self._stop = threading.Event()
+        self._server: Server | None = None
+        self._threads: list[threading.Thread] = []
+
+    def now(self, did: str | None = None) -> list[SyncReport]:
+        """Sync once with `did`, or with every peer, until each is in step; a peer that
+        cannot be reached or refuses shows its error in its report."""
+        peers = self.peers.list()
+        if did is not None:
+            peers = [p for p in peers if p.did == did]
+            if not peers:
+                raise NotFound(f"no peer {did!r}; add it with `cis peer add DID HOST:PORT`")
+        reports = []
+        for peer in peers:
+            try:
+                reports.append(
+                    sync_with(
+                        self.identity,
+                        self.memory,
+                        self.peers,
+                        peer.did,
+                        peer.address,
+                        one_shot=True,
+                    )
+                )
+            except CISError as exc:
+                reports.append(SyncReport(peer=peer.did, error=str(exc)))
+        return reports
+
+    def start(self, listener: socket.socket | None) -> None:
+        """Listen for peers on `listener` (None: do not listen), and keep a session
+        with every known peer, reconnecting with backoff."""
+        if listener is not None:
+            certificate = tls.certificate(self.identity).public_bytes(Encoding.DER)
+
+            def handler(ws: ServerConnection) -> None:
+                serve_session(ws, self.identity, certificate, self.memory, self.peers, self._stop)
+
+            self._server = serve(
+                handler,
+                sock=listener,
+                ssl=tls.server_context(self.identity, self.data_dir),
+                compression=None,
+                max_size=wire.MAX_FRAME_BYTES,
+                open_timeout=10,
+            )
+            self._spawn(self._server.serve_forever, "cis-sync-listener")
+        self._spawn(self._connect_all, "cis-sync-peers")
+
+    def _spawn(self, target: object, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
+        thread.start()
+        self._threads.append(thread)
+
+    def _connect_all(self) -> None:
+        """A session thread per peer, started when a peer is added."""
+        running: dict[str, threading.Thread] = {}
+        while not self._stop.is_set():
+            for peer in self.peers.list():
+                thread = running.get(peer.did)
+                if thread is None or not thread.is_alive():
+                    running[peer.did] = thread = threading.Thread(
+                        target=self._keep, args=(peer.did,), name="cis-sync-peer", daemon=True
+                    )
+                    thread.start()
+            self._stop.wait(1.0)
+
+    def _keep(self, did: str) -> None:
+        """Stay in session with one peer while it is a peer, with backoff between tries."""
+        failures = 0
+        while not self._stop.is_set():
+            peer = self.peers.get(did)
+            if peer is None:
+                return
+            try:
+                sync_with(
+                    self.identity,
+                    self.memory,
+                    self.peers,
+                    did,
+                    peer.address,
+                    one_shot=False,
+                    stop=self._stop,
+                )
+                failures = 0
+            except (NetworkError, CISError):
+                failures += 1
+            self._stop.wait(BACKOFF_S[min(failures, len(BACKOFF_S) - 1)])
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            with contextlib.suppress(OSError):
+                self._server.shutdown()
+        for thread in self._threads:
+            thread.join(timeout=5)

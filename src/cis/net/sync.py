@@ -1,0 +1,257 @@
+"""Sync sessions between nodes: the handshake over TLS 1.3 WebSockets, then ops both ways.
+
+A session starts with each side saying what it holds (Have: a version vector); each side
+then sends the ops the other lacks, in frames cut at signatures, and answers every
+batch it applies with a new Have. A session that runs on (inside `cis serve`) pushes new
+local ops as they land in the log, whichever process wrote them; a one-shot session
+(`cis sync`) ends once both sides hold the same. A peer that is removed is cut off at
+its next frame or within a quarter of a second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+
+import msgspec
+from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.sync.client import connect
+from websockets.sync.connection import Connection
+
+from ..clock import now_ms
+from ..errors import NetworkError, SyncRefused
+from ..memory.service import MemoryService
+from . import handshake, oplog, tls, wire
+from .identity import Identity
+from .peers import Peers, split_address
+
+POLL_S = 0.25  # how often a session looks for new local ops and for its peer's removal
+IDLE_S = 2.0  # a one-shot session with nothing moving for this long is done
+HANDSHAKE_S = 10.0
+SEEN_EVERY_S = 5.0  # a session in progress writes the peer's last_seen this often
+
+
+class SyncReport(msgspec.Struct, kw_only=True):
+    """What one session moved."""
+
+    peer: str
+    sent: int = 0
+    received: int = 0
+    changed: int = 0
+    refused: dict[str, str] = {}
+    error: str | None = None
+
+
+def _covers(a: dict[str, int], b: dict[str, int]) -> bool:
+    """Whether a holder of `a` has everything a holder of `b` has."""
+    return all(a.get(origin, 0) >= seq for origin, seq in b.items())
+
+
+def _recv(ws: Connection, timeout: float) -> wire.Message:
+    frame = ws.recv(timeout=timeout)
+    try:
+        return wire.decode(frame)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise SyncRefused(f"a frame that is not a message ({exc})") from exc
+
+
+def _expect(ws: Connection, kind: type[wire.Message], timeout: float = HANDSHAKE_S) -> wire.Message:
+    message = _recv(ws, timeout)
+    if isinstance(message, wire.Bye):
+        raise SyncRefused(f"the peer refused: {message.reason}")
+    if not isinstance(message, kind):
+        raise SyncRefused(f"expected {kind.__name__}, got {type(message).__name__}")
+    return message
+
+
+def client_handshake(ws: Connection, me: Identity, expected: str) -> str:
+    """Prove this node to a server whose certificate must be of `expected`."""
+    certificate = ws.socket.getpeercert(binary_form=True) or b""  # type: ignore[attr-defined]
+    if tls.peer_did(certificate) != expected:
+        raise SyncRefused(f"the node at this address is not {expected} (its certificate differs)")
+    mine = handshake.hello(me, now_ms())
+    ws.send(wire.encode(mine))
+    theirs = _expect(ws, wire.Hello)
+    proof = _expect(ws, wire.Proof)
+    assert isinstance(theirs, wire.Hello) and isinstance(proof, wire.Proof)
+    hashed = tls.fingerprint(certificate)
+    if theirs.did != expected:
+        raise SyncRefused(f"the node answered as {theirs.did}, not {expected}")
+    why = handshake.problem(theirs, proof.signature, "server", mine, theirs, hashed, now_ms())
+    if why is not None:
+        raise SyncRefused(f"{expected}: {why}")
+    ws.send(wire.encode(wire.Proof(handshake.prove(me, "client", mine, theirs, hashed))))
+    return expected
+
+
+def server_handshake(
+    ws: Connection, me: Identity, certificate: bytes, allowed: Callable[[str], bool]
+) -> str:
+    """Check a connecting node's proof of key and that it is allowed; its DID."""
+    theirs = _expect(ws, wire.Hello)
+    assert isinstance(theirs, wire.Hello)
+    if not allowed(theirs.did):
+        raise SyncRefused(f"{theirs.did[:100]} is not a peer of this node")
+    mine = handshake.hello(me, now_ms())
+    hashed = tls.fingerprint(certificate)
+    ws.send(wire.encode(mine))
+    ws.send(wire.encode(wire.Proof(handshake.prove(me, "server", theirs, mine, hashed))))
+    proof = _expect(ws, wire.Proof)
+    assert isinstance(proof, wire.Proof)
+    why = handshake.problem(theirs, proof.signature, "client", theirs, mine, hashed, now_ms())
+    if why is not None:
+        raise SyncRefused(f"{theirs.did}: {why}")
+    return theirs.did
+
+
+class Session:
+    """Ops both ways over one connection, after its handshake."""
+
+    def __init__(
+        self,
+        ws: Connection,
+        peer: str,
+        memory: MemoryService,
+        peers: Peers,
+        *,
+        one_shot: bool,
+        stop: threading.Event | None = None,
+    ):
+        self.ws = ws
+        self.peer = peer
+        self.memory = memory
+        self.peers = peers
+        self.one_shot = one_shot
+        self.stop = stop or threading.Event()
+        self.report = SyncReport(peer=peer)
+        self._seen = 0.0  # when last_seen was last written (monotonic)
+
+    def run(self) -> SyncReport:
+        ws, memory = self.ws, self.memory
+        ws.send(wire.encode(wire.Have(memory.log_vector())))
+        theirs: dict[str, int] | None = None
+        sent: dict[str, int] = {}
+        quiet_since = time.monotonic()
+        while not self.stop.is_set():
+            if not self.peers.allowed(self.peer):
+                ws.send(wire.encode(wire.Bye("this node no longer syncs with you")))
+                raise SyncRefused(f"{self.peer} was removed")
+            mine = memory.log_vector()
+            wait = POLL_S
+            if theirs is not None:
+                known = {o: max(theirs.get(o, 0), sent.get(o, 0)) for o in {*theirs, *sent}}
+                if self._send(known, sent):
+                    quiet_since, wait = time.monotonic(), 0  # read what came meanwhile
+                elif self.one_shot and (
+                    (_covers(theirs, mine) and _covers(mine, theirs))
+                    or time.monotonic() - quiet_since > IDLE_S
+                ):
+                    ws.send(wire.encode(wire.Bye("in sync")))
+                    return self.report
+            try:
+                message = _recv(ws, wait)
+            except TimeoutError:
+                continue
+            quiet_since = time.monotonic()
+            if quiet_since - self._seen > SEEN_EVERY_S:
+                self.peers.seen(self.peer)
+                self._seen = quiet_since
+            if isinstance(message, wire.Have):
+                theirs = message.vector
+            elif isinstance(message, wire.Ops):
+                self._take(message.ops)
+            elif isinstance(message, wire.Bye):
+                return self.report
+            else:
+                raise SyncRefused(f"{type(message).__name__} in the middle of a session")
+        return self.report
+
+    def _send(self, known: dict[str, int], sent: dict[str, int]) -> bool:
+        """Send what the peer lacks, one frame; whether there was anything."""
+        ops = self.memory.log_since(known, limit=10_000, max_bytes=wire.OPS_BYTES_PER_FRAME)
+        if not ops:
+            return False
+        self.ws.send(wire.encode(wire.Ops(ops)))
+        for body, _ in ops:
+            op = oplog.decode(body)
+            sent[op.origin] = max(sent.get(op.origin, 0), op.seq)
+        self.report.sent += len(ops)
+        return True
+
+    def _take(self, ops: list[tuple[bytes, bytes | None]]) -> None:
+        try:
+            received = self.memory.receive(ops)
+        except SyncRefused as exc:
+            received = None
+            self.report.refused[self.peer] = str(exc)
+            self.peers.audit(self.peer, "ops-refused", str(exc))
+        if received is not None:
+            self.report.received += received.ops
+            self.report.changed += received.changed
+            for origin, why in received.refused.items():
+                self.report.refused[origin] = why
+                self.peers.audit(self.peer, "ops-refused", f"ops of {origin}: {why}")
+        self.ws.send(wire.encode(wire.Have(self.memory.log_vector())))
+
+
+def sync_with(
+    me: Identity,
+    memory: MemoryService,
+    peers: Peers,
+    did: str,
+    address: str,
+    *,
+    one_shot: bool,
+    stop: threading.Event | None = None,
+) -> SyncReport:
+    """Connect to a peer and sync: until in step (one-shot), or until stopped."""
+    host, port = split_address(address)
+    shown = f"[{host}]" if ":" in host else host
+    try:
+        with connect(
+            f"wss://{shown}:{port}/",
+            ssl=tls.client_context(),
+            server_hostname=host,
+            proxy=None,
+            compression=None,
+            max_size=wire.MAX_FRAME_BYTES,
+            open_timeout=HANDSHAKE_S,
+        ) as ws:
+            client_handshake(ws, me, did)
+            peers.audit(did, "accepted", f"connected to {address}")
+            report = Session(ws, did, memory, peers, one_shot=one_shot, stop=stop).run()
+    except SyncRefused as exc:
+        peers.audit(did, "refused", str(exc))
+        peers.seen(did, str(exc))
+        raise
+    except (OSError, WebSocketException, TimeoutError) as exc:
+        error = f"cannot reach {did} at {address}: {exc or type(exc).__name__}"
+        peers.seen(did, error)
+        raise NetworkError(error) from exc
+    peers.seen(did)
+    return report
+
+
+def serve_session(
+    ws: Connection,
+    me: Identity,
+    certificate: bytes,
+    memory: MemoryService,
+    peers: Peers,
+    stop: threading.Event,
+) -> None:
+    """One connection to this node's sync listener, from handshake to end."""
+    did = "unknown"
+    try:
+        did = server_handshake(ws, me, certificate, peers.allowed)
+        peers.audit(did, "accepted", f"connection from {ws.remote_address[0]}")
+        Session(ws, did, memory, peers, one_shot=False, stop=stop).run()
+        peers.seen(did)
+    except SyncRefused as exc:
+        peers.audit(did, "refused", str(exc))
+        with contextlib.suppress(ConnectionClosed, OSError):
+            ws.send(wire.encode(wire.Bye(str(exc))))
+    except (ConnectionClosed, TimeoutError, OSError):
+        pass

@@ -1,0 +1,57 @@
+"""The sync protocol's messages: MessagePack, one per WebSocket frame, each frame capped."""
+
+from __future__ import annotations
+
+import msgspec
+
+MAX_FRAME_BYTES = 8 * 1024 * 1024  # the WebSocket layer refuses a larger frame
+OPS_BYTES_PER_FRAME = 4 * 1024 * 1024  # ops of a frame, cut at a signature (every 32 ops)
+
+
+class Hello(msgspec.Struct, tag="hello", frozen=True):
+    """Who speaks, a fresh nonce, and when (ms): the start of the handshake."""
+
+    did: str
+    nonce: bytes
+    at: int
+
+
+class Proof(msgspec.Struct, tag="proof", frozen=True):
+    """A signature over the handshake transcript (see net/handshake.py)."""
+
+    signature: bytes
+
+
+class Have(msgspec.Struct, tag="have", frozen=True):
+    """What the sender holds: per origin, the last op of its chain."""
+
+    vector: dict[str, int]
+
+
+class Ops(msgspec.Struct, tag="ops", frozen=True):
+    """Ops the receiver lacks, whole transactions: (op body, signature or None)."""
+
+    ops: list[tuple[bytes, bytes | None]]
+
+
+class Bye(msgspec.Struct, tag="bye", frozen=True):
+    """Why the sender ends the session (a refusal, a shutdown)."""
+
+    reason: str
+
+
+Message = Hello | Proof | Have | Ops | Bye
+_encode = msgspec.msgpack.Encoder()
+_decode = msgspec.msgpack.Decoder(Message)
+
+
+def encode(message: Message) -> bytes:
+    return _encode.encode(message)
+
+
+def decode(frame: bytes | str) -> Message:
+    """The message of a frame; msgspec.ValidationError or DecodeError if it is none."""
+    if isinstance(frame, str):
+        raise msgspec.ValidationError("a text frame: the protocol speaks binary")
+    message: Message = _decode.decode(frame)
+    return message

@@ -1,0 +1,160 @@
+"""Sync between real `cis serve` processes over TLS WebSockets on 127.0.0.1: public memory
+arrives within moments, private memory never, strangers and impostors are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import ssl
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from cis.net import wire
+
+from ..conftest import CIS, LOCAL_SYNC
+
+WAIT_S = 60.0  # an upper bound for slow CI; every wait ends at its event
+
+
+class Served:
+    def __init__(self, data_dir: Path, process: subprocess.Popen[str], sync: str, did: str):
+        self.data_dir = data_dir
+        self.process = process
+        self.sync = sync  # HOST:PORT of its sync listener
+        self.did = did
+
+    def cis(self, *args: str) -> Any:
+        """A `cis ... --json` call on this node, as another process; its JSON."""
+        done = subprocess.run(
+            [CIS, *args, "--json"], capture_output=True, text=True, env=_env(self.data_dir)
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    env = {**os.environ, "CIS_DATA_DIR": str(data_dir), **LOCAL_SYNC}
+    env.pop("CIS_PASSPHRASE", None)
+    return env
+
+
+@contextmanager
+def serving(data_dir: Path) -> Iterator[Served]:
+    env = _env(data_dir)
+    subprocess.run([CIS, "init"], env=env, check=True, capture_output=True)
+    process = subprocess.Popen(
+        [CIS, "serve", "--port", "0"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        sync = did = None
+        for line in process.stdout:
+            found = re.search(r"sync on wss://(\S+) as (\S+)", line)
+            if found:
+                sync, did = found.groups()
+            if "listening on http" in line:
+                break
+        assert sync and did, f"cis serve did not start (exit {process.poll()})"
+        yield Served(data_dir, process, sync, did)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+        assert code == 0, f"cis serve exited {code} on SIGTERM"
+
+
+def wait_for(found: Callable[[], object], what: str) -> Any:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        value = found()
+        if value:
+            return value
+        time.sleep(0.05)  # polling another process's database: the event is the row
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def texts(node: Served) -> set[str]:
+    return {m["text"] for m in node.cis("memory", "list")["items"]}
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[Served, Served]]:
+    with serving(tmp_path / "a") as a, serving(tmp_path / "b") as b:
+        a.cis("peer", "add", b.did, b.sync)
+        b.cis("peer", "add", a.did, a.sync)
+        yield a, b
+
+
+def test_public_memory_flows_both_ways_and_private_memory_never(
+    pair: tuple[Served, Served],
+) -> None:
+    a, b = pair
+    a.cis("memory", "add", "PRIVATE: the door code is 4711")
+    a.cis("memory", "add", "Billing runs on PostgreSQL 16", "--domain", "public")
+    wait_for(lambda: "Billing runs on PostgreSQL 16" in texts(b), "a's public memory on b")
+    b.cis("memory", "set", "editor", "Alice uses helix", "--domain", "public")
+    wait_for(lambda: "Alice uses helix" in texts(a), "b's public memory on a")
+    assert not any("PRIVATE" in t for t in texts(b))
+    hit = b.cis("memory", "search", "PostgreSQL billing", "--mode", "text")
+    assert hit[0]["memory"]["origin"] == a.did  # findable by words, with its origin
+    peers = {p["did"]: p for p in a.cis("peer", "list")}
+    assert peers[b.did]["last_seen"] is not None
+
+
+def test_a_removed_peer_is_cut_off(pair: tuple[Served, Served]) -> None:
+    a, b = pair
+    a.cis("memory", "add", "before removal", "--domain", "public")
+    wait_for(lambda: "before removal" in texts(b), "the first memory on b")
+    b.cis("peer", "remove", a.did)  # the running session ends within a quarter second
+    a.cis("memory", "add", "after removal", "--domain", "public")
+    done = subprocess.run(
+        [CIS, "sync", "--json"], capture_output=True, text=True, env=_env(a.data_dir)
+    )
+    assert done.returncode == 13 and "not a peer" in json.loads(done.stdout)[0]["error"]
+    # the refusal above came after a's last write; b holds nothing of it
+    assert "after removal" not in texts(b)
+
+
+def test_a_stranger_and_an_impostor_are_refused(
+    tmp_path: Path, pair: tuple[Served, Served]
+) -> None:
+    a, b = pair
+    with serving(tmp_path / "c") as c:
+        c.cis("peer", "add", a.did, a.sync)  # c knows a, a does not know c
+        done = subprocess.run(
+            [CIS, "sync", "--json"], capture_output=True, text=True, env=_env(c.data_dir)
+        )
+        assert done.returncode == 13
+        assert "not a peer" in json.loads(done.stdout)[0]["error"]
+        # c claims b's address for a's DID: the certificate there is not a's
+        c.cis("peer", "add", a.did, b.sync)
+        done = subprocess.run(
+            [CIS, "sync", "--json"], capture_output=True, text=True, env=_env(c.data_dir)
+        )
+        assert "certificate" in json.loads(done.stdout)[0]["error"]
+
+
+def test_a_huge_frame_and_garbage_end_only_their_connection(pair: tuple[Served, Served]) -> None:
+    a, b = pair
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    host, port = a.sync.rsplit(":", 1)
+    with connect(f"wss://{host}:{port}/", ssl=context, proxy=None, max_size=None) as ws:
+        ws.send(b"\x00" * (wire.MAX_FRAME_BYTES + 1))
+        with pytest.raises(ConnectionClosed):  # closed by the listener: 1009, too big
+            ws.recv(timeout=WAIT_S)
+    with connect(f"wss://{host}:{port}/", ssl=context, proxy=None) as ws:
+        ws.send(b"not messagepack at all")
+        answer = wire.decode(ws.recv(timeout=WAIT_S))
+        assert isinstance(answer, wire.Bye)
+    b.cis("memory", "add", "still syncing", "--domain", "public")
+    wait_for(lambda: "still syncing" in texts(a), "sync after the bad connections")
