@@ -447,3 +447,25 @@ def test_a_scoped_token_sees_its_scope_alone(server: Server) -> None:
     lines = json.dumps({"id": cursor, "text": "probe"}) + "\n"
     probe = scoped.post("/v1/import", content=lines)
     assert "may not set memory ids" in error_of(probe, 403)["message"]
+
+
+def test_peers_and_sync_over_http(server: Server) -> None:
+    c = server.client
+    other = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
+    assert error_of(c.post("/v1/peers", json={"did": "did:web:x", "address": "h:1"}), 400)
+    assert error_of(c.post("/v1/peers", json={"did": other, "address": "no port"}), 400)
+    added = c.post("/v1/peers", json={"did": other, "address": "127.0.0.1:9"})
+    assert added.status_code == 201 and added.json()["did"] == other
+    assert [p["did"] for p in c.get("/v1/peers").json()["peers"]] == [other]
+    reports = c.post("/v1/sync").json()["reports"]
+    assert reports[0]["peer"] == other and "cannot reach" in reports[0]["error"]
+    events = [e["event"] for e in c.get("/v1/network/audit").json()["audit"]]
+    assert "added" in events
+    scoped = server.as_(server.token("peer-scoped", "--scope", "project/p"))
+    assert error_of(scoped.get("/v1/peers"), 403)["code"] == "forbidden"
+    reader = server.as_(server.token("peer-reader", "--read-only"))
+    assert error_of(reader.post("/v1/sync"), 403)["code"] == "forbidden"
+    assert error_of(reader.delete(f"/v1/peers/{other}"), 403)
+    assert c.delete(f"/v1/peers/{other}").json()["did"] == other
+    assert error_of(c.delete(f"/v1/peers/{other}"), 404)
+    assert c.get("/v1/node").json()["did"].startswith("did:key:z6Mk")

@@ -83,6 +83,12 @@ class Access:
         if not self.may_write:
             raise Forbidden(f"{self.who} is read-only")
 
+    def runs_the_node(self, what: str) -> None:
+        """Forbidden unless the caller is trusted (see `trusted`): choosing peers and
+        syncing with them is running the node."""
+        if not self.trusted:
+            raise Forbidden(f"{self.who} may not {what}: it takes a read-write token of all scopes")
+
     def whole_node(self, what: str) -> None:
         """Forbidden unless the caller sees every scope (node-wide figures tell of all)."""
         if self.scope is not None:

@@ -26,6 +26,7 @@ from ..dag.runs import Run
 from ..errors import CISError, InvalidInput
 from ..metrics import render, sample
 from ..model import Filter, HistoryEntry, Listing, Memory, NodeInfo, Page, Search
+from ..net.peers import Peer
 from ..node import Node, NodeStatus
 from ..shapes import convert
 from . import wire
@@ -187,6 +188,42 @@ def _routes(app: FastAPI, node: Node) -> None:
     def node_info(access: Caller) -> JSON:
         """This node's DID (did:key), as its peers know it."""
         return ok(node.info())
+
+    @app.get("/v1/peers", responses=documented(wire.PeerList), tags=["cluster"])
+    def peers(access: Caller) -> JSON:
+        """The peers this node syncs with (a token of all scopes)."""
+        access.whole_node("see this node's peers")
+        return ok(wire.PeerList(peers=node.peers.list()))
+
+    @app.post(
+        "/v1/peers",
+        status_code=201,
+        responses=documented(Peer, 201),
+        openapi_extra=request_body(wire.PeerBody),
+        tags=["cluster"],
+    )
+    def add_peer(access: Caller, new: Annotated[wire.PeerBody, body(wire.PeerBody)]) -> JSON:
+        """Allow a node and sync with it."""
+        access.runs_the_node("add a peer")
+        return ok(node.peers.add(new.did, new.address), 201)
+
+    @app.delete("/v1/peers/{did}", responses=documented(Peer), tags=["cluster"])
+    def remove_peer(access: Caller, did: str) -> JSON:
+        """Stop syncing with a node; a session with it ends at once."""
+        access.runs_the_node("remove a peer")
+        return ok(node.peers.remove(did))
+
+    @app.get("/v1/network/audit", responses=documented(wire.AuditList), tags=["cluster"])
+    def audit(access: Caller, limit: Limit = 100) -> JSON:
+        """What sync accepted and refused, oldest first."""
+        access.whole_node("read the sync audit")
+        return ok(wire.AuditList(audit=node.peers.audit_log(limit)))
+
+    @app.post("/v1/sync", responses=documented(wire.SyncResult), tags=["cluster"])
+    def sync_now(access: Caller, peer: Annotated[str | None, Query()] = None) -> JSON:
+        """Sync with the peers (or `peer`) now; what moved, per peer."""
+        access.runs_the_node("sync")
+        return ok(wire.SyncResult(reports=node.sync.now(peer)))
 
     @app.get("/metrics", tags=["node"])
     def metrics(request: Request, access: Caller) -> Response:

@@ -19,12 +19,15 @@ from ..model import (
     HistoryEntry,
     Hit,
     Memory,
+    NodeInfo,
     Page,
     ScopeArg,
     ScopeStatus,
     Search,
     VectorArg,
 )
+from ..net.peers import AuditEntry, Peer
+from ..net.sync import SyncReport
 from ..node import NodeStatus
 from ..shapes import nul_free, problem
 
@@ -86,6 +89,25 @@ class RunList(msgspec.Struct, kw_only=True):
     runs: list[Run]
 
 
+class PeerBody(Body):
+    """A node to sync with."""
+
+    did: Annotated[str, Doc(description="its DID (did:key:z6Mk...; `cis node id` on it)")]
+    address: Annotated[str, Doc(description="HOST:PORT of its sync listener, e.g. host:7677")]
+
+
+class PeerList(msgspec.Struct, kw_only=True):
+    peers: list[Peer]
+
+
+class AuditList(msgspec.Struct, kw_only=True):
+    audit: list[AuditEntry]
+
+
+class SyncResult(msgspec.Struct, kw_only=True):
+    reports: list[SyncReport]
+
+
 class Health(msgspec.Struct, kw_only=True):
     status: str
 
@@ -111,8 +133,13 @@ RESPONSES: tuple[type, ...] = (
     HistoryEntry,
     Run,
     RunList,
+    NodeInfo,
+    Peer,
+    PeerList,
+    AuditList,
+    SyncResult,
 )
-BODIES: tuple[type, ...] = (AddBody, UpdateBody, Search, DagBody)
+BODIES: tuple[type, ...] = (AddBody, UpdateBody, Search, DagBody, PeerBody)
 
 _encoder = msgspec.json.Encoder()
 encode = _encoder.encode
