@@ -226,3 +226,18 @@ def test_search_ranks_the_same_on_replicas_that_stored_in_another_order(tmp_path
             assert on_a == on_b and on_a
     finally:
         a.close(), b.close(), c.close()
+
+
+def test_a_denied_origins_ops_are_refused_when_another_peer_passes_them_on(
+    tmp_path: Path,
+) -> None:
+    a, b, c = _nodes(tmp_path, 3)
+    try:
+        a.memory.add("from the lost laptop", domain="public")
+        _pull(b, a)  # b still trusts a
+        c.peers.judge(a.identity.did, "deny", "lost")
+        received = c.memory.receive(b.memory.log_since({}), c.peers.denied)
+        assert "denied" in received.refused[a.identity.did]
+        assert c.memory.list() == []
+    finally:
+        a.close(), b.close(), c.close()

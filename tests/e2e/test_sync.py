@@ -158,3 +158,26 @@ def test_a_huge_frame_and_garbage_end_only_their_connection(pair: tuple[Served, 
         assert isinstance(answer, wire.Bye)
     b.cis("memory", "add", "still syncing", "--domain", "public")
     wait_for(lambda: "still syncing" in texts(a), "sync after the bad connections")
+
+
+def test_a_denied_device_is_cut_off_and_a_solitary_node_syncs_with_nobody(
+    pair: tuple[Served, Served],
+) -> None:
+    a, b = pair
+    a.cis("memory", "add", "before the loss", "--domain", "public")
+    wait_for(lambda: "before the loss" in texts(b), "a's memory on b")
+    entry = b.cis("network", "deny", a.did, "--reason", "laptop stolen", "--expires", "30d")
+    assert entry["verdict"] == "deny" and entry["expires_at"] > entry["created_at"]
+    a.cis("memory", "add", "after the loss", "--domain", "public")
+    done = subprocess.run(
+        [CIS, "sync", "--json"], capture_output=True, text=True, env=_env(a.data_dir)
+    )
+    assert done.returncode == 13 and "not a peer" in json.loads(done.stdout)[0]["error"]
+    assert "after the loss" not in texts(b)
+    events = [(e["event"], e["did"]) for e in b.cis("network", "audit")]
+    assert ("deny", a.did) in events and ("refused", a.did) in events
+    assert a.cis("network", "mode", "solitary") == {"mode": "solitary"}
+    done = subprocess.run([CIS, "sync"], capture_output=True, text=True, env=_env(a.data_dir))
+    assert done.returncode == 11 and "solitary" in done.stderr
+    listed = b.cis("network", "list")
+    assert listed["mode"] == "whitelist" and listed["entries"][0]["reason"] == "laptop stolen"

@@ -21,6 +21,7 @@ from ..store.crypto import SALT_FILE
 from . import output
 from .dag import dag_app
 from .memory import memory_app
+from .network import network_app
 from .node import node_app
 from .peer import peer_app, sync
 from .serve import mcp, serve
@@ -39,6 +40,7 @@ app.add_typer(memory_app, name="memory")
 app.add_typer(token_app, name="token")
 app.add_typer(node_app, name="node")
 app.add_typer(peer_app, name="peer")
+app.add_typer(network_app, name="network")
 app.add_typer(dag_app, name="dag")
 app.add_typer(skill_app, name="skill")
 app.command()(serve)

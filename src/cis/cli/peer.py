@@ -48,21 +48,6 @@ def list_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     output.emit_lines(peers, as_json, _line)
 
 
-@peer_app.command("audit")
-def audit(
-    ctx: typer.Context,
-    limit: Annotated[int, typer.Option("--limit", help="How many, newest last.")] = 100,
-    as_json: JsonOpt = False,
-) -> None:
-    """What sync accepted and refused: connections, refused ops, peers added and removed."""
-    state: State = ctx.obj
-    with state.open() as node:
-        entries = node.peers.audit_log(limit)
-    output.emit_lines(
-        entries, as_json, lambda e: f"{output.when(e.at)}  {e.event:<11} {e.did}  {e.detail}"
-    )
-
-
 @peer_app.command("remove")
 def remove(ctx: typer.Context, did: Did, as_json: JsonOpt = False) -> None:
     """Stop syncing with a node; a session with it ends at once."""

@@ -3,7 +3,7 @@ then merged through the same Writer.apply as local writes, in one transaction.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import apsw
 import msgspec
@@ -72,8 +72,14 @@ def _check_state(state: State, max_text_bytes: int) -> None:
         raise SyncRefused(f"memory {state.id}: private content may not travel")
 
 
-def receive(writer: Writer, signed: Sequence[oplog.Signed], max_text_bytes: int) -> Received:
-    """Verify and apply a peer's ops. Each origin's ops are taken or refused whole."""
+def receive(
+    writer: Writer,
+    signed: Sequence[oplog.Signed],
+    max_text_bytes: int,
+    denied: Callable[[str], bool] | None = None,
+) -> Received:
+    """Verify and apply a peer's ops. Each origin's ops are taken or refused whole; the
+    ops of an origin `denied` names are refused, whoever passes them on."""
     by_origin: dict[str, list[tuple[oplog.Op, bytes | None]]] = {}
     try:
         for body, signature in signed:
@@ -86,6 +92,9 @@ def receive(writer: Writer, signed: Sequence[oplog.Signed], max_text_bytes: int)
         last = int(scalar(conn, "SELECT value FROM meta WHERE name = 'hlc'"))
         taken: list[tuple[oplog.Op, bytes | None]] = []
         for origin, ops in by_origin.items():
+            if denied is not None and denied(origin):
+                refused[origin] = f"{origin} is denied on this node"
+                continue
             try:
                 new = oplog.verify_chain(oplog.head(conn, origin), ops, origin)
                 seen = last

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -372,9 +372,11 @@ class MemoryService:
 
     # ---- the cluster: this node's log, and changes from peers -------------------
 
-    def receive(self, signed: Sequence[Signed]) -> Received:
+    def receive(
+        self, signed: Sequence[Signed], denied: Callable[[str], bool] | None = None
+    ) -> Received:
         """Verify a peer's ops and merge them in (see memory/receive.py)."""
-        return receive(self.writer, signed, self.config.max_text_bytes)
+        return receive(self.writer, signed, self.config.max_text_bytes, denied)
 
     def log_vector(self) -> dict[str, int]:
         """Per origin, the last op held here: what this node has seen of each."""

@@ -241,6 +241,22 @@ def _parse_time(raw: str, what: str) -> int | datetime:
     return parsed
 
 
+def ahead(value: object, what: str) -> int | None:
+    """Epoch milliseconds of a time to come: a span from now (`30d`, `12h`; s, m, h, d,
+    w), or any form `when` takes."""
+    if isinstance(value, str):
+        found = _AGO.fullmatch(value.strip())
+        if found:
+            return now_ms() + int(found.group(1)) * _UNIT_MS[found.group(2)]
+    try:
+        return when(value, what)
+    except InvalidInput as exc:
+        raise InvalidInput(
+            f"{what} {value!r} is not a time to come: use a span from now (30d, 12h) or an"
+            " ISO-8601 time with its zone"
+        ) from exc
+
+
 def limit(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
         raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}")

@@ -1,7 +1,10 @@
-"""The peers a node syncs with, and the audit of what sync accepted and refused.
+"""The peers a node syncs with, its trust lists, and the audit of what sync accepted and
+refused.
 
-Until trust lists come (ACL modes), a node syncs with the peers it was told of and no
-other: a DID is allowed exactly when it is in this list."""
+Who may sync, by the network mode: `whitelist` (the default) its peers and the DIDs
+allowed; `open` any DID that proves its key; `solitary` nobody, in or out. A DID denied
+is refused in every mode (deny wins), its ops too when another peer passes them on.
+Allow and deny entries may expire."""
 
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ from ..errors import InvalidInput, NotFound
 from ..store.sqlite import Database
 from .identity import public_key
 
+MODES = ("whitelist", "open", "solitary")
+VERDICTS = ("allow", "deny")
 _ADDRESS = re.compile(r"(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):([0-9]{1,5})")
 MAX_AUDIT = 1000
 
@@ -26,6 +31,14 @@ class Peer(msgspec.Struct, frozen=True, kw_only=True):
     added_at: int
     last_seen: int | None = None
     last_error: str | None = None
+
+
+class AclEntry(msgspec.Struct, frozen=True, kw_only=True):
+    did: str
+    verdict: str  # allow or deny
+    reason: str
+    created_at: int
+    expires_at: int | None = None
 
 
 class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,8 +100,72 @@ class Peers:
         return [_peer(r) for r in rows]
 
     def allowed(self, did: str) -> bool:
+        """Whether `did` may sync with this node now."""
         with self.db.read() as conn:
-            return bool(conn.execute("SELECT 1 FROM peers WHERE did = ?", (did,)).fetchall())
+            mode = conn.execute("SELECT value FROM meta WHERE name = 'network_mode'").fetchall()
+            verdict = conn.execute(
+                "SELECT verdict FROM acl WHERE did = ? AND coalesce(expires_at, ?) >= ?",
+                (did, now_ms(), now_ms()),
+            ).fetchall()
+            peer = conn.execute("SELECT 1 FROM peers WHERE did = ?", (did,)).fetchall()
+        current = str(mode[0][0]) if mode else "whitelist"
+        if current == "solitary" or (verdict and verdict[0][0] == "deny"):
+            return False
+        return current == "open" or bool(peer) or bool(verdict)
+
+    def denied(self, did: str) -> bool:
+        """Whether `did` is denied now (its ops are refused whoever passes them on)."""
+        with self.db.read() as conn:
+            return bool(
+                conn.execute(
+                    "SELECT 1 FROM acl WHERE did = ? AND verdict = 'deny'"
+                    " AND coalesce(expires_at, ?) >= ?",
+                    (did, now_ms(), now_ms()),
+                ).fetchall()
+            )
+
+    def mode(self) -> str:
+        with self.db.read() as conn:
+            found = conn.execute("SELECT value FROM meta WHERE name = 'network_mode'").fetchall()
+        return str(found[0][0]) if found else "whitelist"
+
+    def set_mode(self, mode: str) -> str:
+        """Set the network mode; a session that the new mode refuses ends at once."""
+        if mode not in MODES:
+            raise InvalidInput(f"unknown network mode {mode!r}: use one of {', '.join(MODES)}")
+        with self.db.write() as conn:
+            conn.execute("UPDATE meta SET value = ? WHERE name = 'network_mode'", (mode,))
+            self._audit(conn, "-", "mode", mode)
+        return mode
+
+    def judge(
+        self, did: str, verdict: str, reason: str = "", expires_at: int | None = None
+    ) -> AclEntry:
+        """Allow or deny `did` (replacing an earlier verdict), until `expires_at` if given."""
+        public_key(did)
+        if verdict not in VERDICTS:
+            raise InvalidInput(f"unknown verdict {verdict!r}: use allow or deny")
+        entry = AclEntry(
+            did=did, verdict=verdict, reason=reason, created_at=now_ms(), expires_at=expires_at
+        )
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO acl VALUES (?,?,?,?,?)",
+                (did, verdict, reason, expires_at, entry.created_at),
+            )
+            self._audit(conn, did, verdict, reason or "-")
+        return entry
+
+    def acl(self) -> builtins.list[AclEntry]:
+        """Every allow and deny entry, expired ones too (they no longer count)."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                "SELECT did, verdict, reason, created_at, expires_at FROM acl ORDER BY did"
+            ).fetchall()
+        return [
+            AclEntry(did=r[0], verdict=r[1], reason=r[2], created_at=r[3], expires_at=r[4])  # type: ignore[arg-type]
+            for r in rows
+        ]
 
     def seen(self, did: str, error: str | None = None) -> None:
         """A session with `did` went well (error None) or failed."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.serialization import Encoding
 from websockets.sync.server import Server, ServerConnection, serve
 
-from ..errors import CISError, NetworkError, NotFound
+from ..errors import CISError, Forbidden, NetworkError, NotFound
 from ..memory.service import MemoryService
 from . import tls, wire
 from .identity import Identity
@@ -34,6 +34,8 @@ class SyncService:
     def now(self, did: str | None = None) -> list[SyncReport]:
         """Sync once with `did`, or with every peer, until each is in step; a peer that
         cannot be reached or refuses shows its error in its report."""
+        if self.peers.mode() == "solitary":
+            raise Forbidden("this node is solitary: it syncs with nobody (`cis network mode`)")
         peers = self.peers.list()
         if did is not None:
             peers = [p for p in peers if p.did == did]
@@ -86,6 +88,8 @@ class SyncService:
         running: dict[str, threading.Thread] = {}
         while not self._stop.is_set():
             for peer in self.peers.list():
+                if not self.peers.allowed(peer.did):  # solitary, or the peer is denied
+                    continue
                 thread = running.get(peer.did)
                 if thread is None or not thread.is_alive():
                     running[peer.did] = thread = threading.Thread(
@@ -99,8 +103,8 @@ class SyncService:
         failures = 0
         while not self._stop.is_set():
             peer = self.peers.get(did)
-            if peer is None:
-                return
+            if peer is None or not self.peers.allowed(did):
+                return  # started again by _connect_all if it is allowed again
             try:
                 sync_with(
                     self.identity,

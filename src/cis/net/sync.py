@@ -182,7 +182,7 @@ class Session:
 
     def _take(self, ops: list[tuple[bytes, bytes | None]]) -> None:
         try:
-            received = self.memory.receive(ops)
+            received = self.memory.receive(ops, self.peers.denied)
         except SyncRefused as exc:
             received = None
             self.report.refused[self.peer] = str(exc)
@@ -207,6 +207,8 @@ def sync_with(
     stop: threading.Event | None = None,
 ) -> SyncReport:
     """Connect to a peer and sync: until in step (one-shot), or until stopped."""
+    if not peers.allowed(did):
+        raise SyncRefused(f"{did} may not sync with this node ({peers.mode()} mode, or denied)")
     host, port = split_address(address)
     shown = f"[{host}]" if ":" in host else host
     try:

@@ -179,6 +179,17 @@ MIGRATIONS: tuple[str, ...] = (
         detail TEXT NOT NULL
     );
     """,
+    # 9: trust lists: a DID allowed or denied (deny wins), with a reason and an expiry.
+    """
+    CREATE TABLE acl(
+        did TEXT PRIMARY KEY,
+        verdict TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        expires_at INTEGER,
+        created_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO meta VALUES ('network_mode', 'whitelist');
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,111 @@
+"""`cis network ...`: who may sync with this node (mode, allow and deny), and the audit."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..memory import validate as check
+from ..net.peers import MODES, AclEntry
+from . import output
+from .state import State
+
+network_app = typer.Typer(
+    help="Who may sync with this node, and what sync did.", no_args_is_help=True
+)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+Did = Annotated[str, typer.Argument(help="The node's DID.")]
+Reason = Annotated[str, typer.Option("--reason", help="Why (kept in the list and the audit).")]
+Expires = Annotated[
+    str | None, typer.Option("--expires", help="Until when: a span (30d, 12h) or a time.")
+]
+
+
+def _line(entry: AclEntry) -> str:
+    until = f" until {output.when(entry.expires_at)}" if entry.expires_at else ""
+    reason = f"  ({entry.reason})" if entry.reason else ""
+    return f"{entry.verdict:<5} {entry.did}{until}{reason}"
+
+
+@network_app.command("mode")
+def mode(
+    ctx: typer.Context,
+    new: Annotated[str | None, typer.Argument(help=f"One of: {', '.join(MODES)}.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show or set the mode: whitelist (peers and allowed DIDs), open (any DID that
+    proves its key), solitary (nobody, in or out). A denied DID is refused in all."""
+    state: State = ctx.obj
+    with state.open() as node:
+        current = node.peers.mode() if new is None else node.peers.set_mode(new)
+    if as_json:
+        output.emit_json({"mode": current})
+    else:
+        print(current)
+
+
+def _judge(
+    ctx: typer.Context, did: str, verdict: str, reason: str, expires: str | None, as_json: bool
+) -> None:
+    state: State = ctx.obj
+    with state.open() as node:
+        entry = node.peers.judge(did, verdict, reason, check.ahead(expires, "--expires"))
+    if as_json:
+        output.emit_json(entry)
+    else:
+        print(_line(entry))
+
+
+@network_app.command("allow")
+def allow(
+    ctx: typer.Context,
+    did: Did,
+    reason: Reason = "",
+    expires: Expires = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Let a DID sync with this node (in whitelist mode), replacing a deny."""
+    _judge(ctx, did, "allow", reason, expires, as_json)
+
+
+@network_app.command("deny")
+def deny(
+    ctx: typer.Context,
+    did: Did,
+    reason: Reason = "",
+    expires: Expires = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Refuse a DID in every mode: a session with it ends at once, and its ops are refused
+    even when another peer passes them on (a lost device)."""
+    _judge(ctx, did, "deny", reason, expires, as_json)
+
+
+@network_app.command("list")
+def list_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """The mode, and every allow and deny entry."""
+    state: State = ctx.obj
+    with state.open() as node:
+        current, entries = node.peers.mode(), node.peers.acl()
+    if as_json:
+        output.emit_json({"mode": current, "entries": entries})
+        return
+    print(f"mode {current}")
+    for entry in entries:
+        print(_line(entry))
+
+
+@network_app.command("audit")
+def audit(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", help="How many, newest last.")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """What sync accepted and refused, mode changes, peers and verdicts."""
+    state: State = ctx.obj
+    with state.open() as node:
+        entries = node.peers.audit_log(limit)
+    output.emit_lines(
+        entries, as_json, lambda e: f"{output.when(e.at)}  {e.event:<11} {e.did}  {e.detail}"
+    )
