@@ -90,7 +90,9 @@ def test_delete_edit_and_retraction_travel(tmp_path: Path) -> None:
 def test_a_peers_public_memory_does_not_pull_out_a_private_one_of_the_same_key(
     tmp_path: Path,
 ) -> None:
-    a, b = _nodes(tmp_path, 2)
+    (b,) = _nodes(tmp_path, 1)
+    later = Clock(lambda: now_ms() + 1000)  # a's write is the later one, not a tie by origin
+    a = Node.open(tmp_path / "later", clock=later, background=False)
     try:
         b.memory.set("token-note", "B's PRIVATE note", metadata={"secret": 1})
         a.memory.set("token-note", "A's public note", domain="public")  # later: it wins
@@ -241,3 +243,33 @@ def test_a_denied_origins_ops_are_refused_when_another_peer_passes_them_on(
         assert c.memory.list() == []
     finally:
         a.close(), b.close(), c.close()
+
+
+def test_vectors_travel_with_their_ops_and_serve_only_their_own_text(tmp_path: Path) -> None:
+    import numpy as np
+
+    a, b = _nodes(tmp_path, 2)
+    try:
+        own = np.random.default_rng(5).normal(size=384).astype(np.float32)
+        a.memory.add("a vector of the caller's own", domain="public", embedding=own)
+        embedded = a.memory.add("embedded on a by its model", domain="public")
+        a.memory.flush()
+        signed = a.memory.log_since({})
+        ids = [oplog.decode(body).state.id for body, _ in signed]
+        shared = a.memory.vectors_of(ids)
+        assert {model for _, _, model, _ in shared} == {"supplied", a.memory.embedder.model_id}
+        broken = [(i, h, m, blob[:100]) for i, h, m, blob in shared if i == embedded.id]
+        assert b.memory.receive(signed, vectors=broken).refused == {}
+        assert b.memory.pending() == 2  # no usable vector came: b embeds both
+        assert b.memory.receive(a.memory.log_since({}), vectors=shared).ops == 0
+        with Node.open(tmp_path / "c", background=False) as c:
+            c.memory.receive(signed, vectors=shared)
+            assert c.memory.pending() == 0 and c.status().vectors == 2  # nothing to embed
+            hits = c.memory.search("embedded on a by its model", mode="vector")
+            assert hits[0].memory.id == embedded.id
+            late = (embedded.id, b"\x00" * 16, shared[0][2], shared[0][3])  # of another text
+            with Node.open(tmp_path / "d", background=False) as d:
+                d.memory.receive(signed, vectors=[late])
+                assert d.memory.pending() == 2
+    finally:
+        a.close(), b.close()

@@ -35,10 +35,13 @@ class Change(msgspec.Struct, kw_only=True):
     and the version a new row starts at (an import keeps the exported one). `fresh`:
     its id was just made here, so nothing is stored under it yet. `replace`: the stored
     state is set aside, not merged (a private memory a peer's public one overrides;
-    its content stays in history)."""
+    its content stays in history). A vector from a peer serves only if the text that
+    wins is the one it was made of (`vector_for`)."""
 
     state: State
     vector: np.ndarray | None = None
+    model: str = "supplied"  # the vector's model: a caller's own, or an embedder's id
+    vector_for: bytes | None = None  # a peer's vector: the content hash of its text
     version: int = 1
     fresh: bool = False
     replace: bool = False
@@ -113,7 +116,7 @@ class _Writes:
         self.unwords: builtins.list[tuple[int]] = []
         self.words: builtins.list[tuple[int, str, str]] = []
         self.unvectors: builtins.list[tuple[int]] = []
-        self.vectors: builtins.list[tuple[int, bytes]] = []
+        self.vectors: builtins.list[tuple[int, str, bytes]] = []
         self.jobs: builtins.list[tuple[int, str, int]] = []
         self.changes: builtins.list[tuple[Any, ...]] = []
         self.queued = 0
@@ -148,7 +151,7 @@ class _Writes:
         before: Memory | None,
         after: Memory,
         alive: tuple[bool, bool],
-        vector: np.ndarray | None,
+        change: Change,
         owner: str,
     ) -> None:
         """Words, vector and embedding job of a written row."""
@@ -163,8 +166,11 @@ class _Writes:
             self.unvectors.append((rid,))
         if not now or (was and not text):
             return
+        vector = change.vector
+        if vector is not None and change.vector_for not in (None, check.content_hash(after.text)):
+            vector = None  # a peer's vector of a text that lost
         if vector is not None:
-            self.vectors.append((rid, vector.tobytes()))
+            self.vectors.append((rid, change.model, vector.tobytes()))
         else:
             self.jobs.append((rid, owner, now_ms()))
             self.queued += 1
@@ -205,10 +211,10 @@ class _Writes:
         many("INSERT INTO memories_fts(rowid, text, tags) VALUES (?,?,?)", self.words)
         many("DELETE FROM memory_vectors WHERE rid = ?", self.unvectors)
         many("DELETE FROM embed_queue WHERE rid = ?", self.unvectors)
-        many("INSERT OR REPLACE INTO memory_vectors VALUES (?, 'supplied', ?)", self.vectors)
+        many("INSERT OR REPLACE INTO memory_vectors VALUES (?, ?, ?)", self.vectors)
         many(
             "INSERT INTO index_log(rid) VALUES (?)",
-            [*self.unvectors, *((rid,) for rid, _ in self.vectors)],
+            [*self.unvectors, *((rid,) for rid, _, _ in self.vectors)],
         )
         many("INSERT OR REPLACE INTO embed_queue VALUES (?,?,?)", self.jobs)
         many(
@@ -266,8 +272,11 @@ class Writer:
             seen = merged.get(change.state.id)
             if seen is not None:
                 state = merge(seen.state, change.state)
-                vector = change.vector if change.vector is not None else seen.vector
-                change = Change(state=state, vector=vector, version=seen.version)
+                if change.vector is None:
+                    change = msgspec.structs.replace(
+                        change, vector=seen.vector, model=seen.model, vector_for=seen.vector_for
+                    )
+                change = msgspec.structs.replace(change, state=state, version=seen.version)
             merged[change.state.id] = change
         rows = stored_states(conn, [i for i, c in merged.items() if not c.fresh])
         writes = _Writes()
@@ -292,7 +301,7 @@ class Writer:
             after = materialize(state, version)
             alive = (row is not None and not row[-2], bool(state.value("alive")))
             writes.row(rid, after, state, new=before is None)
-            writes.index(rid, before, after, alive, change.vector, self.indexer.owner)
+            writes.index(rid, before, after, alive, change, self.indexer.owner)
             writes.history(rid, before, after, alive)
             applied.append(Applied(before, after))
             if after.domain == "public":

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 import apsw
 import msgspec
+import numpy as np
 
 from ..clock import ClockAhead, wall_ms
 from ..errors import InvalidInput, SyncRefused
@@ -72,14 +73,19 @@ def _check_state(state: State, max_text_bytes: int) -> None:
         raise SyncRefused(f"memory {state.id}: private content may not travel")
 
 
+Vectors = dict[str, tuple[bytes, str, np.ndarray]]  # memory id -> (text hash, model, vector)
+
+
 def receive(
     writer: Writer,
     signed: Sequence[oplog.Signed],
     max_text_bytes: int,
     denied: Callable[[str], bool] | None = None,
+    vectors: Vectors | None = None,
 ) -> Received:
     """Verify and apply a peer's ops. Each origin's ops are taken or refused whole; the
-    ops of an origin `denied` names are refused, whoever passes them on."""
+    ops of an origin `denied` names are refused, whoever passes them on. `vectors` are
+    the peer's of the memories' texts, used where that text wins (no embedding again)."""
     by_origin: dict[str, list[tuple[oplog.Op, bytes | None]]] = {}
     try:
         for body, signature in signed:
@@ -111,7 +117,7 @@ def receive(
         for op, _ in taken:
             known = incoming.get(op.state.id)
             incoming[op.state.id] = op.state if known is None else merge(known, op.state)
-        changes = _changes(conn, writer, incoming)
+        changes = _changes(conn, incoming, vectors or {})
         applied, queued, _ = writer.apply(conn, changes)
         _keep_losers(conn, [op.state for op, _ in taken])
         conn.execute("UPDATE meta SET value = max(value, ?) WHERE name = 'hlc'", (last,))
@@ -120,7 +126,7 @@ def receive(
     return Received(ops=len(taken), changed=sum(a.changed for a in applied), refused=refused)
 
 
-def _changes(conn: apsw.Connection, writer: Writer, incoming: dict[str, State]) -> list[Change]:
+def _changes(conn: apsw.Connection, incoming: dict[str, State], vectors: Vectors) -> list[Change]:
     """The changes to apply. A memory this node holds as private stays private unless
     the peer's domain is the later write; then the private content is set aside into
     history, so it never travels by merging into public memory."""
@@ -128,8 +134,15 @@ def _changes(conn: apsw.Connection, writer: Writer, incoming: dict[str, State]) 
     changes = []
     for memory_id, state in incoming.items():
         row = rows.get(memory_id)
+        given = vectors.get(memory_id)
         if row is None or row[4] != "private" or row[-2]:  # not live private content
-            changes.append(Change(state=state))
+            if given is None:
+                changes.append(Change(state=state))
+            else:
+                text_hash, model, vector = given
+                changes.append(
+                    Change(state=state, vector=vector, model=model, vector_for=text_hash)
+                )
             continue
         mine = to_state(row)
         if merge(mine, state).value("domain") == "private":

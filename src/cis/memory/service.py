@@ -101,6 +101,7 @@ _ADD_FIELDS = frozenset(
     ]
 )
 _shared = msgspec.msgpack.Encoder(order="deterministic")
+SharedVector = tuple[str, bytes, str, bytes]  # memory id, text hash, model, float32 bytes
 _CHANGEABLE = frozenset(["text", "metadata", "tags", "domain", "category", "event_at"])
 
 
@@ -373,10 +374,41 @@ class MemoryService:
     # ---- the cluster: this node's log, and changes from peers -------------------
 
     def receive(
-        self, signed: Sequence[Signed], denied: Callable[[str], bool] | None = None
+        self,
+        signed: Sequence[Signed],
+        denied: Callable[[str], bool] | None = None,
+        vectors: Sequence[SharedVector] = (),
     ) -> Received:
-        """Verify a peer's ops and merge them in (see memory/receive.py)."""
-        return receive(self.writer, signed, self.config.max_text_bytes, denied)
+        """Verify a peer's ops and merge them in (see memory/receive.py); the peer's
+        vectors of their texts serve when they are of this node's model (or the caller's
+        own, 'supplied') and usable, and the others are embedded here."""
+        usable: dict[str, tuple[bytes, str, np.ndarray]] = {}
+        for memory_id, text_hash, model, blob in vectors:
+            if model not in (self.embedder.model_id, "supplied"):
+                continue
+            try:
+                usable[memory_id] = (text_hash, model, self.index.check(np.frombuffer(blob, "<f4")))
+            except (InvalidInput, ValueError):
+                continue  # a vector this node cannot use: it embeds the text itself
+        return receive(self.writer, signed, self.config.max_text_bytes, denied, usable)
+
+    def vectors_of(self, ids: Iterable[str]) -> builtins.list[SharedVector]:
+        """The vectors of these live public memories, with the hash of the text each is
+        of, to travel with their ops."""
+        wanted = builtins.list(dict.fromkeys(ids))
+        out: builtins.list[SharedVector] = []
+        with self.db.read() as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(
+                    "SELECT m.id, m.content_hash, v.model, v.vector FROM memories m"
+                    " JOIN memory_vectors v ON v.rid = m.rid"
+                    f" WHERE m.id IN ({marks}) AND m.domain = 'public' AND m.deleted = 0",
+                    chunk,
+                ):
+                    out.append((str(row[0]), bytes(row[1]), str(row[2]), bytes(row[3])))
+        return out
 
     def log_vector(self) -> dict[str, int]:
         """Per origin, the last op held here: what this node has seen of each."""

@@ -161,7 +161,7 @@ class Session:
             if isinstance(message, wire.Have):
                 theirs = message.vector
             elif isinstance(message, wire.Ops):
-                self._take(message.ops)
+                self._take(message)
             elif isinstance(message, wire.Bye):
                 return self.report
             else:
@@ -170,19 +170,23 @@ class Session:
 
     def _send(self, known: dict[str, int], sent: dict[str, int]) -> bool:
         """Send what the peer lacks, one frame; whether there was anything."""
-        ops = self.memory.log_since(known, limit=10_000, max_bytes=wire.OPS_BYTES_PER_FRAME)
+        ops = self.memory.log_since(
+            known, limit=wire.OPS_PER_FRAME, max_bytes=wire.OPS_BYTES_PER_FRAME
+        )
         if not ops:
             return False
-        self.ws.send(wire.encode(wire.Ops(ops)))
+        ids = []
         for body, _ in ops:
             op = oplog.decode(body)
             sent[op.origin] = max(sent.get(op.origin, 0), op.seq)
+            ids.append(op.state.id)
+        self.ws.send(wire.encode(wire.Ops(ops, self.memory.vectors_of(ids))))
         self.report.sent += len(ops)
         return True
 
-    def _take(self, ops: list[tuple[bytes, bytes | None]]) -> None:
+    def _take(self, message: wire.Ops) -> None:
         try:
-            received = self.memory.receive(ops, self.peers.denied)
+            received = self.memory.receive(message.ops, self.peers.denied, message.vectors)
         except SyncRefused as exc:
             received = None
             self.report.refused[self.peer] = str(exc)

@@ -6,6 +6,7 @@ import msgspec
 
 MAX_FRAME_BYTES = 8 * 1024 * 1024  # the WebSocket layer refuses a larger frame
 OPS_BYTES_PER_FRAME = 4 * 1024 * 1024  # ops of a frame, cut at a signature (every 32 ops)
+OPS_PER_FRAME = 2000  # and at most so many: their vectors (1.5 KiB each) fit beside
 
 
 class Hello(msgspec.Struct, tag="hello", frozen=True):
@@ -29,9 +30,11 @@ class Have(msgspec.Struct, tag="have", frozen=True):
 
 
 class Ops(msgspec.Struct, tag="ops", frozen=True):
-    """Ops the receiver lacks, whole transactions: (op body, signature or None)."""
+    """Ops the receiver lacks, up to a signature: (op body, signature or None); and the
+    sender's vectors of their memories (id, text hash, model, float32 bytes)."""
 
     ops: list[tuple[bytes, bytes | None]]
+    vectors: list[tuple[str, bytes, str, bytes]] = []
 
 
 class Bye(msgspec.Struct, tag="bye", frozen=True):
