@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -58,7 +59,9 @@ def test_concurrent_edits_end_the_same_everywhere_and_the_loser_stays_in_history
         _pull(b, a), _pull(a, b)
         assert a.memory.public_digest() == b.memory.public_digest()
         assert len(a.memory.list()) == len(b.memory.list()) == 1  # one key, one memory
-        assert a.memory.get("editor") == b.memory.get("editor") is not None
+        on_a, on_b = a.memory.get("editor"), b.memory.get("editor")
+        assert on_a is not None and on_b is not None
+        assert msgspec.structs.replace(on_a, version=0) == msgspec.structs.replace(on_b, version=0)
         for node in (a, b):
             texts = {(h.text, h.origin) for h in node.memory.history("editor")}
             assert ("Alice uses vim", a.identity.did) in texts
