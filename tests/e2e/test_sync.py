@@ -181,3 +181,32 @@ def test_a_denied_device_is_cut_off_and_a_solitary_node_syncs_with_nobody(
     assert done.returncode == 11 and "solitary" in done.stderr
     listed = b.cis("network", "list")
     assert listed["mode"] == "whitelist" and listed["entries"][0]["reason"] == "laptop stolen"
+
+
+def test_two_devices_pair_with_a_one_time_code(tmp_path: Path) -> None:
+    with serving(tmp_path / "a") as a, serving(tmp_path / "b") as b:
+        made = a.cis("pair", "code")
+        assert made["did"] == a.did and re.fullmatch(r"[A-Z2-7]{5}-[A-Z2-7]{5}", made["code"])
+        wrong = subprocess.run(
+            [CIS, "pair", "join", "AAAAA-AAAAA", a.sync, "--address", b.sync],
+            capture_output=True,
+            text=True,
+            env=_env(b.data_dir),
+        )
+        assert wrong.returncode == 14 and "pairing code" in wrong.stderr
+        assert "void" in wrong.stderr  # every open code is spoilt after a wrong one
+        made = a.cis("pair", "code")
+        peer = b.cis("pair", "join", made["code"].lower(), a.sync, "--address", b.sync)
+        assert peer["did"] == a.did
+        assert [p["did"] for p in a.cis("peer", "list")] == [b.did]
+        again = subprocess.run(
+            [CIS, "pair", "join", made["code"], a.sync, "--address", b.sync],
+            capture_output=True,
+            text=True,
+            env=_env(tmp_path / "c"),
+        )
+        assert again.returncode != 0  # a code pairs once
+        a.cis("memory", "add", "paired and syncing", "--domain", "public")
+        wait_for(lambda: "paired and syncing" in texts(b), "a's memory on the paired b")
+        events = {e["event"] for e in a.cis("network", "audit")}
+        assert {"pair-code", "pair-refused", "paired"} <= events

@@ -23,6 +23,7 @@ from .dag import dag_app
 from .memory import memory_app
 from .network import network_app
 from .node import node_app
+from .pair import pair_app
 from .peer import peer_app, sync
 from .serve import mcp, serve
 from .skill import skill_app
@@ -41,6 +42,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(node_app, name="node")
 app.add_typer(peer_app, name="peer")
 app.add_typer(network_app, name="network")
+app.add_typer(pair_app, name="pair")
 app.add_typer(dag_app, name="dag")
 app.add_typer(skill_app, name="skill")
 app.command()(serve)

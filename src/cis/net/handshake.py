@@ -5,6 +5,7 @@ another certificate than the one the server signs for."""
 
 from __future__ import annotations
 
+import hmac
 import os
 
 import msgspec
@@ -58,3 +59,16 @@ def problem(
     if not verify(signer.did, signature, transcript(role, client, server, certificate)):
         return "its proof of key does not verify"
     return None
+
+
+def pair_mac(code: str, role: str, client: Hello, server: Hello, certificate: bytes) -> bytes:
+    """A side's proof that it knows the pairing code, bound to this very handshake."""
+    return hmac.new(
+        code.encode(), transcript("pair-" + role, client, server, certificate), "sha256"
+    ).digest()
+
+
+def pair_matches(
+    mac: bytes, code: str, role: str, client: Hello, server: Hello, certificate: bytes
+) -> bool:
+    return hmac.compare_digest(mac, pair_mac(code, role, client, server, certificate))

@@ -8,7 +8,9 @@ Allow and deny entries may expire."""
 
 from __future__ import annotations
 
+import base64
 import builtins
+import os
 import re
 
 import apsw
@@ -177,6 +179,48 @@ class Peers:
                 )
             else:
                 conn.execute("UPDATE peers SET last_error = ? WHERE did = ?", (error[:500], did))
+
+    def new_code(self, ttl_ms: int) -> tuple[str, int]:
+        """A one-time pairing code (50 random bits, as XXXXX-XXXXX) and its expiry."""
+        raw = base64.b32encode(os.urandom(10)).decode()[:10]
+        expires = now_ms() + ttl_ms
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM pair_codes WHERE expires_at < ?", (now_ms(),))
+            conn.execute("INSERT INTO pair_codes VALUES (?, ?)", (raw, expires))
+            self._audit(conn, "-", "pair-code", f"valid until {expires}")
+        return f"{raw[:5]}-{raw[5:]}", expires
+
+    def codes(self) -> builtins.list[str]:
+        """The pairing codes that are still valid."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                "SELECT code FROM pair_codes WHERE expires_at >= ?", (now_ms(),)
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def redeem(self, code: str, did: str, address: str) -> Peer:
+        """Use up `code`: `did` becomes a peer at `address`."""
+        public_key(did)
+        split_address(address)
+        with self.db.write() as conn:
+            gone = conn.execute("DELETE FROM pair_codes WHERE code = ? RETURNING code", (code,))
+            if not gone.fetchall():
+                raise InvalidInput("that pairing code was used already")
+            conn.execute(
+                "INSERT INTO peers(did, address, added_at) VALUES (?,?,?)"
+                " ON CONFLICT(did) DO UPDATE SET address = excluded.address",
+                (did, address, now_ms()),
+            )
+            self._audit(conn, did, "paired", address)
+        found = self.get(did)
+        assert found is not None
+        return found
+
+    def spoil_codes(self, why: str) -> None:
+        """Drop every pairing code (after a wrong one: no guessing at leisure)."""
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM pair_codes")
+            self._audit(conn, "-", "pair-refused", why)
 
     def audit(self, did: str, event: str, detail: str) -> None:
         with self.db.write() as conn:

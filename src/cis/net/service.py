@@ -15,8 +15,8 @@ from ..errors import CISError, Forbidden, NetworkError, NotFound
 from ..memory.service import MemoryService
 from . import tls, wire
 from .identity import Identity
-from .peers import Peers
-from .sync import SyncReport, serve_session, sync_with
+from .peers import Peer, Peers
+from .sync import SyncReport, pair_join, serve_session, sync_with
 
 BACKOFF_S = (1, 2, 5, 10, 30)  # waits between attempts to reach a peer that is away
 
@@ -57,6 +57,13 @@ class SyncService:
             except CISError as exc:
                 reports.append(SyncReport(peer=peer.did, error=str(exc)))
         return reports
+
+    def pair(self, code: str, address: str, mine_at: str) -> Peer:
+        """Join the node at `address` that showed `code` (`cis pair code` there); this
+        node's own sync listener is at `mine_at`, for that node to reach it."""
+        if self.peers.mode() == "solitary":
+            raise Forbidden("this node is solitary: it pairs with nobody (`cis network mode`)")
+        return pair_join(self.identity, self.peers, code, address, mine_at)
 
     def start(self, listener: socket.socket | None) -> None:
         """Listen for peers on `listener` (None: do not listen), and keep a session

@@ -13,11 +13,10 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
 
 import msgspec
 from websockets.exceptions import ConnectionClosed, WebSocketException
-from websockets.sync.client import connect
+from websockets.sync.client import ClientConnection, connect
 from websockets.sync.connection import Connection
 
 from ..clock import now_ms
@@ -25,7 +24,7 @@ from ..errors import NetworkError, SyncRefused
 from ..memory.service import MemoryService
 from . import handshake, oplog, tls, wire
 from .identity import Identity
-from .peers import Peers, split_address
+from .peers import Peer, Peers, split_address
 
 POLL_S = 0.25  # how often a session looks for new local ops and for its peer's removal
 IDLE_S = 2.0  # a one-shot session with nothing moving for this long is done
@@ -86,13 +85,15 @@ def client_handshake(ws: Connection, me: Identity, expected: str) -> str:
     return expected
 
 
-def server_handshake(
-    ws: Connection, me: Identity, certificate: bytes, allowed: Callable[[str], bool]
-) -> str:
-    """Check a connecting node's proof of key and that it is allowed; its DID."""
+def server_handshake(ws: Connection, me: Identity, certificate: bytes, peers: Peers) -> str:
+    """Check a connecting node's proof of key and that it is allowed, or that it pairs
+    with a valid one-time code (then it becomes a peer); its DID."""
     theirs = _expect(ws, wire.Hello)
     assert isinstance(theirs, wire.Hello)
-    if not allowed(theirs.did):
+    known = peers.allowed(theirs.did)
+    codes = [] if known else peers.codes()
+    may_pair = bool(codes) and peers.mode() != "solitary" and not peers.denied(theirs.did)
+    if not known and not may_pair:
         raise SyncRefused(f"{theirs.did[:100]} is not a peer of this node")
     mine = handshake.hello(me, now_ms())
     hashed = tls.fingerprint(certificate)
@@ -103,7 +104,71 @@ def server_handshake(
     why = handshake.problem(theirs, proof.signature, "client", theirs, mine, hashed, now_ms())
     if why is not None:
         raise SyncRefused(f"{theirs.did}: {why}")
+    if not known:
+        pair = _expect(ws, wire.Pair)
+        assert isinstance(pair, wire.Pair)
+        used = [
+            c for c in codes if handshake.pair_matches(pair.mac, c, "client", theirs, mine, hashed)
+        ]
+        if not used:
+            peers.spoil_codes(f"a wrong pairing code from {theirs.did}")
+            raise SyncRefused("wrong pairing code (every open code is now void: make a new one)")
+        peers.redeem(used[0], theirs.did, pair.address)
+        ws.send(
+            wire.encode(wire.Paired(handshake.pair_mac(used[0], "server", theirs, mine, hashed)))
+        )
     return theirs.did
+
+
+def pair_join(me: Identity, peers: Peers, code: str, address: str, mine_at: str) -> Peer:
+    """Pair with the node at `address` that made `code`: both prove their keys and the
+    code, then each is the other's peer (`mine_at`: where this node's sync listens)."""
+    normal = code.replace("-", "").replace(" ", "").upper()
+    split_address(mine_at)
+    try:
+        with _connect(address) as ws:
+            certificate = ws.socket.getpeercert(binary_form=True) or b""  # type: ignore[attr-defined]
+            did = tls.peer_did(certificate)
+            if did is None:
+                raise SyncRefused(f"the node at {address} shows no node certificate")
+            mine = handshake.hello(me, now_ms())
+            ws.send(wire.encode(mine))
+            theirs = _expect(ws, wire.Hello)
+            proof = _expect(ws, wire.Proof)
+            assert isinstance(theirs, wire.Hello) and isinstance(proof, wire.Proof)
+            hashed = tls.fingerprint(certificate)
+            why = handshake.problem(
+                theirs, proof.signature, "server", mine, theirs, hashed, now_ms()
+            )
+            if theirs.did != did or why is not None:
+                raise SyncRefused(f"the node at {address} did not prove its key ({why})")
+            ws.send(wire.encode(wire.Proof(handshake.prove(me, "client", mine, theirs, hashed))))
+            mac = handshake.pair_mac(normal, "client", mine, theirs, hashed)
+            ws.send(wire.encode(wire.Pair(mac, mine_at)))
+            answer = _expect(ws, wire.Paired)
+            assert isinstance(answer, wire.Paired)
+            if not handshake.pair_matches(answer.mac, normal, "server", mine, theirs, hashed):
+                raise SyncRefused(f"the node at {address} does not know this code")
+            peer = peers.add(did, address)
+            peers.audit(did, "paired", address)
+            ws.send(wire.encode(wire.Bye("paired")))
+            return peer
+    except (OSError, WebSocketException, TimeoutError) as exc:
+        raise NetworkError(f"cannot reach {address}: {exc or type(exc).__name__}") from exc
+
+
+def _connect(address: str) -> ClientConnection:
+    host, port = split_address(address)
+    shown = f"[{host}]" if ":" in host else host
+    return connect(
+        f"wss://{shown}:{port}/",
+        ssl=tls.client_context(),
+        server_hostname=host,
+        proxy=None,
+        compression=None,
+        max_size=wire.MAX_FRAME_BYTES,
+        open_timeout=HANDSHAKE_S,
+    )
 
 
 class Session:
@@ -213,18 +278,8 @@ def sync_with(
     """Connect to a peer and sync: until in step (one-shot), or until stopped."""
     if not peers.allowed(did):
         raise SyncRefused(f"{did} may not sync with this node ({peers.mode()} mode, or denied)")
-    host, port = split_address(address)
-    shown = f"[{host}]" if ":" in host else host
     try:
-        with connect(
-            f"wss://{shown}:{port}/",
-            ssl=tls.client_context(),
-            server_hostname=host,
-            proxy=None,
-            compression=None,
-            max_size=wire.MAX_FRAME_BYTES,
-            open_timeout=HANDSHAKE_S,
-        ) as ws:
+        with _connect(address) as ws:
             client_handshake(ws, me, did)
             peers.audit(did, "accepted", f"connected to {address}")
             report = Session(ws, did, memory, peers, one_shot=one_shot, stop=stop).run()
@@ -251,7 +306,7 @@ def serve_session(
     """One connection to this node's sync listener, from handshake to end."""
     did = "unknown"
     try:
-        did = server_handshake(ws, me, certificate, peers.allowed)
+        did = server_handshake(ws, me, certificate, peers)
         peers.audit(did, "accepted", f"connection from {ws.remote_address[0]}")
         Session(ws, did, memory, peers, one_shot=False, stop=stop).run()
         peers.seen(did)

@@ -23,6 +23,21 @@ class Proof(msgspec.Struct, tag="proof", frozen=True):
     signature: bytes
 
 
+class Pair(msgspec.Struct, tag="pair", frozen=True):
+    """A joining node's proof that it holds the pairing code (an HMAC of the handshake
+    transcript under it), and the address its own sync listener has."""
+
+    mac: bytes
+    address: str
+
+
+class Paired(msgspec.Struct, tag="paired", frozen=True):
+    """The server's answer: its own HMAC under the code, so the joiner knows it paired
+    with the node that made the code and not with one in the middle."""
+
+    mac: bytes
+
+
 class Have(msgspec.Struct, tag="have", frozen=True):
     """What the sender holds: per origin, the last op of its chain."""
 
@@ -43,7 +58,7 @@ class Bye(msgspec.Struct, tag="bye", frozen=True):
     reason: str
 
 
-Message = Hello | Proof | Have | Ops | Bye
+Message = Hello | Proof | Pair | Paired | Have | Ops | Bye
 _encode = msgspec.msgpack.Encoder()
 _decode = msgspec.msgpack.Decoder(Message)
 

@@ -190,6 +190,13 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     INSERT INTO meta VALUES ('network_mode', 'whitelist');
     """,
+    # 10: one-time pairing codes (kept in the encrypted database, removed once used).
+    """
+    CREATE TABLE pair_codes(
+        code TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
