@@ -27,7 +27,7 @@ from ..net.merge import State, merge, retraction
 from ..store.sqlite import Database, scalar
 from . import validate as check
 from .freshness import Freshness
-from .rows import COLUMNS, clocks, encode, to_memory, to_state
+from .rows import STATE_COLUMNS, clocks, encode, to_memory, to_state
 
 
 class Change(msgspec.Struct, kw_only=True):
@@ -81,21 +81,18 @@ def materialize(state: State, version: int) -> Memory:
 
 
 def stored_state(conn: apsw.Connection, memory_id: str) -> tuple[Any, ...] | None:
-    """The row (COLUMNS, deleted, clocks) of the memory with this id, or None."""
-    rows = conn.execute(
-        f"SELECT {COLUMNS}, deleted, clocks FROM memories WHERE id = ?", (memory_id,)
-    ).fetchall()
-    return rows[0] if rows else None
+    """The row (STATE_COLUMNS) of the memory with this id, or None."""
+    return stored_states(conn, [memory_id]).get(memory_id)
 
 
 def stored_states(conn: apsw.Connection, ids: builtins.list[str]) -> dict[str, tuple[Any, ...]]:
-    """The rows (COLUMNS, deleted, clocks) of those of `ids` that are stored, by id."""
+    """The rows (STATE_COLUMNS) of those of `ids` that are stored, by id."""
     found: dict[str, tuple[Any, ...]] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
         for row in conn.execute(
-            f"SELECT {COLUMNS}, deleted, clocks FROM memories WHERE id IN ({marks})", chunk
+            f"SELECT {STATE_COLUMNS} FROM memories WHERE id IN ({marks})", chunk
         ):
             found[row[1]] = row
     return found

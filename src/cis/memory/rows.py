@@ -13,6 +13,7 @@ COLUMNS = (
     "rid, id, key, scope, domain, category, text, tags, metadata, "
     "created_at, updated_at, event_at, version, origin, hlc"
 )
+STATE_COLUMNS = f"{COLUMNS}, deleted, clocks"  # a row both to_memory and to_state read
 
 _decode_tags = msgspec.json.Decoder(list[str])
 _StoredTag = tuple[int, int, int, str]  # hlc, origin (an index into `origins`), position, name
@@ -90,7 +91,7 @@ def clocks(state: State) -> bytes:
 
 
 def to_state(row: tuple[Any, ...]) -> State:
-    """The state of a row selected with COLUMNS, deleted, clocks."""
+    """The state of a row selected with STATE_COLUMNS."""
     stored = _decode_clocks.decode(row[-1])
     values = {
         "text": row[6],

@@ -46,7 +46,7 @@ from . import validate as check
 from .apply import Change, Writer, stored_state, stored_states
 from .freshness import Freshness
 from .receive import Received, receive
-from .rows import COLUMNS, to_history, to_memory, to_state
+from .rows import COLUMNS, STATE_COLUMNS, to_history, to_memory, to_state
 from .search import Searcher
 from .transfer import Records, export_lines, raise_errors, read_import
 
@@ -281,8 +281,9 @@ class MemoryService:
         return self._insert(prepared, backpressure=False) if prepared else []
 
     def set(self, key: str, text: str, **fields: Any) -> Memory:
-        """Upsert by (scope, key): replace the text and given fields, or add a new memory;
-        one transaction, so two writers of one key end with one memory."""
+        """Upsert by (scope, key): replace the text and given fields, or add a new memory.
+        The key's id is the same on every node, so two writers of one key, here or on two
+        devices, end with one memory."""
         unknown = set(fields) - _CHANGEABLE - {"scope", "embedding"}
         if unknown:
             raise InvalidInput(f"cannot set field(s): {', '.join(sorted(unknown))}")
@@ -349,8 +350,7 @@ class MemoryService:
                 == old
             ):
                 return []  # nothing changes: no new version
-            current = to_state(stored_state(conn, old.id))  # type: ignore[arg-type]
-            return [Change(state=edit(current, hlc, did, new, tags), vector=vector)]
+            return [Change(state=edit(to_state(row), hlc, did, new, tags), vector=vector)]
 
         applied = self.writer.local(build)
         return applied[0].after if applied else found[0]
@@ -365,8 +365,7 @@ class MemoryService:
             if row is None:
                 raise NotFound(f"no memory {id_or_key!r} in scope {scope}")
             found.append(to_memory(row))
-            current = to_state(stored_state(conn, found[0].id))  # type: ignore[arg-type]
-            return [Change(state=edit(current, hlc, did, {"alive": False}))]
+            return [Change(state=edit(to_state(row), hlc, did, {"alive": False}))]
 
         self.writer.local(build)
         return found[0]
@@ -445,18 +444,20 @@ class MemoryService:
         by_id: bool = True,
         deleted: bool = False,
     ) -> tuple[Any, ...] | None:
+        """The row (STATE_COLUMNS) of the memory with this id, or with this key in
+        `scope` (the live one, else the newest deleted one with `deleted`)."""
         if not isinstance(id_or_key, str) or not id_or_key:
             raise InvalidInput("give a memory id or key")
         live = "" if deleted else " AND deleted = 0"
         if by_id and check.is_uuid(id_or_key):
             rows = conn.execute(
-                f"SELECT {COLUMNS} FROM memories WHERE id = ?{live}", (id_or_key,)
+                f"SELECT {STATE_COLUMNS} FROM memories WHERE id = ?{live}", (id_or_key,)
             ).fetchall()
             if rows:
                 return rows[0]
         order = " ORDER BY deleted, rid DESC LIMIT 1"
         rows = conn.execute(
-            f"SELECT {COLUMNS} FROM memories WHERE scope = ? AND key = ?{live}{order}",
+            f"SELECT {STATE_COLUMNS} FROM memories WHERE scope = ? AND key = ?{live}{order}",
             (scope, id_or_key),
         ).fetchall()
         return rows[0] if rows else None
