@@ -65,10 +65,24 @@ def _expect(ws: Connection, kind: type[wire.Message], timeout: float = HANDSHAKE
     return message
 
 
-def client_handshake(ws: Connection, me: Identity, expected: str) -> str:
-    """Prove this node to a server whose certificate must be of `expected`."""
+class Joined(msgspec.Struct, frozen=True):
+    """A client's handshake as it ended: the server's DID, both hellos, the
+    certificate's hash (what later proofs of the same session bind to)."""
+
+    did: str
+    mine: wire.Hello
+    theirs: wire.Hello
+    certificate: bytes
+
+
+def client_handshake(ws: Connection, me: Identity, expected: str | None) -> Joined:
+    """Prove this node to the server, which must prove the key of its certificate; that
+    certificate must be of `expected` (None: of any node, which pairing then checks)."""
     certificate = ws.socket.getpeercert(binary_form=True) or b""  # type: ignore[attr-defined]
-    if tls.peer_did(certificate) != expected:
+    did = tls.peer_did(certificate)
+    if did is None:
+        raise SyncRefused("the node at this address shows no node certificate")
+    if expected is not None and did != expected:
         raise SyncRefused(f"the node at this address is not {expected} (its certificate differs)")
     mine = handshake.hello(me, now_ms())
     ws.send(wire.encode(mine))
@@ -76,13 +90,13 @@ def client_handshake(ws: Connection, me: Identity, expected: str) -> str:
     proof = _expect(ws, wire.Proof)
     assert isinstance(theirs, wire.Hello) and isinstance(proof, wire.Proof)
     hashed = tls.fingerprint(certificate)
-    if theirs.did != expected:
-        raise SyncRefused(f"the node answered as {theirs.did}, not {expected}")
+    if theirs.did != did:
+        raise SyncRefused(f"the node answered as {theirs.did}, not {did}")
     why = handshake.problem(theirs, proof.signature, "server", mine, theirs, hashed, now_ms())
     if why is not None:
-        raise SyncRefused(f"{expected}: {why}")
+        raise SyncRefused(f"{did}: {why}")
     ws.send(wire.encode(wire.Proof(handshake.prove(me, "client", mine, theirs, hashed))))
-    return expected
+    return Joined(did, mine, theirs, hashed)
 
 
 def server_handshake(ws: Connection, me: Identity, certificate: bytes, peers: Peers) -> str:
@@ -127,30 +141,16 @@ def pair_join(me: Identity, peers: Peers, code: str, address: str, mine_at: str)
     split_address(mine_at)
     try:
         with _connect(address) as ws:
-            certificate = ws.socket.getpeercert(binary_form=True) or b""  # type: ignore[attr-defined]
-            did = tls.peer_did(certificate)
-            if did is None:
-                raise SyncRefused(f"the node at {address} shows no node certificate")
-            mine = handshake.hello(me, now_ms())
-            ws.send(wire.encode(mine))
-            theirs = _expect(ws, wire.Hello)
-            proof = _expect(ws, wire.Proof)
-            assert isinstance(theirs, wire.Hello) and isinstance(proof, wire.Proof)
-            hashed = tls.fingerprint(certificate)
-            why = handshake.problem(
-                theirs, proof.signature, "server", mine, theirs, hashed, now_ms()
-            )
-            if theirs.did != did or why is not None:
-                raise SyncRefused(f"the node at {address} did not prove its key ({why})")
-            ws.send(wire.encode(wire.Proof(handshake.prove(me, "client", mine, theirs, hashed))))
+            joined = client_handshake(ws, me, None)
+            mine, theirs, hashed = joined.mine, joined.theirs, joined.certificate
             mac = handshake.pair_mac(normal, "client", mine, theirs, hashed)
             ws.send(wire.encode(wire.Pair(mac, mine_at)))
             answer = _expect(ws, wire.Paired)
             assert isinstance(answer, wire.Paired)
             if not handshake.pair_matches(answer.mac, normal, "server", mine, theirs, hashed):
                 raise SyncRefused(f"the node at {address} does not know this code")
-            peer = peers.add(did, address)
-            peers.audit(did, "paired", address)
+            peer = peers.add(joined.did, address)
+            peers.audit(joined.did, "paired", address)
             ws.send(wire.encode(wire.Bye("paired")))
             return peer
     except (OSError, WebSocketException, TimeoutError) as exc:
