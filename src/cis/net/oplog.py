@@ -85,12 +85,21 @@ def check_signature(op: Op, signature: bytes) -> bool:
     return verify(op.origin, signature, _signed(op.digest()))
 
 
+# one index seek per origin (GROUP BY would read every op, bodies included)
+_VECTOR = """
+WITH RECURSIVE o(origin) AS (
+    SELECT min(origin) FROM ops
+    UNION ALL
+    SELECT (SELECT min(origin) FROM ops WHERE origin > o.origin) FROM o WHERE origin IS NOT NULL
+)
+SELECT origin, (SELECT max(seq) FROM ops WHERE ops.origin = o.origin) FROM o
+WHERE origin IS NOT NULL
+"""
+
+
 def vector(conn: apsw.Connection) -> dict[str, int]:
     """Per origin, the highest seq held here (chains are held without gaps)."""
-    return {
-        str(origin): int(seq)
-        for origin, seq in conn.execute("SELECT origin, max(seq) FROM ops GROUP BY origin")
-    }
+    return {str(origin): int(seq) for origin, seq in conn.execute(_VECTOR)}
 
 
 Signed = tuple[
