@@ -116,6 +116,12 @@ def test_paraphrase_is_found_by_meaning(node: Node) -> None:
     assert words[0].vector_score is not None
 
 
+def test_a_word_searched_before_any_memory_held_it_is_found_once_one_does(node: Node) -> None:
+    assert node.memory.search("okapis", mode="text") == []
+    added = node.memory.add("okapis live in the Ituri forest")
+    assert [h.memory.id for h in node.memory.search("okapis", mode="text")] == [added.id]
+
+
 def test_words_find_a_memory_before_its_vector_lands(node: Node) -> None:
     node.memory.add("ephemeral kumquat marmalade")
     hits = node.memory.search("kumquat", mode="text")

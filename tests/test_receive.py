@@ -240,8 +240,8 @@ def test_a_denied_origins_ops_are_refused_when_another_peer_passes_them_on(
     try:
         a.memory.add("from the lost laptop", domain="public")
         _pull(b, a)  # b still trusts a
-        c.peers.judge(a.identity.did, "deny", "lost")
-        received = c.memory.receive(b.memory.log_since({}), c.peers.denied)
+        c.network.judge(a.identity.did, "deny", "lost")
+        received = c.memory.receive(b.memory.log_since({}), c.network.denied)
         assert "denied" in received.refused[a.identity.did]
         assert c.memory.list() == []
     finally:

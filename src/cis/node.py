@@ -23,6 +23,7 @@ from .index.vectors import VectorIndex
 from .memory import upgrade
 from .memory.service import MemoryService
 from .model import NodeInfo, Token
+from .net.network import Network
 from .net.peers import Peers
 from .net.service import SyncService
 from .skills.registry import SkillRegistry
@@ -63,7 +64,8 @@ class Node:
         self.memory = memory
         self.identity = memory.writer.identity
         self.peers = Peers(db)
-        self.sync = SyncService(self.identity, memory, self.peers, data_dir)
+        self.network = Network(db, memory)
+        self.sync = SyncService(self.identity, memory, self.peers, self.network, data_dir)
         self.tokens = TokenService(db)
         self.skills = SkillRegistry(data_dir, memory)
         self.dags = DagService(db, memory, data_dir, self.skills)

@@ -26,7 +26,9 @@ import httpx
 import msgspec
 
 from cis.errors import CISError
+from cis.memory.validate import ahead
 from cis.model import Filter, Listing, Search
+from cis.net.network import chosen
 from cis.node import Node
 from cis.shapes import convert
 
@@ -44,8 +46,26 @@ def _error_classes() -> dict[str, type[CISError]]:
 
 
 ERRORS = _error_classes()
-OPS = frozenset(
-    {"add", "get", "update", "delete", "history", "search", "list", "import", "export", "node"}
+CLUSTER = frozenset(
+    {
+        "peer_add",
+        "peer_list",
+        "peer_remove",
+        "network_mode",
+        "network_judge",
+        "network_list",
+        "network_review",
+        "network_approve",
+        "network_reject",
+        "audit",
+        "sync",
+    }
+)
+OPS = (
+    frozenset(
+        {"add", "get", "update", "delete", "history", "search", "list", "import", "export", "node"}
+    )
+    | CLUSTER
 )
 
 
@@ -99,9 +119,38 @@ class PythonShell:
                 return plain(a.search(convert(args, Search)))
             if op == "node":
                 return plain(self.node.info())
+            if op in CLUSTER:
+                return plain(self._cluster(op, **args))
         except CISError as exc:
             raise Failed(exc.code, str(exc)) from exc
         raise AssertionError(f"unknown op {op}")
+
+    def _cluster(self, op: str, **args: Any) -> Any:
+        self.access.runs_the_node(op)
+        node, network = self.node, self.node.network
+        if op == "peer_add":
+            return node.peers.add(args["did"], args["address"])
+        if op == "peer_list":
+            return node.peers.list()
+        if op == "peer_remove":
+            return node.peers.remove(args["did"])
+        if op == "network_mode":
+            mode = args.get("mode")
+            return {"mode": network.mode() if mode is None else network.set_mode(mode)}
+        if op == "network_judge":
+            until = ahead(args.get("expires"), "expires")
+            return network.judge(args["did"], args["verdict"], args.get("reason", ""), until)
+        if op == "network_list":
+            return network.trust()
+        if op == "network_review":
+            return network.review()
+        if op == "network_approve":
+            return network.approve(chosen(args.get("ids"), args.get("all", False)))
+        if op == "network_reject":
+            return {"rejected": network.reject(chosen(args.get("ids"), args.get("all", False)))}
+        if op == "audit":
+            return network.audit_log()
+        return node.sync.now(args.get("peer"))
 
 
 def _flags(args: dict[str, Any], names: tuple[str, ...]) -> list[str]:
@@ -155,6 +204,8 @@ class CliShell:
             argv = ["memory", "import", str(path)]
         elif op == "node":
             argv = ["node", "id"]
+        elif op in CLUSTER:
+            argv = self._cluster(op, args)
         elif op == "export":
             done = self.run("memory", "export", *_flags(args, filters))
             self._check(done)
@@ -165,6 +216,25 @@ class CliShell:
         self._check(done)
         result = json.loads(done.stdout)
         return result["imported"] if op == "import" else result
+
+    @staticmethod
+    def _cluster(op: str, args: dict[str, Any]) -> list[str]:
+        batches = [str(i) for i in args.get("ids") or ()] + (["--all"] if args.get("all") else [])
+        if op == "peer_add":
+            return ["peer", "add", args["did"], args["address"]]
+        if op in ("peer_list", "network_list", "network_review"):
+            return op.split("_")
+        if op == "peer_remove":
+            return ["peer", "remove", args["did"]]
+        if op == "network_mode":
+            return ["network", "mode", *([args["mode"]] if args.get("mode") else [])]
+        if op == "network_judge":
+            return ["network", args["verdict"], args["did"], *_flags(args, ("reason", "expires"))]
+        if op in ("network_approve", "network_reject"):
+            return [*op.split("_"), *batches]
+        if op == "audit":
+            return ["network", "audit"]
+        return ["sync", *_flags(args, ("peer",))]
 
     @staticmethod
     def _check(done: subprocess.CompletedProcess[str]) -> None:
@@ -252,6 +322,8 @@ class HttpShell:
             )
         elif op == "node":
             answer = c.get("/v1/node")
+        elif op in CLUSTER:
+            return self._cluster(op, params)
         elif op == "export":
             answer = c.get("/v1/export", params=params)
             self._check(answer)
@@ -263,6 +335,44 @@ class HttpShell:
         if op == "search":
             return result["hits"]
         return result["imported"] if op == "import" else result
+
+    def _cluster(self, op: str, args: dict[str, Any]) -> Any:
+        c = self.client
+        batches = {"ids": args.get("ids"), "all": args.get("all", False)}
+        inside = {
+            "peer_list": "peers",
+            "network_review": "held",
+            "audit": "audit",
+            "sync": "reports",
+        }
+        if op == "peer_add":
+            answer = c.post("/v1/peers", json=args)
+        elif op == "peer_list":
+            answer = c.get("/v1/peers")
+        elif op == "peer_remove":
+            answer = c.delete(f"/v1/peers/{args['did']}")
+        elif op == "network_mode":
+            mode = args.get("mode")
+            if mode is None:
+                answer = c.get("/v1/network")
+                self._check(answer)
+                return {"mode": answer.json()["mode"]}
+            answer = c.put("/v1/network/mode", json={"mode": mode})
+        elif op == "network_judge":
+            answer = c.post("/v1/network/entries", json=args)
+        elif op == "network_list":
+            answer = c.get("/v1/network")
+        elif op == "network_review":
+            answer = c.get("/v1/network/held")
+        elif op in ("network_approve", "network_reject"):
+            answer = c.post(f"/v1/network/{op.split('_')[1]}", json=batches)
+        elif op == "audit":
+            answer = c.get("/v1/network/audit")
+        else:
+            answer = c.post("/v1/sync", params=args)
+        self._check(answer)
+        result = answer.json()
+        return result[inside[op]] if op in inside else result
 
     @staticmethod
     def _check(answer: httpx.Response) -> None:
@@ -280,7 +390,7 @@ _TOOL_ERROR = re.compile(r"^([a-z_]+): ")
 class McpShell:
     """An MCP client of the `mcp` SDK, driven from sync test code through a portal."""
 
-    ops = OPS - {"import", "export", "node"}  # no such tools
+    ops = OPS - {"import", "export", "node"} - CLUSTER  # no such tools
 
     def __init__(self, name: str, client: Any, portal: anyio.from_thread.BlockingPortal):
         self.name = name

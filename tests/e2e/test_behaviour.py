@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from cis import Node
+from cis.net.identity import Identity
 
 from .shells import (
     CliShell,
@@ -58,6 +59,7 @@ def is_(name: str) -> Check:
 
 
 FAR_FUTURE, FAR_PAST = "2999-01-01T00:00:00Z", "1999-01-01T00:00:00Z"
+PEER, STRANGER = (Identity(bytes([n]) * 32).did for n in (1, 2))  # nodes never started
 
 TABLE: list[Step] = [
     # add
@@ -233,6 +235,63 @@ TABLE: list[Step] = [
         error="invalid_input",
     ),
     Step("export", {}, lambda rows, _: len(rows) == 4),
+    # the cluster: peers, trust lists, quarantine, audit, sync (not MCP)
+    Step("peer_list", {}, lambda peers, _: peers == []),
+    Step(
+        "peer_add",
+        {"did": PEER, "address": "127.0.0.1:9"},
+        lambda p, _: (p["did"], p["address"], p["last_seen"]) == (PEER, "127.0.0.1:9", None),
+    ),
+    Step("peer_add", {"did": "did:key:zNotAKey", "address": "host:7677"}, error="invalid_input"),
+    Step("peer_add", {"did": PEER, "address": "no port"}, error="invalid_input"),
+    Step("peer_list", {}, lambda peers, _: [p["did"] for p in peers] == [PEER]),
+    Step("network_mode", {}, lambda m, _: m == {"mode": "whitelist"}),
+    Step("network_mode", {"mode": "quarantine"}, lambda m, _: m == {"mode": "quarantine"}),
+    Step("network_mode", {"mode": "chaos"}, error="invalid_input"),
+    Step(
+        "network_judge",
+        {"did": STRANGER, "verdict": "deny", "reason": "lost laptop", "expires": "30d"},
+        lambda e, _: (
+            (e["verdict"], e["reason"]) == ("deny", "lost laptop")
+            and e["expires_at"] > e["created_at"]
+        ),
+    ),
+    Step("network_judge", {"did": STRANGER, "verdict": "maybe"}, error="invalid_input"),
+    Step(
+        "network_judge",
+        {"did": STRANGER, "verdict": "deny", "expires": "soon"},
+        error="invalid_input",
+    ),
+    Step(
+        "network_list",
+        {},
+        lambda t, _: (
+            t["mode"] == "quarantine"
+            and [(e["did"], e["verdict"]) for e in t["entries"]] == [(STRANGER, "deny")]
+        ),
+    ),
+    Step("network_review", {}, lambda held, _: held == []),
+    Step("network_approve", {"ids": [7]}, error="not_found"),
+    Step("network_approve", {}, error="invalid_input"),
+    Step(
+        "network_approve",
+        {"all": True},
+        lambda done, _: done["approved"] == [] and done["received"]["ops"] == 0,
+    ),
+    Step("network_reject", {"all": True}, lambda done, _: done == {"rejected": []}),
+    Step("sync", {"peer": STRANGER}, error="not_found"),
+    Step(
+        "audit",
+        {},
+        lambda log, _: (
+            [(e["event"], e["did"]) for e in log]
+            == [("added", PEER), ("mode", "-"), ("deny", STRANGER)]
+        ),
+    ),
+    Step("peer_remove", {"did": PEER}, lambda p, _: p["did"] == PEER),
+    Step("peer_remove", {"did": PEER}, error="not_found"),
+    Step("network_mode", {"mode": "solitary"}, lambda m, _: m == {"mode": "solitary"}),
+    Step("sync", {}, error="forbidden"),
 ]
 
 

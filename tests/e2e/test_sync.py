@@ -210,3 +210,27 @@ def test_two_devices_pair_with_a_one_time_code(tmp_path: Path) -> None:
         wait_for(lambda: "paired and syncing" in texts(b), "a's memory on the paired b")
         events = {e["event"] for e in a.cis("network", "audit")}
         assert {"pair-code", "pair-refused", "paired"} <= events
+
+
+def test_a_quarantine_holds_what_a_stranger_sends_until_approved(tmp_path: Path) -> None:
+    with serving(tmp_path / "a") as a, serving(tmp_path / "b") as b:
+        assert b.cis("network", "mode", "quarantine") == {"mode": "quarantine"}
+        a.cis("peer", "add", b.did, b.sync)  # a trusts b; b has never heard of a
+        a.cis("memory", "add", "the held fact about tapirs", "--domain", "public")
+        (batch,) = wait_for(lambda: b.cis("network", "review"), "a's ops held on b")
+        assert batch["sender"] == a.did and "tapirs" in batch["preview"]
+        assert "the held fact about tapirs" not in texts(b)
+        b.cis("memory", "add", "b's public note", "--domain", "public")
+        wait_for(lambda: "b's public note" in texts(a), "b's memory on a (b is trusted)")
+        done = b.cis("network", "approve", str(batch["id"]))
+        assert done["received"]["ops"] == 1 and b.cis("network", "review") == []
+        assert "the held fact about tapirs" in texts(b)
+        a.cis("memory", "add", "spam from a", "--domain", "public")
+        wait_for(lambda: b.cis("network", "review"), "a's next ops held on b")
+        assert len(b.cis("network", "reject", "--all")["rejected"]) == 1
+        b.cis("network", "allow", a.did)  # trusted from now on: the session starts again
+        a.cis("memory", "add", "now trusted", "--domain", "public")
+        wait_for(lambda: "now trusted" in texts(b), "a's memory on b once a is allowed")
+        assert "spam from a" in texts(b)  # a trusted sender's ops are its word
+        events = {e["event"] for e in b.cis("network", "audit")}
+        assert {"held", "approved", "rejected", "allow"} <= events

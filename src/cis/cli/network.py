@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from ..memory import validate as check
-from ..net.peers import MODES, AclEntry
+from ..memory.quarantine import HeldBatch
+from ..net.network import MODES, AclEntry, chosen
 from . import output
 from .state import State
 
@@ -25,7 +26,7 @@ Expires = Annotated[
 def _line(entry: AclEntry) -> str:
     until = f" until {output.when(entry.expires_at)}" if entry.expires_at else ""
     reason = f"  ({entry.reason})" if entry.reason else ""
-    return f"{entry.verdict:<5} {entry.did}{until}{reason}"
+    return f"{entry.verdict:<10} {entry.did}{until}{reason}"
 
 
 @network_app.command("mode")
@@ -35,10 +36,12 @@ def mode(
     as_json: JsonOpt = False,
 ) -> None:
     """Show or set the mode: whitelist (peers and allowed DIDs), open (any DID that
-    proves its key), solitary (nobody, in or out). A denied DID is refused in all."""
+    proves its key), quarantine (any such DID, but what one that is neither a peer nor
+    allowed sends is held until approved), solitary (nobody, in or out). A denied DID is
+    refused in all."""
     state: State = ctx.obj
     with state.open() as node:
-        current = node.peers.mode() if new is None else node.peers.set_mode(new)
+        current = node.network.mode() if new is None else node.network.set_mode(new)
     if as_json:
         output.emit_json({"mode": current})
     else:
@@ -50,7 +53,7 @@ def _judge(
 ) -> None:
     state: State = ctx.obj
     with state.open() as node:
-        entry = node.peers.judge(did, verdict, reason, check.ahead(expires, "--expires"))
+        entry = node.network.judge(did, verdict, reason, check.ahead(expires, "--expires"))
     if as_json:
         output.emit_json(entry)
     else:
@@ -82,17 +85,30 @@ def deny(
     _judge(ctx, did, "deny", reason, expires, as_json)
 
 
+@network_app.command("quarantine")
+def quarantine(
+    ctx: typer.Context,
+    did: Did,
+    reason: Reason = "",
+    expires: Expires = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Let a DID sync in any mode but solitary, holding what it sends until approved
+    (`cis network review`)."""
+    _judge(ctx, did, "quarantine", reason, expires, as_json)
+
+
 @network_app.command("list")
 def list_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """The mode, and every allow and deny entry."""
     state: State = ctx.obj
     with state.open() as node:
-        current, entries = node.peers.mode(), node.peers.acl()
+        trust = node.network.trust()
     if as_json:
-        output.emit_json({"mode": current, "entries": entries})
+        output.emit_json(trust)
         return
-    print(f"mode {current}")
-    for entry in entries:
+    print(f"mode {trust.mode}")
+    for entry in trust.entries:
         print(_line(entry))
 
 
@@ -105,7 +121,63 @@ def audit(
     """What sync accepted and refused, mode changes, peers and verdicts."""
     state: State = ctx.obj
     with state.open() as node:
-        entries = node.peers.audit_log(limit)
+        entries = node.network.audit_log(limit)
     output.emit_lines(
         entries, as_json, lambda e: f"{output.when(e.at)}  {e.event:<11} {e.did}  {e.detail}"
     )
+
+
+def _batch_line(batch: HeldBatch) -> str:
+    return (
+        f"{batch.id:>5}  {output.when(batch.at)}  from {batch.sender}\n"
+        f"       ops {batch.first_seq}-{batch.last_seq} of {batch.origin}:"
+        f" {batch.ops} ops, {batch.memories} memories  {batch.preview!r}"
+    )
+
+
+@network_app.command("review")
+def review(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """What senders in quarantine sent: verified, held, not applied."""
+    state: State = ctx.obj
+    with state.open() as node:
+        batches = node.network.review()
+    if not batches and not as_json:
+        print("nothing is held")
+        return
+    output.emit_lines(batches, as_json, _batch_line)
+
+
+Ids = Annotated[list[int] | None, typer.Argument(help="Batch ids (`cis network review`).")]
+All = Annotated[bool, typer.Option("--all", help="Every held batch.")]
+
+
+@network_app.command("approve")
+def approve(
+    ctx: typer.Context, ids: Ids = None, every: All = False, as_json: JsonOpt = False
+) -> None:
+    """Apply held batches, as if just received from a trusted peer."""
+    state: State = ctx.obj
+    with state.open() as node:
+        done = node.network.approve(chosen(ids, every))
+    if as_json:
+        output.emit_json(done)
+        return
+    received = done.received
+    print(f"approved {len(done.approved)} batches: {received.ops} ops, {received.changed} changed")
+    for origin, why in received.refused.items():
+        print(f"  refused ops of {origin}: {why}")
+
+
+@network_app.command("reject")
+def reject(
+    ctx: typer.Context, ids: Ids = None, every: All = False, as_json: JsonOpt = False
+) -> None:
+    """Drop held batches (and the later ones of their origins, which build on them);
+    their senders' ops up to there are not taken from them again."""
+    state: State = ctx.obj
+    with state.open() as node:
+        gone = node.network.reject(chosen(ids, every))
+    if as_json:
+        output.emit_json({"rejected": gone})
+        return
+    print(f"rejected {len(gone)} batches")

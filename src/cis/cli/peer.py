@@ -74,7 +74,10 @@ def sync(
         output.emit_json(reports)
     else:
         for r in reports:
-            status = r.error or f"sent {r.sent} ops, received {r.received}, {r.changed} changed"
+            held = f", {r.held} held in quarantine" if r.held else ""
+            status = r.error or (
+                f"sent {r.sent} ops, received {r.received}, {r.changed} changed{held}"
+            )
             print(f"{r.peer}: {status}")
             for origin, why in r.refused.items():
                 print(f"  refused ops of {origin}: {why}")

@@ -83,7 +83,8 @@ def term_counts(
 ) -> dict[str, int]:
     """How many memories hold each index term. FTS5 counts by walking a term's whole
     posting list, as costly as matching it, so counts are cached for the cache's TTL and
-    not dropped on writes: a count off by a few changes a word's weight by next to nothing."""
+    not dropped on writes: a count off by a few changes a word's weight by next to nothing.
+    A count of 0 is not cached: the word would be left out of the search until it expired."""
     counts: dict[str, int] = {}
     missing = []
     for term in terms:
@@ -100,7 +101,7 @@ def term_counts(
         found = {str(term): int(doc) for term, doc in rows}
         for term in missing:
             counts[term] = found.get(term, 0)
-            if cache is not None:
+            if cache is not None and counts[term]:
                 cache.set("df|" + term, counts[term])
     return counts
 

@@ -24,15 +24,16 @@ MAX_DID_CHARS = 64
 
 
 class Received(msgspec.Struct, frozen=True, kw_only=True):
-    """What a batch of ops from a peer did: ops taken, memories changed, and each
-    origin whose ops were refused, with why."""
+    """What a batch of ops from a peer did: ops taken, memories changed, ops held in
+    quarantine, and each origin whose ops were refused, with why."""
 
     ops: int = 0
     changed: int = 0
+    held: int = 0  # ops verified and held in quarantine, not applied
     refused: dict[str, str] = {}
 
 
-def _check_state(state: State, max_text_bytes: int) -> None:
+def check_state(state: State, max_text_bytes: int) -> None:
     """SyncRefused unless the state is one this node could have written itself."""
     try:
         if not check.is_uuid(state.id):
@@ -76,6 +77,38 @@ def _check_state(state: State, max_text_bytes: int) -> None:
 Vectors = dict[str, tuple[bytes, str, np.ndarray]]  # memory id -> (text hash, model, vector)
 
 
+Grouped = dict[str, list[tuple[oplog.Op, bytes | None]]]
+
+
+def group(signed: Sequence[oplog.Signed]) -> Grouped:
+    """A peer's ops by origin; SyncRefused if a frame holds something else."""
+    by_origin: Grouped = {}
+    try:
+        for body, signature in signed:
+            op = oplog.decode(body)
+            by_origin.setdefault(op.origin, []).append((op, signature))
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise SyncRefused(f"a frame that is not an op ({exc})") from exc
+    return by_origin
+
+
+def verified(
+    writer: Writer,
+    base: tuple[int, bytes],
+    ops: list[tuple[oplog.Op, bytes | None]],
+    origin: str,
+    max_text_bytes: int,
+    last: int,
+) -> tuple[list[tuple[oplog.Op, bytes | None]], int]:
+    """The ops that extend `origin`'s chain past `base`, each checked as content this
+    node could have written, and the clock after them; SyncRefused or ClockAhead."""
+    new = oplog.verify_chain(base, ops, origin)
+    for op, _ in new:
+        check_state(op.state, max_text_bytes)
+        last = writer.clock.receive(last, max(op.hlc, op.state.last()[0]))
+    return new, last
+
+
 def receive(
     writer: Writer,
     signed: Sequence[oplog.Signed],
@@ -86,13 +119,7 @@ def receive(
     """Verify and apply a peer's ops. Each origin's ops are taken or refused whole; the
     ops of an origin `denied` names are refused, whoever passes them on. `vectors` are
     the peer's of the memories' texts, used where that text wins (no embedding again)."""
-    by_origin: dict[str, list[tuple[oplog.Op, bytes | None]]] = {}
-    try:
-        for body, signature in signed:
-            op = oplog.decode(body)
-            by_origin.setdefault(op.origin, []).append((op, signature))
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise SyncRefused(f"a frame that is not an op ({exc})") from exc
+    by_origin = group(signed)
     refused: dict[str, str] = {}
     with writer.db.write() as conn:
         last = int(scalar(conn, "SELECT value FROM meta WHERE name = 'hlc'"))
@@ -102,15 +129,12 @@ def receive(
                 refused[origin] = f"{origin} is denied on this node"
                 continue
             try:
-                new = oplog.verify_chain(oplog.head(conn, origin), ops, origin)
-                seen = last
-                for op, _ in new:
-                    _check_state(op.state, max_text_bytes)
-                    seen = writer.clock.receive(seen, max(op.hlc, op.state.last()[0]))
+                new, last = verified(
+                    writer, oplog.head(conn, origin), ops, origin, max_text_bytes, last
+                )
             except (SyncRefused, ClockAhead) as exc:
                 refused[origin] = str(exc)
                 continue
-            last = seen
             taken.extend(new)
         oplog.store(conn, taken)
         incoming: dict[str, State] = {}

@@ -41,10 +41,11 @@ from ..net.oplog import Signed
 from ..shapes import shaped
 from ..store.snapshot import SnapshotFile
 from ..store.sqlite import Database, scalar
-from . import cachekeys
+from . import cachekeys, quarantine
 from . import validate as check
 from .apply import Change, Writer, stored_state, stored_states
 from .freshness import Freshness
+from .quarantine import HeldBatch, SharedVector
 from .receive import Received, receive
 from .rows import COLUMNS, STATE_COLUMNS, to_history, to_memory, to_state
 from .search import Searcher
@@ -101,7 +102,6 @@ _ADD_FIELDS = frozenset(
     ]
 )
 _shared = msgspec.msgpack.Encoder(order="deterministic")
-SharedVector = tuple[str, bytes, str, bytes]  # memory id, text hash, model, float32 bytes
 _CHANGEABLE = frozenset(["text", "metadata", "tags", "domain", "category", "event_at"])
 
 
@@ -391,6 +391,39 @@ class MemoryService:
                 continue  # a vector this node cannot use: it embeds the text itself
         return receive(self.writer, signed, self.config.max_text_bytes, denied, usable)
 
+    def hold(
+        self,
+        signed: Sequence[Signed],
+        sender: str,
+        denied: Callable[[str], bool],
+        vectors: Sequence[SharedVector] = (),
+    ) -> Received:
+        """Verify the ops of a sender in quarantine and hold them, unapplied."""
+        return quarantine.hold(
+            self.writer, signed, sender, self.config.max_text_bytes, denied, vectors
+        )
+
+    def held(self) -> builtins.list[HeldBatch]:
+        """The batches held in quarantine, oldest first."""
+        return quarantine.batches(self.db)
+
+    def approve(
+        self, ids: Sequence[int] | None, denied: Callable[[str], bool]
+    ) -> tuple[builtins.list[HeldBatch], Received]:
+        """Apply these held batches (None: all) in chain order, as if just received."""
+        done, ops, changed, refused = [], 0, 0, {}
+        for batch, signed, vectors in quarantine.pending(self.db, ids):
+            received = self.receive(signed, denied, vectors)
+            quarantine.release(self.db, batch.id)
+            done.append(batch)
+            ops, changed = ops + received.ops, changed + received.changed
+            refused.update(received.refused)
+        return done, Received(ops=ops, changed=changed, refused=refused)
+
+    def reject(self, ids: Sequence[int] | None) -> builtins.list[HeldBatch]:
+        """Drop these held batches (None: all) and the later ones of their origins."""
+        return quarantine.reject(self.db, ids)
+
     def vectors_of(self, ids: Iterable[str]) -> builtins.list[SharedVector]:
         """The vectors of these live public memories, with the hash of the text each is
         of, to travel with their ops."""
@@ -409,10 +442,11 @@ class MemoryService:
                     out.append((str(row[0]), bytes(row[1]), str(row[2]), bytes(row[3])))
         return out
 
-    def log_vector(self) -> dict[str, int]:
-        """Per origin, the last op held here: what this node has seen of each."""
+    def log_vector(self, held_for: str | None = None) -> dict[str, int]:
+        """Per origin, the last op held here: what this node has seen of each; for a
+        sender in quarantine (`held_for`), its held and rejected ops count as seen."""
         with self.db.read() as conn:
-            return oplog.vector(conn)
+            return oplog.vector(conn) if held_for is None else quarantine.vector(conn, held_for)
 
     def log_since(
         self, known: dict[str, int], limit: int = 1000, max_bytes: int = 1 << 62

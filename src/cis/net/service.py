@@ -15,6 +15,7 @@ from ..errors import CISError, Forbidden, NetworkError, NotFound
 from ..memory.service import MemoryService
 from . import tls, wire
 from .identity import Identity
+from .network import Network
 from .peers import Peer, Peers
 from .sync import SyncReport, pair_join, serve_session, sync_with
 
@@ -22,10 +23,18 @@ BACKOFF_S = (1, 2, 5, 10, 30)  # waits between attempts to reach a peer that is 
 
 
 class SyncService:
-    def __init__(self, identity: Identity, memory: MemoryService, peers: Peers, data_dir: Path):
+    def __init__(
+        self,
+        identity: Identity,
+        memory: MemoryService,
+        peers: Peers,
+        network: Network,
+        data_dir: Path,
+    ):
         self.identity = identity
         self.memory = memory
         self.peers = peers
+        self.network = network
         self.data_dir = data_dir
         self._stop = threading.Event()
         self._server: Server | None = None
@@ -34,7 +43,7 @@ class SyncService:
     def now(self, did: str | None = None) -> list[SyncReport]:
         """Sync once with `did`, or with every peer, until each is in step; a peer that
         cannot be reached or refuses shows its error in its report."""
-        if self.peers.mode() == "solitary":
+        if self.network.mode() == "solitary":
             raise Forbidden("this node is solitary: it syncs with nobody (`cis network mode`)")
         peers = self.peers.list()
         if did is not None:
@@ -49,6 +58,7 @@ class SyncService:
                         self.identity,
                         self.memory,
                         self.peers,
+                        self.network,
                         peer.did,
                         peer.address,
                         one_shot=True,
@@ -61,7 +71,7 @@ class SyncService:
     def pair(self, code: str, address: str, mine_at: str) -> Peer:
         """Join the node at `address` that showed `code` (`cis pair code` there); this
         node's own sync listener is at `mine_at`, for that node to reach it."""
-        if self.peers.mode() == "solitary":
+        if self.network.mode() == "solitary":
             raise Forbidden("this node is solitary: it pairs with nobody (`cis network mode`)")
         return pair_join(self.identity, self.peers, code, address, mine_at)
 
@@ -72,7 +82,15 @@ class SyncService:
             certificate = tls.certificate(self.identity).public_bytes(Encoding.DER)
 
             def handler(ws: ServerConnection) -> None:
-                serve_session(ws, self.identity, certificate, self.memory, self.peers, self._stop)
+                serve_session(
+                    ws,
+                    self.identity,
+                    certificate,
+                    self.memory,
+                    self.peers,
+                    self.network,
+                    self._stop,
+                )
 
             self._server = serve(
                 handler,
@@ -95,7 +113,7 @@ class SyncService:
         running: dict[str, threading.Thread] = {}
         while not self._stop.is_set():
             for peer in self.peers.list():
-                if not self.peers.allowed(peer.did):  # solitary, or the peer is denied
+                if not self.network.allowed(peer.did):  # solitary, or the peer is denied
                     continue
                 thread = running.get(peer.did)
                 if thread is None or not thread.is_alive():
@@ -110,13 +128,14 @@ class SyncService:
         failures = 0
         while not self._stop.is_set():
             peer = self.peers.get(did)
-            if peer is None or not self.peers.allowed(did):
+            if peer is None or not self.network.allowed(did):
                 return  # started again by _connect_all if it is allowed again
             try:
                 sync_with(
                     self.identity,
                     self.memory,
                     self.peers,
+                    self.network,
                     did,
                     peer.address,
                     one_shot=False,

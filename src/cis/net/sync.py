@@ -24,6 +24,7 @@ from ..errors import NetworkError, SyncRefused
 from ..memory.service import MemoryService
 from . import handshake, oplog, tls, wire
 from .identity import Identity
+from .network import Network
 from .peers import Peer, Peers, split_address
 
 POLL_S = 0.25  # how often a session looks for new local ops and for its peer's removal
@@ -39,6 +40,7 @@ class SyncReport(msgspec.Struct, kw_only=True):
     sent: int = 0
     received: int = 0
     changed: int = 0
+    held: int = 0  # ops the peer sent that are held in quarantine here
     refused: dict[str, str] = {}
     error: str | None = None
 
@@ -99,14 +101,19 @@ def client_handshake(ws: Connection, me: Identity, expected: str | None) -> Join
     return Joined(did, mine, theirs, hashed)
 
 
-def server_handshake(ws: Connection, me: Identity, certificate: bytes, peers: Peers) -> str:
-    """Check a connecting node's proof of key and that it is allowed, or that it pairs
-    with a valid one-time code (then it becomes a peer); its DID."""
-    theirs = _expect(ws, wire.Hello)
-    assert isinstance(theirs, wire.Hello)
-    known = peers.allowed(theirs.did)
+def server_handshake(
+    ws: Connection,
+    me: Identity,
+    certificate: bytes,
+    peers: Peers,
+    network: Network,
+    theirs: wire.Hello,
+) -> None:
+    """Check that the node that said `theirs` proves its key and is allowed, or that it
+    pairs with a valid one-time code (then it becomes a peer)."""
+    known = network.allowed(theirs.did)
     codes = [] if known else peers.codes()
-    may_pair = bool(codes) and peers.mode() != "solitary" and not peers.denied(theirs.did)
+    may_pair = bool(codes) and network.mode() != "solitary" and not network.denied(theirs.did)
     if not known and not may_pair:
         raise SyncRefused(f"{theirs.did[:100]} is not a peer of this node")
     mine = handshake.hello(me, now_ms())
@@ -131,7 +138,6 @@ def server_handshake(ws: Connection, me: Identity, certificate: bytes, peers: Pe
         ws.send(
             wire.encode(wire.Paired(handshake.pair_mac(used[0], "server", theirs, mine, hashed)))
         )
-    return theirs.did
 
 
 def pair_join(me: Identity, peers: Peers, code: str, address: str, mine_at: str) -> Peer:
@@ -149,8 +155,7 @@ def pair_join(me: Identity, peers: Peers, code: str, address: str, mine_at: str)
             assert isinstance(answer, wire.Paired)
             if not handshake.pair_matches(answer.mac, normal, "server", mine, theirs, hashed):
                 raise SyncRefused(f"the node at {address} does not know this code")
-            peer = peers.add(joined.did, address)
-            peers.audit(joined.did, "paired", address)
+            peer = peers.add(joined.did, address, "paired")
             ws.send(wire.encode(wire.Bye("paired")))
             return peer
     except (OSError, WebSocketException, TimeoutError) as exc:
@@ -180,6 +185,7 @@ class Session:
         peer: str,
         memory: MemoryService,
         peers: Peers,
+        network: Network,
         *,
         one_shot: bool,
         stop: threading.Event | None = None,
@@ -188,22 +194,28 @@ class Session:
         self.peer = peer
         self.memory = memory
         self.peers = peers
+        self.network = network
+        self.held = network.standing(peer).held
         self.one_shot = one_shot
         self.stop = stop or threading.Event()
         self.report = SyncReport(peer=peer)
         self._seen = 0.0  # when last_seen was last written (monotonic)
 
     def run(self) -> SyncReport:
-        ws, memory = self.ws, self.memory
-        ws.send(wire.encode(wire.Have(memory.log_vector())))
+        ws = self.ws
+        ws.send(wire.encode(wire.Have(self._have())))
         theirs: dict[str, int] | None = None
         sent: dict[str, int] = {}
         quiet_since = time.monotonic()
         while not self.stop.is_set():
-            if not self.peers.allowed(self.peer):
+            standing = self.network.standing(self.peer)
+            if not standing.allowed:
                 ws.send(wire.encode(wire.Bye("this node no longer syncs with you")))
                 raise SyncRefused(f"{self.peer} was removed")
-            mine = memory.log_vector()
+            if standing.held != self.held:  # what each side holds of the other changed
+                ws.send(wire.encode(wire.Bye("trust changed: connect again")))
+                return self.report
+            mine = self._have()
             wait = POLL_S
             if theirs is not None:
                 known = {o: max(theirs.get(o, 0), sent.get(o, 0)) for o in {*theirs, *sent}}
@@ -233,6 +245,10 @@ class Session:
                 raise SyncRefused(f"{type(message).__name__} in the middle of a session")
         return self.report
 
+    def _have(self) -> dict[str, int]:
+        """What to tell the peer this node holds (a held peer: its held ops too)."""
+        return self.memory.log_vector(self.peer if self.held else None)
+
     def _send(self, known: dict[str, int], sent: dict[str, int]) -> bool:
         """Send what the peer lacks, one frame; whether there was anything."""
         ops = self.memory.log_since(
@@ -250,25 +266,33 @@ class Session:
         return True
 
     def _take(self, message: wire.Ops) -> None:
+        network = self.network
         try:
-            received = self.memory.receive(message.ops, self.peers.denied, message.vectors)
+            if self.held:
+                received = self.memory.hold(message.ops, self.peer, network.denied, message.vectors)
+            else:
+                received = self.memory.receive(message.ops, network.denied, message.vectors)
         except SyncRefused as exc:
             received = None
             self.report.refused[self.peer] = str(exc)
-            self.peers.audit(self.peer, "ops-refused", str(exc))
+            network.audit(self.peer, "ops-refused", str(exc))
         if received is not None:
             self.report.received += received.ops
             self.report.changed += received.changed
+            self.report.held += received.held
+            if received.held:
+                network.audit(self.peer, "held", f"{received.held} ops, in quarantine")
             for origin, why in received.refused.items():
                 self.report.refused[origin] = why
-                self.peers.audit(self.peer, "ops-refused", f"ops of {origin}: {why}")
-        self.ws.send(wire.encode(wire.Have(self.memory.log_vector())))
+                network.audit(self.peer, "ops-refused", f"ops of {origin}: {why}")
+        self.ws.send(wire.encode(wire.Have(self._have())))
 
 
 def sync_with(
     me: Identity,
     memory: MemoryService,
     peers: Peers,
+    network: Network,
     did: str,
     address: str,
     *,
@@ -276,15 +300,16 @@ def sync_with(
     stop: threading.Event | None = None,
 ) -> SyncReport:
     """Connect to a peer and sync: until in step (one-shot), or until stopped."""
-    if not peers.allowed(did):
-        raise SyncRefused(f"{did} may not sync with this node ({peers.mode()} mode, or denied)")
+    if not network.allowed(did):
+        raise SyncRefused(f"{did} may not sync with this node ({network.mode()} mode, or denied)")
     try:
         with _connect(address) as ws:
             client_handshake(ws, me, did)
-            peers.audit(did, "accepted", f"connected to {address}")
-            report = Session(ws, did, memory, peers, one_shot=one_shot, stop=stop).run()
+            network.audit(did, "accepted", f"connected to {address}")
+            session = Session(ws, did, memory, peers, network, one_shot=one_shot, stop=stop)
+            report = session.run()
     except SyncRefused as exc:
-        peers.audit(did, "refused", str(exc))
+        network.audit(did, "refused", str(exc))
         peers.seen(did, str(exc))
         raise
     except (OSError, WebSocketException, TimeoutError) as exc:
@@ -301,17 +326,21 @@ def serve_session(
     certificate: bytes,
     memory: MemoryService,
     peers: Peers,
+    network: Network,
     stop: threading.Event,
 ) -> None:
     """One connection to this node's sync listener, from handshake to end."""
     did = "unknown"
     try:
-        did = server_handshake(ws, me, certificate, peers)
-        peers.audit(did, "accepted", f"connection from {ws.remote_address[0]}")
-        Session(ws, did, memory, peers, one_shot=False, stop=stop).run()
+        hello = _expect(ws, wire.Hello)
+        assert isinstance(hello, wire.Hello)
+        did = hello.did  # as claimed, until the handshake proves it
+        server_handshake(ws, me, certificate, peers, network, hello)
+        network.audit(did, "accepted", f"connection from {ws.remote_address[0]}")
+        Session(ws, did, memory, peers, network, one_shot=False, stop=stop).run()
         peers.seen(did)
     except SyncRefused as exc:
-        peers.audit(did, "refused", str(exc))
+        network.audit(did, "refused", str(exc))
         with contextlib.suppress(ConnectionClosed, OSError):
             ws.send(wire.encode(wire.Bye(str(exc))))
     except (ConnectionClosed, TimeoutError, OSError):

@@ -24,8 +24,10 @@ from .. import __version__
 from ..access.limits import Access
 from ..dag.runs import Run
 from ..errors import CISError, InvalidInput
+from ..memory import validate as check
 from ..metrics import render, sample
 from ..model import Filter, HistoryEntry, Listing, Memory, NodeInfo, Page, Search
+from ..net.network import AclEntry, Approval, Trust, chosen
 from ..net.peers import Peer
 from ..node import Node, NodeStatus
 from ..shapes import convert
@@ -213,11 +215,69 @@ def _routes(app: FastAPI, node: Node) -> None:
         access.runs_the_node("remove a peer")
         return ok(node.peers.remove(did))
 
+    @app.get("/v1/network", responses=documented(Trust), tags=["cluster"])
+    def trust(access: Caller) -> JSON:
+        """The network mode and the trust lists (allow, deny, quarantine)."""
+        access.whole_node("see who may sync with this node")
+        return ok(node.network.trust())
+
+    @app.put(
+        "/v1/network/mode",
+        responses=documented(wire.ModeBody),
+        openapi_extra=request_body(wire.ModeBody),
+        tags=["cluster"],
+    )
+    def set_mode(access: Caller, new: Annotated[wire.ModeBody, body(wire.ModeBody)]) -> JSON:
+        """Set the network mode; a session the new mode refuses ends at once."""
+        access.runs_the_node("set the network mode")
+        return ok(wire.ModeBody(mode=node.network.set_mode(new.mode)))
+
+    @app.post(
+        "/v1/network/entries",
+        status_code=201,
+        responses=documented(AclEntry, 201),
+        openapi_extra=request_body(wire.VerdictBody),
+        tags=["cluster"],
+    )
+    def judge(access: Caller, new: Annotated[wire.VerdictBody, body(wire.VerdictBody)]) -> JSON:
+        """Allow, deny or quarantine a DID, replacing its earlier entry."""
+        access.runs_the_node("change the trust lists")
+        until = check.ahead(new.expires, "expires")
+        return ok(node.network.judge(new.did, new.verdict, new.reason, until), 201)
+
+    @app.get("/v1/network/held", responses=documented(wire.HeldList), tags=["cluster"])
+    def review(access: Caller) -> JSON:
+        """What senders in quarantine sent: verified, held, not applied."""
+        access.whole_node("review the quarantine")
+        return ok(wire.HeldList(held=node.network.review()))
+
+    @app.post(
+        "/v1/network/approve",
+        responses=documented(Approval),
+        openapi_extra=request_body(wire.BatchesBody),
+        tags=["cluster"],
+    )
+    def approve(access: Caller, asked: Annotated[wire.BatchesBody, body(wire.BatchesBody)]) -> JSON:
+        """Apply held batches in the order their chains need."""
+        access.runs_the_node("approve held ops")
+        return ok(node.network.approve(chosen(asked.ids, asked.all)))
+
+    @app.post(
+        "/v1/network/reject",
+        responses=documented(wire.Rejection),
+        openapi_extra=request_body(wire.BatchesBody),
+        tags=["cluster"],
+    )
+    def reject(access: Caller, asked: Annotated[wire.BatchesBody, body(wire.BatchesBody)]) -> JSON:
+        """Drop held batches and the later ones of their origins."""
+        access.runs_the_node("reject held ops")
+        return ok(wire.Rejection(rejected=node.network.reject(chosen(asked.ids, asked.all))))
+
     @app.get("/v1/network/audit", responses=documented(wire.AuditList), tags=["cluster"])
     def audit(access: Caller, limit: Limit = 100) -> JSON:
         """What sync accepted and refused, oldest first."""
         access.whole_node("read the sync audit")
-        return ok(wire.AuditList(audit=node.peers.audit_log(limit)))
+        return ok(wire.AuditList(audit=node.network.audit_log(limit)))
 
     @app.post("/v1/sync", responses=documented(wire.SyncResult), tags=["cluster"])
     def sync_now(access: Caller, peer: Annotated[str | None, Query()] = None) -> JSON:

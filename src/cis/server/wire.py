@@ -12,6 +12,7 @@ import msgspec
 
 from ..dag.runs import Run
 from ..errors import InvalidInput
+from ..memory.quarantine import HeldBatch
 from ..model import (
     CATEGORIES,
     WHEN,
@@ -26,7 +27,8 @@ from ..model import (
     Search,
     VectorArg,
 )
-from ..net.peers import AuditEntry, Peer
+from ..net.network import AuditEntry
+from ..net.peers import Peer
 from ..net.sync import SyncReport
 from ..node import NodeStatus
 from ..shapes import nul_free, problem
@@ -94,6 +96,38 @@ class PeerBody(Body):
 
     did: Annotated[str, Doc(description="its DID (did:key:z6Mk...; `cis node id` on it)")]
     address: Annotated[str, Doc(description="HOST:PORT of its sync listener, e.g. host:7677")]
+
+
+class ModeBody(Body):
+    """A network mode to set."""
+
+    mode: Annotated[str, Doc(description="whitelist, open, quarantine or solitary")]
+
+
+class VerdictBody(Body):
+    """An entry of the trust lists."""
+
+    did: Annotated[str, Doc(description="the node's DID")]
+    verdict: Annotated[str, Doc(description="allow, deny or quarantine")]
+    reason: str = ""
+    expires: Annotated[
+        str | None, Doc(description="until when: a span (30d, 12h) or a time; none: for good")
+    ] = None
+
+
+class BatchesBody(Body):
+    """Held batches to approve or reject: their ids, or all."""
+
+    ids: list[int] | None = None
+    all: bool = False
+
+
+class HeldList(msgspec.Struct, kw_only=True):
+    held: list[HeldBatch]
+
+
+class Rejection(msgspec.Struct, kw_only=True):
+    rejected: list[HeldBatch]
 
 
 class PeerList(msgspec.Struct, kw_only=True):

@@ -197,6 +197,28 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 11: quarantine: verified ops of a peer not yet trusted, held apart until approved;
+    # and per sender and origin, the seq up to which its ops were rejected.
+    """
+    CREATE TABLE held(
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        sender TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        first_seq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
+        last_hash BLOB NOT NULL,
+        ops BLOB NOT NULL,
+        vectors BLOB NOT NULL
+    );
+    CREATE INDEX held_origin ON held(origin, last_seq);
+    CREATE TABLE rejected(
+        sender TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY(sender, origin)
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
