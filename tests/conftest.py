@@ -35,7 +35,7 @@ def node(data_dir: Path) -> Iterator[Node]:
 
 
 # a `cis serve` of a test listens for peers on a free port of loopback, never on 7677
-LOCAL_SYNC = {"CIS_SYNC_PORT": "0", "CIS_SYNC_HOST": "127.0.0.1"}
+LOCAL_SYNC = {"CIS_SYNC_PORT": "0", "CIS_SYNC_HOST": "127.0.0.1", "CIS_DISCOVERY": "false"}
 
 CliRunner = Callable[..., subprocess.CompletedProcess[str]]
 

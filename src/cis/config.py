@@ -35,6 +35,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     sync: bool = True  # false: `cis serve` neither listens for peers nor connects to them
     sync_host: str = "0.0.0.0"
     sync_port: int = 7677
+    discovery: bool = True  # advertise the sync listener over mDNS and hear other nodes'
 
 
 def default_data_dir() -> Path:

@@ -146,3 +146,30 @@ def test_a_partition_heals_to_one_state_with_nothing_lost(tmp_path: Path) -> Non
         finally:
             stop(a)
             stop(b)
+
+
+def test_nodes_that_allow_each_other_find_each_other_on_the_local_network(
+    tmp_path: Path,
+) -> None:
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    for d in (a_dir, b_dir):
+        cis(d, "init")
+    a_did = cis(a_dir, "node", "id")["did"]  # type: ignore[index]
+    b_did = cis(b_dir, "node", "id")["did"]  # type: ignore[index]
+    cis(a_dir, "network", "allow", b_did)  # by DID alone: no address typed anywhere
+    cis(b_dir, "network", "allow", a_did)
+    with namespaces() as (ns_a, ns_b, _):
+        a = start(ns_a, a_dir, "0.0.0.0")
+        b = start(ns_b, b_dir, "0.0.0.0")
+        try:
+            cis(a_dir, "memory", "add", "found by mDNS", "--domain", "public")
+            wait_for(lambda: "found by mDNS" in texts(b_dir), "a's memory on b, by discovery")
+            heard = cis(b_dir, "peer", "nearby")
+            assert [(n["did"], n["address"], n["peer"]) for n in heard] == [  # type: ignore[index, union-attr]
+                (a_did, "10.77.0.1:7677", True)
+            ]
+            events = [e["event"] for e in cis(b_dir, "network", "audit")]  # type: ignore[union-attr, index]
+            assert "discovered" in events
+        finally:
+            stop(a)
+            stop(b)

@@ -48,6 +48,24 @@ def list_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     output.emit_lines(peers, as_json, _line)
 
 
+@peer_app.command("nearby")
+def nearby(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Nodes heard on the local network (mDNS, while `cis serve` runs): hints only. One
+    you allow (`cis network allow DID`) becomes a peer when next heard; pairing needs
+    no hint."""
+    state: State = ctx.obj
+    with state.open() as node:
+        heard = node.peers.nearby()
+    output.emit_lines(
+        heard,
+        as_json,
+        lambda n: (
+            f"{n.did}  {n.address}  heard {output.when(n.heard_at)}"
+            + ("  (a peer)" if n.peer else "")
+        ),
+    )
+
+
 @peer_app.command("remove")
 def remove(ctx: typer.Context, did: Did, as_json: JsonOpt = False) -> None:
     """Stop syncing with a node; a session with it ends at once."""

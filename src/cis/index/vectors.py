@@ -12,7 +12,7 @@ restored (`snapshot`, `restore`), since building one is slow.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -103,6 +103,23 @@ class VectorIndex:
             raise InvalidInput("embedding is all zeros")
         unit: np.ndarray = arr / norm
         return unit
+
+    def units(self, blobs: Sequence[bytes]) -> list[np.ndarray | None]:
+        """Each float32 blob as a unit row, or None where it is not a usable vector (the
+        wrong size, NaN or infinite values, all zeros): `check` for many at once."""
+        out: list[np.ndarray | None] = [None] * len(blobs)
+        fit = [i for i, blob in enumerate(blobs) if len(blob) == 4 * self.dim]
+        if not fit:
+            return out
+        matrix = np.frombuffer(b"".join(blobs[i] for i in fit), "<f4").reshape(len(fit), -1)
+        with np.errstate(all="ignore"):
+            norms = np.linalg.norm(matrix, axis=1)
+            usable = np.isfinite(matrix).all(axis=1) & np.isfinite(norms) & (norms > 0)
+            units = matrix / norms[:, None]
+        for row, i in enumerate(fit):
+            if usable[row]:
+                out[i] = units[row]
+        return out
 
     # ---- edits -------------------------------------------------------------------
 

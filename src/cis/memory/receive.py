@@ -141,19 +141,22 @@ def receive(
         for op, _ in taken:
             known = incoming.get(op.state.id)
             incoming[op.state.id] = op.state if known is None else merge(known, op.state)
-        changes = _changes(conn, incoming, vectors or {})
+        changes, held = _changes(conn, incoming, vectors or {})
         applied, queued, _ = writer.apply(conn, changes)
-        _keep_losers(conn, [op.state for op, _ in taken])
+        _keep_losers(conn, [op.state for op, _ in taken], incoming, held)
         conn.execute("UPDATE meta SET value = max(value, ?) WHERE name = 'hlc'", (last,))
         generation = writer.fresh.bump_generation(conn) if changes else None
     writer.settled(generation, applied, queued)
     return Received(ops=len(taken), changed=sum(a.changed for a in applied), refused=refused)
 
 
-def _changes(conn: apsw.Connection, incoming: dict[str, State], vectors: Vectors) -> list[Change]:
-    """The changes to apply. A memory this node holds as private stays private unless
-    the peer's domain is the later write; then the private content is set aside into
-    history, so it never travels by merging into public memory."""
+def _changes(
+    conn: apsw.Connection, incoming: dict[str, State], vectors: Vectors
+) -> tuple[list[Change], set[str]]:
+    """The changes to apply, and which of the memories this node held before. A memory
+    this node holds as private stays private unless the peer's domain is the later
+    write; then the private content is set aside into history, so it never travels by
+    merging into public memory."""
     rows = stored_states(conn, list(incoming))
     changes = []
     for memory_id, state in incoming.items():
@@ -173,12 +176,22 @@ def _changes(conn: apsw.Connection, incoming: dict[str, State], vectors: Vectors
             continue  # this node's later choice keeps it private; the peer's is the loser
         stamp, origin = mine.registers["domain"].hlc, mine.registers["domain"].origin
         changes.append(Change(state=merge(retraction(mine, stamp, origin), state), replace=True))
-    return changes
+    return changes, set(rows)
 
 
-def _keep_losers(conn: apsw.Connection, states: list[State]) -> None:
+def _keep_losers(
+    conn: apsw.Connection, states: list[State], incoming: dict[str, State], held: set[str]
+) -> None:
     """History keeps every text a peer sent that another write overtook before it could
-    be shown here (a concurrent edit's loser, or one its own origin soon replaced)."""
+    be shown here (a concurrent edit's loser, or one its own origin soon replaced). A
+    text can lose only to one held here before or to a later one of the same batch."""
+    states = [
+        s
+        for s in states
+        if s.id in held or s.registers.get("text") != incoming[s.id].registers.get("text")
+    ]
+    if not states:
+        return
     rows = stored_states(conn, list({s.id for s in states}))
     kept: set[tuple[str, int, str]] = set()
     for state in states:

@@ -381,14 +381,14 @@ class MemoryService:
         """Verify a peer's ops and merge them in (see memory/receive.py); the peer's
         vectors of their texts serve when they are of this node's model (or the caller's
         own, 'supplied') and usable, and the others are embedded here."""
-        usable: dict[str, tuple[bytes, str, np.ndarray]] = {}
-        for memory_id, text_hash, model, blob in vectors:
-            if model not in (self.embedder.model_id, "supplied"):
-                continue
-            try:
-                usable[memory_id] = (text_hash, model, self.index.check(np.frombuffer(blob, "<f4")))
-            except (InvalidInput, ValueError):
-                continue  # a vector this node cannot use: it embeds the text itself
+        ours = [v for v in vectors if v[2] in (self.embedder.model_id, "supplied")]
+        usable: dict[str, tuple[bytes, str, np.ndarray]] = {
+            memory_id: (text_hash, model, unit)
+            for (memory_id, text_hash, model, _), unit in zip(
+                ours, self.index.units([v[3] for v in ours]), strict=True
+            )
+            if unit is not None  # else this node embeds the text itself
+        }
         return receive(self.writer, signed, self.config.max_text_bytes, denied, usable)
 
     def hold(

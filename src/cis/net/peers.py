@@ -26,6 +26,15 @@ class Peer(msgspec.Struct, frozen=True, kw_only=True):
     last_error: str | None = None
 
 
+class Nearby(msgspec.Struct, frozen=True, kw_only=True):
+    """A node heard on the local network, and whether it is a peer here."""
+
+    did: str
+    address: str
+    heard_at: int
+    peer: bool
+
+
 def split_address(address: str) -> tuple[str, int]:
     """(host, port) of HOST:PORT or [IPV6]:PORT; InvalidInput if it is neither."""
     found = _ADDRESS.fullmatch(address) if isinstance(address, str) else None
@@ -77,6 +86,47 @@ class Peers:
                 "SELECT did, address, added_at, last_seen, last_error FROM peers ORDER BY did"
             ).fetchall()
         return [_peer(r) for r in rows]
+
+    def heard(self, did: str, address: str) -> None:
+        """A node advertised its listener at `address` on the local network: a hint. A
+        DID allowed here (`cis network allow`) that is not a peer yet becomes one."""
+        public_key(did)
+        split_address(address)
+        with self.db.write() as conn:
+            conn.execute("INSERT OR REPLACE INTO nearby VALUES (?,?,?)", (did, address, now_ms()))
+            allowed = conn.execute(
+                "SELECT 1 FROM acl WHERE did = ? AND verdict = 'allow'"
+                " AND coalesce(expires_at, ?) >= ? AND did NOT IN (SELECT did FROM peers)",
+                (did, now_ms(), now_ms()),
+            ).fetchall()
+            if allowed:
+                conn.execute(
+                    "INSERT INTO peers(did, address, added_at) VALUES (?,?,?)",
+                    (did, address, now_ms()),
+                )
+                record(conn, did, "discovered", address)
+
+    def nearby(self) -> builtins.list[Nearby]:
+        """The nodes heard on the local network, latest first."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                "SELECT n.did, n.address, n.heard_at, p.did IS NOT NULL FROM nearby n"
+                " LEFT JOIN peers p ON p.did = n.did ORDER BY n.heard_at DESC"
+            ).fetchall()
+        return [
+            Nearby(did=r[0], address=r[1], heard_at=r[2], peer=bool(r[3]))  # type: ignore[arg-type]
+            for r in rows
+        ]
+
+    def addresses(self, did: str) -> builtins.list[str]:
+        """Where to reach a peer: its address, then where it was last heard if elsewhere."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                "SELECT address FROM peers WHERE did = ?"
+                " UNION ALL SELECT address FROM nearby WHERE did = ?",
+                (did, did),
+            ).fetchall()
+        return builtins.list(dict.fromkeys(str(r[0]) for r in rows))
 
     def seen(self, did: str, error: str | None = None) -> None:
         """A session with `did` went well (error None) or failed."""

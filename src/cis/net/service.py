@@ -4,6 +4,7 @@ connectors that `cis serve` runs beside HTTP and MCP."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 from pathlib import Path
@@ -14,11 +15,13 @@ from websockets.sync.server import Server, ServerConnection, serve
 from ..errors import CISError, Forbidden, NetworkError, NotFound
 from ..memory.service import MemoryService
 from . import tls, wire
+from .discovery import Discovery
 from .identity import Identity
 from .network import Network
 from .peers import Peer, Peers
-from .sync import SyncReport, pair_join, serve_session, sync_with
+from .sync import HANDSHAKE_S, SyncReport, pair_join, serve_session, sync_with
 
+log = logging.getLogger("cis.net")
 BACKOFF_S = (1, 2, 5, 10, 30)  # waits between attempts to reach a peer that is away
 
 
@@ -38,6 +41,7 @@ class SyncService:
         self.data_dir = data_dir
         self._stop = threading.Event()
         self._server: Server | None = None
+        self._discovery: Discovery | None = None
         self._threads: list[threading.Thread] = []
 
     def now(self, did: str | None = None) -> list[SyncReport]:
@@ -53,20 +57,30 @@ class SyncService:
         reports = []
         for peer in peers:
             try:
-                reports.append(
-                    sync_with(
-                        self.identity,
-                        self.memory,
-                        self.peers,
-                        self.network,
-                        peer.did,
-                        peer.address,
-                        one_shot=True,
-                    )
-                )
+                reports.append(self._session(peer.did, one_shot=True))
             except CISError as exc:
                 reports.append(SyncReport(peer=peer.did, error=str(exc)))
         return reports
+
+    def _session(self, did: str, *, one_shot: bool) -> SyncReport:
+        """A session with `did` at the first of its addresses that answers (its own,
+        then where it was last heard on the local network)."""
+        error = NetworkError(f"no address for {did}")
+        for address in self.peers.addresses(did):
+            try:
+                return sync_with(
+                    self.identity,
+                    self.memory,
+                    self.peers,
+                    self.network,
+                    did,
+                    address,
+                    one_shot=one_shot,
+                    stop=self._stop,
+                )
+            except NetworkError as exc:
+                error = exc
+        raise error
 
     def pair(self, code: str, address: str, mine_at: str) -> Peer:
         """Join the node at `address` that showed `code` (`cis pair code` there); this
@@ -75,9 +89,12 @@ class SyncService:
             raise Forbidden("this node is solitary: it pairs with nobody (`cis network mode`)")
         return pair_join(self.identity, self.peers, code, address, mine_at)
 
-    def start(self, listener: socket.socket | None) -> None:
+    def start(self, listener: socket.socket | None, discovery: bool = False) -> None:
         """Listen for peers on `listener` (None: do not listen), and keep a session
-        with every known peer, reconnecting with backoff."""
+        with every known peer, reconnecting with backoff; with `discovery`, advertise
+        the listener on the local network and hear other nodes (hints, see discovery)."""
+        if listener is not None and discovery:
+            self._advertise(*listener.getsockname()[:2])
         if listener is not None:
             certificate = tls.certificate(self.identity).public_bytes(Encoding.DER)
 
@@ -103,6 +120,20 @@ class SyncService:
             self._spawn(self._server.serve_forever, "cis-sync-listener")
         self._spawn(self._connect_all, "cis-sync-peers")
 
+    def _advertise(self, host: str, port: int) -> None:
+        """Start discovery, unless the listener is on loopback or multicast fails (then
+        peers are reached by their addresses alone)."""
+        found = Discovery(self.identity.did, host, port, self.peers.heard)
+        if not found.addresses:
+            return  # a listener on loopback: nobody on the network could reach it
+        try:
+            found.start()
+        except OSError as exc:
+            log.warning("no discovery on the local network: %s", exc)
+            found.close()
+        else:
+            self._discovery = found
+
     def _spawn(self, target: object, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
         thread.start()
@@ -122,6 +153,8 @@ class SyncService:
                     )
                     thread.start()
             self._stop.wait(1.0)
+        for thread in running.values():  # each ends within a poll or a connect timeout
+            thread.join()
 
     def _keep(self, did: str) -> None:
         """Stay in session with one peer while it is a peer, with backoff between tries."""
@@ -131,16 +164,7 @@ class SyncService:
             if peer is None or not self.network.allowed(did):
                 return  # started again by _connect_all if it is allowed again
             try:
-                sync_with(
-                    self.identity,
-                    self.memory,
-                    self.peers,
-                    self.network,
-                    did,
-                    peer.address,
-                    one_shot=False,
-                    stop=self._stop,
-                )
+                self._session(did, one_shot=False)
                 failures = 0
             except (NetworkError, CISError):
                 failures += 1
@@ -148,8 +172,10 @@ class SyncService:
 
     def close(self) -> None:
         self._stop.set()
+        if self._discovery is not None:
+            self._discovery.close()
         if self._server is not None:
             with contextlib.suppress(OSError):
                 self._server.shutdown()
         for thread in self._threads:
-            thread.join(timeout=5)
+            thread.join(timeout=2 * HANDSHAKE_S)

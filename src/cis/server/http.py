@@ -197,6 +197,12 @@ def _routes(app: FastAPI, node: Node) -> None:
         access.whole_node("see this node's peers")
         return ok(wire.PeerList(peers=node.peers.list()))
 
+    @app.get("/v1/peers/nearby", responses=documented(wire.NearbyList), tags=["cluster"])
+    def nearby(access: Caller) -> JSON:
+        """Nodes heard on the local network (hints; a token of all scopes)."""
+        access.whole_node("see the nodes nearby")
+        return ok(wire.NearbyList(nearby=node.peers.nearby()))
+
     @app.post(
         "/v1/peers",
         status_code=201,

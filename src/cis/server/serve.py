@@ -66,7 +66,7 @@ def serve_http(node: Node, host: str, port: int, sync: socket.socket | None = No
     plain_logging()
     if node.config.sync:
         where = None if sync is None else sync.getsockname()[:2]
-        node.sync.start(sync)  # the listener takes the socket over
+        node.sync.start(sync, node.config.discovery)  # the listener takes the socket over
         if where is not None:
             print(f"CIS sync on wss://{where[0]}:{where[1]} as {node.identity.did}", flush=True)
     node.memory.embedder_warm()

@@ -28,7 +28,7 @@ from ..model import (
     VectorArg,
 )
 from ..net.network import AuditEntry
-from ..net.peers import Peer
+from ..net.peers import Nearby, Peer
 from ..net.sync import SyncReport
 from ..node import NodeStatus
 from ..shapes import nul_free, problem
@@ -132,6 +132,10 @@ class Rejection(msgspec.Struct, kw_only=True):
 
 class PeerList(msgspec.Struct, kw_only=True):
     peers: list[Peer]
+
+
+class NearbyList(msgspec.Struct, kw_only=True):
+    nearby: list[Nearby]
 
 
 class AuditList(msgspec.Struct, kw_only=True):

@@ -219,6 +219,14 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY(sender, origin)
     ) WITHOUT ROWID;
     """,
+    # 12: nodes heard on the local network (mDNS): hints of where a DID's listener is.
+    """
+    CREATE TABLE nearby(
+        did TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        heard_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
