@@ -86,7 +86,8 @@ def start(ns: str, data_dir: Path, host: str) -> subprocess.Popen[str]:
 
 def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
     process.send_signal(sig)
-    process.wait(timeout=60)
+    code = process.wait(timeout=60)
+    assert sig != signal.SIGTERM or code == 0, f"cis serve exited {code} on SIGTERM"
 
 
 def digest(data_dir: Path) -> str:

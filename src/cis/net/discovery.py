@@ -5,6 +5,7 @@ allowed here, and the TLS handshake then proves it is the DID it claimed."""
 
 from __future__ import annotations
 
+import logging
 import queue
 import socket
 import threading
@@ -45,6 +46,7 @@ class Discovery:
 
     def start(self) -> None:
         """Advertise and browse; OSError if the network allows no multicast."""
+        logging.getLogger("zeroconf").setLevel(logging.ERROR)  # an offline link is no news
         self._zc = Zeroconf(ip_version=IPVersion.V4Only)
         info = ServiceInfo(
             SERVICE,
@@ -69,9 +71,9 @@ class Discovery:
 
     def _resolve(self) -> None:
         while (name := self._names.get()) is not None:
-            assert self._zc is not None
+            zc = self._zc
             info = ServiceInfo(SERVICE, name)
-            if not info.request(self._zc, LOOKUP_MS):
+            if zc is None or not info.request(zc, LOOKUP_MS):
                 continue
             did = (info.properties or {}).get(b"did")
             addresses = info.parsed_addresses(IPVersion.V4Only)
@@ -86,10 +88,13 @@ class Discovery:
                 self.heard(found, f"{addresses[0]}:{info.port}")
 
     def close(self) -> None:
+        """Withdraw the advertisement and stop; a second call does nothing."""
+        zc, self._zc = self._zc, None
+        if zc is None:
+            return
         self._names.put(None)
-        if self._zc is not None:
-            if self._info is not None:
-                self._zc.unregister_service(self._info)
-            self._zc.close()
+        if self._info is not None:
+            zc.unregister_service(self._info)
+        zc.close()
         if self._thread is not None:
             self._thread.join(timeout=5)

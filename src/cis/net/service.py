@@ -19,7 +19,7 @@ from .discovery import Discovery
 from .identity import Identity
 from .network import Network
 from .peers import Peer, Peers
-from .sync import HANDSHAKE_S, SyncReport, pair_join, serve_session, sync_with
+from .sync import HANDSHAKE_S, Opened, SyncReport, pair_join, serve_session, sync_with
 
 log = logging.getLogger("cis.net")
 BACKOFF_S = (1, 2, 5, 10, 30)  # waits between attempts to reach a peer that is away
@@ -42,6 +42,7 @@ class SyncService:
         self._stop = threading.Event()
         self._server: Server | None = None
         self._discovery: Discovery | None = None
+        self._incoming = Opened()  # sessions peers opened to this node
         self._threads: list[threading.Thread] = []
 
     def now(self, did: str | None = None) -> list[SyncReport]:
@@ -62,6 +63,12 @@ class SyncService:
                 reports.append(SyncReport(peer=peer.did, error=str(exc)))
         return reports
 
+    def _yields(self, did: str) -> bool:
+        """Whether this node leaves the session with `did` to the one `did` opened: of
+        two nodes that both dial, the one of the greater DID stops dialling while the
+        other's session runs (so each pair syncs over one connection, not two)."""
+        return self.identity.did > did and self._incoming.get(did) > 0
+
     def _session(self, did: str, *, one_shot: bool) -> SyncReport:
         """A session with `did` at the first of its addresses that answers (its own,
         then where it was last heard on the local network)."""
@@ -76,7 +83,8 @@ class SyncService:
                     did,
                     address,
                     one_shot=one_shot,
-                    stop=self._stop,
+                    stop=None if one_shot else self._stop,  # `now` runs after `close` too
+                    superseded=None if one_shot else lambda: self._yields(did),
                 )
             except NetworkError as exc:
                 error = exc
@@ -107,6 +115,7 @@ class SyncService:
                     self.peers,
                     self.network,
                     self._stop,
+                    self._incoming,
                 )
 
             self._server = serve(
@@ -163,6 +172,9 @@ class SyncService:
             peer = self.peers.get(did)
             if peer is None or not self.network.allowed(did):
                 return  # started again by _connect_all if it is allowed again
+            if self._yields(did):
+                self._stop.wait(1.0)  # its session serves; dial again should it end
+                continue
             try:
                 self._session(did, one_shot=False)
                 failures = 0

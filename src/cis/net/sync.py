@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable, Iterator
 
 import msgspec
 from websockets.exceptions import ConnectionClosed, WebSocketException
@@ -176,6 +177,28 @@ def _connect(address: str) -> ClientConnection:
     )
 
 
+class Opened:
+    """How many sessions each DID has open to this node now (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by: dict[str, int] = {}
+
+    def get(self, did: str) -> int:
+        with self._lock:
+            return self._by.get(did, 0)
+
+    @contextlib.contextmanager
+    def holding(self, did: str) -> Iterator[None]:
+        with self._lock:
+            self._by[did] = self._by.get(did, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._by[did] -= 1
+
+
 class Session:
     """Ops both ways over one connection, after its handshake."""
 
@@ -189,8 +212,10 @@ class Session:
         *,
         one_shot: bool,
         stop: threading.Event | None = None,
+        superseded: Callable[[], bool] | None = None,
     ):
         self.ws = ws
+        self.superseded = superseded  # true once a session the other way serves instead
         self.peer = peer
         self.memory = memory
         self.peers = peers
@@ -214,6 +239,9 @@ class Session:
                 raise SyncRefused(f"{self.peer} was removed")
             if standing.held != self.held:  # what each side holds of the other changed
                 ws.send(wire.encode(wire.Bye("trust changed: connect again")))
+                return self.report
+            if self.superseded is not None and self.superseded():
+                ws.send(wire.encode(wire.Bye("your session with this node serves instead")))
                 return self.report
             mine = self._have()
             wait = POLL_S
@@ -298,15 +326,26 @@ def sync_with(
     *,
     one_shot: bool,
     stop: threading.Event | None = None,
+    superseded: Callable[[], bool] | None = None,
 ) -> SyncReport:
-    """Connect to a peer and sync: until in step (one-shot), or until stopped."""
+    """Connect to a peer and sync: until in step (one-shot), until stopped, or until
+    `superseded` says a session the other way took over."""
     if not network.allowed(did):
         raise SyncRefused(f"{did} may not sync with this node ({network.mode()} mode, or denied)")
     try:
         with _connect(address) as ws:
             client_handshake(ws, me, did)
             network.audit(did, "accepted", f"connected to {address}")
-            session = Session(ws, did, memory, peers, network, one_shot=one_shot, stop=stop)
+            session = Session(
+                ws,
+                did,
+                memory,
+                peers,
+                network,
+                one_shot=one_shot,
+                stop=stop,
+                superseded=superseded,
+            )
             report = session.run()
     except SyncRefused as exc:
         network.audit(did, "refused", str(exc))
@@ -328,6 +367,7 @@ def serve_session(
     peers: Peers,
     network: Network,
     stop: threading.Event,
+    opened: Opened,
 ) -> None:
     """One connection to this node's sync listener, from handshake to end."""
     did = "unknown"
@@ -337,7 +377,8 @@ def serve_session(
         did = hello.did  # as claimed, until the handshake proves it
         server_handshake(ws, me, certificate, peers, network, hello)
         network.audit(did, "accepted", f"connection from {ws.remote_address[0]}")
-        Session(ws, did, memory, peers, network, one_shot=False, stop=stop).run()
+        with opened.holding(did):
+            Session(ws, did, memory, peers, network, one_shot=False, stop=stop).run()
         peers.seen(did)
     except SyncRefused as exc:
         network.audit(did, "refused", str(exc))
