@@ -234,3 +234,23 @@ def test_a_quarantine_holds_what_a_stranger_sends_until_approved(tmp_path: Path)
         assert "spam from a" in texts(b)  # a trusted sender's ops are its word
         events = {e["event"] for e in b.cis("network", "audit")}
         assert {"held", "approved", "rejected", "allow"} <= events
+
+
+def test_two_nodes_that_both_dial_keep_one_connection(pair: tuple[Served, Served]) -> None:
+    import psutil
+
+    a, b = pair
+
+    def dialled(by: Served, to: Served) -> int:
+        port = int(to.sync.rsplit(":", 1)[1])
+        return sum(
+            1
+            for c in psutil.Process(by.process.pid).net_connections("tcp")
+            if c.raddr and c.raddr.port == port and c.status == "ESTABLISHED"
+        )
+
+    wait_for(lambda: dialled(a, b) + dialled(b, a) == 1, "one connection between a and b")
+    a.cis("memory", "add", "over the one connection", "--domain", "public")
+    wait_for(lambda: "over the one connection" in texts(b), "a's memory on b")
+    b.cis("memory", "add", "and back over it", "--domain", "public")
+    wait_for(lambda: "and back over it" in texts(a), "b's memory on a")
