@@ -254,3 +254,36 @@ def test_two_nodes_that_both_dial_keep_one_connection(pair: tuple[Served, Served
     wait_for(lambda: "over the one connection" in texts(b), "a's memory on b")
     b.cis("memory", "add", "and back over it", "--domain", "public")
     wait_for(lambda: "and back over it" in texts(a), "b's memory on a")
+
+
+def test_a_node_restored_from_an_old_backup_that_writes_on_is_seen_as_a_fork(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    a_dir = tmp_path / "a"
+    subprocess.run([CIS, "init"], env=_env(a_dir), check=True, capture_output=True)
+
+    def on_a(*args: str) -> Any:
+        done = subprocess.run(
+            [CIS, *args, "--json"], capture_output=True, text=True, env=_env(a_dir)
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    with serving(tmp_path / "b") as b:
+        a_did = on_a("node", "id")["did"]
+        b.cis("peer", "add", a_did, "127.0.0.1:9")  # a dials; b never needs to
+        on_a("peer", "add", b.did, b.sync)
+        on_a("memory", "add", "first, before the backup", "--domain", "public")
+        assert on_a("sync")[0]["sent"] == 1
+        shutil.copytree(a_dir, tmp_path / "backup")
+        on_a("memory", "add", "second, after the backup", "--domain", "public")
+        assert on_a("sync")[0]["sent"] == 1
+        shutil.rmtree(a_dir)
+        shutil.copytree(tmp_path / "backup", a_dir)  # a restored, and it writes on
+        on_a("memory", "add", "another second, on the restored node", "--domain", "public")
+        (report,) = on_a("sync")
+        assert "fork" in report["refused"][a_did], report
+        assert "another second, on the restored node" not in texts(b)
+        assert "fork" in {e["event"] for e in b.cis("network", "audit")}

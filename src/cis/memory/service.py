@@ -448,6 +448,16 @@ class MemoryService:
         with self.db.read() as conn:
             return oplog.vector(conn) if held_for is None else quarantine.vector(conn, held_for)
 
+    def log_heads(self, vector: dict[str, int]) -> dict[str, bytes]:
+        """The hash of each origin's op at its seq in `vector`, where the log holds it."""
+        with self.db.read() as conn:
+            return oplog.heads(conn, vector)
+
+    def log_forks(self, vector: dict[str, int], heads: dict[str, bytes]) -> builtins.list[str]:
+        """The origins a peer (holding `vector`, with `heads`) has another chain of."""
+        with self.db.read() as conn:
+            return oplog.forks(conn, vector, heads)
+
     def log_since(
         self, known: dict[str, int], limit: int = 1000, max_bytes: int = 1 << 62
     ) -> builtins.list[Signed]:

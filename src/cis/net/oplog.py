@@ -102,6 +102,30 @@ def vector(conn: apsw.Connection) -> dict[str, int]:
     return {str(origin): int(seq) for origin, seq in conn.execute(_VECTOR)}
 
 
+def heads(conn: apsw.Connection, vector: dict[str, int]) -> dict[str, bytes]:
+    """The hash of each origin's op at its seq in `vector`, where this node holds it:
+    as the chain is hashed, it stands for the whole chain up to there."""
+    out = {}
+    for origin, seq in vector.items():
+        found = conn.execute(
+            "SELECT hash FROM ops WHERE origin = ? AND seq = ?", (origin, seq)
+        ).fetchall()
+        if found:
+            out[origin] = bytes(found[0][0])  # type: ignore[arg-type]
+    return out
+
+
+def forks(conn: apsw.Connection, vector: dict[str, int], theirs: dict[str, bytes]) -> list[str]:
+    """The origins whose chain a peer holds otherwise than this node (its hash at a seq
+    both hold differs): one origin signed two histories, as a node restored from an old
+    backup that wrote on does. Neither side can take the other's ops past the fork."""
+    return [
+        origin
+        for origin, digest in theirs.items()
+        if origin in vector and heads(conn, {origin: vector[origin]}).get(origin, digest) != digest
+    ]
+
+
 Signed = tuple[
     bytes, bytes | None
 ]  # an op's body as logged, and its signature if it ends a transaction

@@ -228,7 +228,7 @@ class Session:
 
     def run(self) -> SyncReport:
         ws = self.ws
-        ws.send(wire.encode(wire.Have(self._have())))
+        self._tell()
         theirs: dict[str, int] | None = None
         sent: dict[str, int] = {}
         quiet_since = time.monotonic()
@@ -265,6 +265,7 @@ class Session:
                 self._seen = quiet_since
             if isinstance(message, wire.Have):
                 theirs = message.vector
+                self._forks(message)
             elif isinstance(message, wire.Ops):
                 self._take(message)
             elif isinstance(message, wire.Bye):
@@ -272,6 +273,19 @@ class Session:
             else:
                 raise SyncRefused(f"{type(message).__name__} in the middle of a session")
         return self.report
+
+    def _tell(self) -> None:
+        """Send a Have: what this node holds, with the hashes of its chains' ends."""
+        vector = self._have()
+        self.ws.send(wire.encode(wire.Have(vector, self.memory.log_heads(vector))))
+
+    def _forks(self, have: wire.Have) -> None:
+        """Audit, once a session, each origin whose chain the peer holds otherwise."""
+        for origin in self.memory.log_forks(have.vector, have.heads):
+            if origin not in self.report.refused:
+                why = f"{origin} has two histories here and at {self.peer} (a fork): not merged"
+                self.report.refused[origin] = why
+                self.network.audit(self.peer, "fork", why)
 
     def _have(self) -> dict[str, int]:
         """What to tell the peer this node holds (a held peer: its held ops too)."""
@@ -313,7 +327,7 @@ class Session:
             for origin, why in received.refused.items():
                 self.report.refused[origin] = why
                 network.audit(self.peer, "ops-refused", f"ops of {origin}: {why}")
-        self.ws.send(wire.encode(wire.Have(self._have())))
+        self._tell()
 
 
 def sync_with(

@@ -39,9 +39,11 @@ class Paired(msgspec.Struct, tag="paired", frozen=True):
 
 
 class Have(msgspec.Struct, tag="have", frozen=True):
-    """What the sender holds: per origin, the last op of its chain."""
+    """What the sender holds: per origin, the last op of its chain, and that op's hash
+    (which stands for the chain up to it: a fork shows)."""
 
     vector: dict[str, int]
+    heads: dict[str, bytes] = {}
 
 
 class Ops(msgspec.Struct, tag="ops", frozen=True):
