@@ -148,16 +148,18 @@ def test_a_huge_frame_and_garbage_end_only_their_connection(pair: tuple[Served, 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     host, port = a.sync.rsplit(":", 1)
-    with connect(f"wss://{host}:{port}/", ssl=context, proxy=None, max_size=None) as ws:
-        ws.send(b"\x00" * (wire.MAX_FRAME_BYTES + 1))
-        with pytest.raises(ConnectionClosed):  # closed by the listener: 1009, too big
-            ws.recv(timeout=WAIT_S)
+    big = connect(f"wss://{host}:{port}/", ssl=context, proxy=None, max_size=None)
+    with big as ws, pytest.raises(ConnectionClosed):  # closed by the listener: 1009
+        ws.send(b"\x00" * (100 * 1024 * 1024))  # a 100 MB frame
+        ws.recv(timeout=WAIT_S)
     with connect(f"wss://{host}:{port}/", ssl=context, proxy=None) as ws:
         ws.send(b"not messagepack at all")
         answer = wire.decode(ws.recv(timeout=WAIT_S))
         assert isinstance(answer, wire.Bye)
     b.cis("memory", "add", "still syncing", "--domain", "public")
     wait_for(lambda: "still syncing" in texts(a), "sync after the bad connections")
+    details = [e["detail"] for e in a.cis("network", "audit") if e["event"] == "refused"]
+    assert any("a frame over" in d for d in details) and any("not a message" in d for d in details)
 
 
 def test_a_denied_device_is_cut_off_and_a_solitary_node_syncs_with_nobody(

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 
 import msgspec
 from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.frames import CloseCode
 from websockets.sync.client import ClientConnection, connect
 from websockets.sync.connection import Connection
 
@@ -398,5 +399,8 @@ def serve_session(
         network.audit(did, "refused", str(exc))
         with contextlib.suppress(ConnectionClosed, OSError):
             ws.send(wire.encode(wire.Bye(str(exc))))
-    except (ConnectionClosed, TimeoutError, OSError):
+    except ConnectionClosed as exc:
+        if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
+            network.audit(did, "refused", f"a frame over {wire.MAX_FRAME_BYTES} bytes")
+    except (TimeoutError, OSError):
         pass
