@@ -83,10 +83,11 @@ def _add_costs(node: Node, rounds: int = 400) -> tuple[float, float]:
     the public one also logs and signs an op, and the session pushes it)."""
     times: dict[str, list[float]] = {"private": [], "public": []}
     words = sentences(2 * rounds, seed=9)
+    vectors = clustered_vectors(2 * rounds, seed=9)  # given: no embedding competes
     for i in range(rounds):
         for n, domain in enumerate(("private", "public")):
             start = time.perf_counter()
-            node.memory.add(words[2 * i + n], domain=domain)
+            node.memory.add(words[2 * i + n], domain=domain, embedding=vectors[2 * i + n])
             times[domain].append((time.perf_counter() - start) * 1000)
     return statistics.median(times["private"]), statistics.median(times["public"])
 
