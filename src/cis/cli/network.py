@@ -60,47 +60,38 @@ def _judge(
         print(_line(entry))
 
 
-@network_app.command("allow")
-def allow(
-    ctx: typer.Context,
-    did: Did,
-    reason: Reason = "",
-    expires: Expires = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Let a DID sync with this node (in whitelist mode), replacing a deny."""
-    _judge(ctx, did, "allow", reason, expires, as_json)
+def _verdict(verdict: str, help_text: str) -> None:
+    """Register `cis network VERDICT DID [--reason] [--expires]`."""
+
+    def command(
+        ctx: typer.Context,
+        did: Did,
+        reason: Reason = "",
+        expires: Expires = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        _judge(ctx, did, verdict, reason, expires, as_json)
+
+    command.__doc__ = help_text
+    network_app.command(verdict)(command)
 
 
-@network_app.command("deny")
-def deny(
-    ctx: typer.Context,
-    did: Did,
-    reason: Reason = "",
-    expires: Expires = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Refuse a DID in every mode: a session with it ends at once, and its ops are refused
-    even when another peer passes them on (a lost device)."""
-    _judge(ctx, did, "deny", reason, expires, as_json)
-
-
-@network_app.command("quarantine")
-def quarantine(
-    ctx: typer.Context,
-    did: Did,
-    reason: Reason = "",
-    expires: Expires = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Let a DID sync in any mode but solitary, holding what it sends until approved
-    (`cis network review`)."""
-    _judge(ctx, did, "quarantine", reason, expires, as_json)
+_verdict("allow", "Let a DID sync with this node (in whitelist mode), replacing a deny.")
+_verdict(
+    "deny",
+    "Refuse a DID in every mode: a session with it ends at once, and its ops are refused"
+    " even when another peer passes them on (a lost device).",
+)
+_verdict(
+    "quarantine",
+    "Let a DID sync in any mode but solitary, holding what it sends until approved"
+    " (`cis network review`).",
+)
 
 
 @network_app.command("list")
 def list_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """The mode, and every allow and deny entry."""
+    """The mode, and every allow, deny and quarantine entry."""
     state: State = ctx.obj
     with state.open() as node:
         trust = node.network.trust()
@@ -118,7 +109,7 @@ def audit(
     limit: Annotated[int, typer.Option("--limit", help="How many, newest last.")] = 100,
     as_json: JsonOpt = False,
 ) -> None:
-    """What sync accepted and refused, mode changes, peers and verdicts."""
+    """What sync accepted, held and refused; modes, peers, verdicts, approvals."""
     state: State = ctx.obj
     with state.open() as node:
         entries = node.network.audit_log(limit)
