@@ -54,7 +54,11 @@ def test_public_writes_append_signed_chained_ops_private_ones_none(node: Node) -
     assert all(
         later.prev == earlier.digest() for (earlier, _), (later, _) in itertools.pairwise(ops)
     )
-    assert [sig is not None for _, sig in ops] == [False, False, True]  # one per transaction
+    assert [sig for _, sig in ops] == [None, None, None]  # signed when they travel
+    node.memory.add("public 3", domain="public")
+    node.memory.log_since({})
+    ops = _ops(node)
+    assert [sig is not None for _, sig in ops] == [False, False, False, True]  # one for all
     last, signature = ops[-1]
     assert oplog.check_signature(last, signature)  # type: ignore[arg-type]
     forged = oplog.Op(last.origin, last.seq, last.hlc, last.prev, ops[0][0].state)

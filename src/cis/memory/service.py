@@ -461,7 +461,14 @@ class MemoryService:
     def log_since(
         self, known: dict[str, int], limit: int = 1000, max_bytes: int = 1 << 62
     ) -> builtins.list[Signed]:
-        """The ops held here that a peer who holds `known` lacks, up to a signature."""
+        """The ops held here that a peer who holds `known` lacks, up to a signature
+        (this node's own are signed first, if they wait for it)."""
+        me = self.writer.identity
+        with self.db.read() as conn:
+            waiting = oplog.unsealed(conn, me)
+        if waiting:
+            with self.db.write() as conn:
+                oplog.seal(conn, me)
         with self.db.read() as conn:
             return oplog.since(conn, known, limit, max_bytes)
 

@@ -5,20 +5,23 @@ allowed here, and the TLS handshake then proves it is the DID it claimed."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 import ifaddr
 from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 
-from ..errors import InvalidInput
+from ..errors import CISError, InvalidInput
 from .identity import public_key
 
 SERVICE = "_cis._tcp.local."
 LOOKUP_MS = 3000
+REPEAT_S = 60.0  # the same node at the same address is told once a minute at most
 
 
 def _own_addresses() -> list[str]:
@@ -39,7 +42,8 @@ class Discovery:
         hosts = [host] if host not in ("0.0.0.0", "") else _own_addresses()
         self.addresses = [a for a in hosts if not a.startswith("127.")]
         self.port = port
-        self._names: queue.Queue[str | None] = queue.Queue()
+        self._names: queue.Queue[str | None] = queue.Queue(maxsize=1024)
+        self._told: dict[tuple[str, str], float] = {}
         self._zc: Zeroconf | None = None
         self._info: ServiceInfo | None = None
         self._thread: threading.Thread | None = None
@@ -67,7 +71,8 @@ class Discovery:
     ) -> None:
         # on zeroconf's own loop: no blocking lookups here, the resolver thread does them
         if state_change in (ServiceStateChange.Added, ServiceStateChange.Updated):
-            self._names.put(name)
+            with contextlib.suppress(queue.Full):  # a flood of announcements is dropped
+                self._names.put_nowait(name)
 
     def _resolve(self) -> None:
         while (name := self._names.get()) is not None:
@@ -84,8 +89,14 @@ class Discovery:
                 public_key(found)
             except (UnicodeDecodeError, InvalidInput):
                 continue  # not a node's DID: nothing to connect to
-            if found != self.did:
-                self.heard(found, f"{addresses[0]}:{info.port}")
+            heard = (found, f"{addresses[0]}:{info.port}")
+            now = time.monotonic()
+            if found != self.did and now - self._told.get(heard, -REPEAT_S) >= REPEAT_S:
+                if len(self._told) > 4096:  # a flood of names: forget, do not grow
+                    self._told.clear()
+                self._told[heard] = now
+                with contextlib.suppress(CISError):  # an address this node cannot use
+                    self.heard(*heard)
 
     def close(self) -> None:
         """Withdraw the advertisement and stop; a second call does nothing."""

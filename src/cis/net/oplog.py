@@ -2,8 +2,9 @@
 
 An op carries a memory's whole replicated state after a change (every register with its
 own stamp), so any op can be merged alone, in any order. Each op names the hash of its
-origin's previous op; the last op of a transaction carries the origin's signature over
-its hash, which covers the chain before it. A gap, a fork or a forged op is visible.
+origin's previous op; before ops travel, the last of them (and every 32nd) gets the
+origin's signature over its hash, which covers the chain before it. A gap, a fork or a
+forged op is visible.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ from .identity import Identity, verify
 from .merge import State
 
 GENESIS = bytes(32)  # the `prev` of an origin's first op
-SIGN_EVERY = 32  # a long transaction is signed every so many ops, so a frame can end there
+SIGN_EVERY = 32  # a long run of ops is signed every so many, so a frame can end there
 _encode = msgspec.msgpack.Encoder(order="deterministic")
+
+
+def _digest(body: bytes) -> bytes:
+    return hashlib.sha256(b"cis-op\x00" + body).digest()
 
 
 class Op(msgspec.Struct, frozen=True, array_like=True):
@@ -31,7 +36,7 @@ class Op(msgspec.Struct, frozen=True, array_like=True):
     state: State
 
     def digest(self) -> bytes:
-        return hashlib.sha256(b"cis-op\x00" + _encode.encode(self)).digest()
+        return _digest(_encode.encode(self))
 
 
 _decode = msgspec.msgpack.Decoder(Op)
@@ -66,18 +71,47 @@ def append(
     conn: apsw.Connection, identity: Identity, hlc: int, states: Sequence[State]
 ) -> list[Op]:
     """Inside the writing transaction: log `states` as ops of this node, chained to its
-    last op; the last of them is signed, and every SIGN_EVERY-th."""
+    last op. They are signed later, by `seal`, before they travel."""
     seq, prev = head(conn, identity.did)
     ops, rows = [], []
     for number, state in enumerate(states, 1):
         op = Op(origin=identity.did, seq=seq + number, hlc=hlc, prev=prev, state=state)
-        prev = op.digest()
-        closing = number == len(states) or number % SIGN_EVERY == 0
-        signature = sign(identity, op) if closing else None
+        body = encode(op)
+        prev = _digest(body)  # op.digest(), from the body already encoded
         ops.append(op)
-        rows.append((op.origin, op.seq, hlc, state.id, encode(op), prev, signature))
+        rows.append((op.origin, op.seq, hlc, state.id, body, prev, None))
     conn.executemany("INSERT INTO ops VALUES (?,?,?,?,?,?,?)", rows)
     return ops
+
+
+def unsealed(conn: apsw.Connection, identity: Identity) -> bool:
+    """Whether this node's last op waits for its signature."""
+    rows = conn.execute(
+        "SELECT signature IS NULL FROM ops WHERE origin = ? ORDER BY seq DESC LIMIT 1",
+        (identity.did,),
+    ).fetchall()
+    return bool(rows and rows[0][0])
+
+
+def seal(conn: apsw.Connection, identity: Identity) -> int:
+    """Inside a write transaction: sign this node's ops that wait for it, the last and
+    every SIGN_EVERY-th (so a frame can end there). A signature covers the chain before
+    it, so the ops of every transaction since the last signature are signed together,
+    off the path of the writes. How many signatures it made."""
+    waiting: list[tuple[int, bytes]] = []
+    for seq, digest, signed in conn.execute(
+        "SELECT seq, hash, signature IS NOT NULL FROM ops WHERE origin = ? ORDER BY seq DESC",
+        (identity.did,),
+    ):
+        if signed:
+            break
+        waiting.append((int(seq), bytes(digest)))
+    chosen = [(s, d) for n, (s, d) in enumerate(waiting) if n == 0 or s % SIGN_EVERY == 0]
+    conn.executemany(
+        "UPDATE ops SET signature = ? WHERE origin = ? AND seq = ?",
+        [(identity.sign(_signed(d)), identity.did, s) for s, d in chosen],
+    )
+    return len(chosen)
 
 
 def check_signature(op: Op, signature: bytes) -> bool:

@@ -26,6 +26,9 @@ class Peer(msgspec.Struct, frozen=True, kw_only=True):
     last_error: str | None = None
 
 
+MAX_NEARBY = 256  # nodes heard kept, the latest
+
+
 class Nearby(msgspec.Struct, frozen=True, kw_only=True):
     """A node heard on the local network, and whether it is a peer here."""
 
@@ -94,6 +97,11 @@ class Peers:
         split_address(address)
         with self.db.write() as conn:
             conn.execute("INSERT OR REPLACE INTO nearby VALUES (?,?,?)", (did, address, now_ms()))
+            conn.execute(  # a network that announces thousands of DIDs fills nothing
+                "DELETE FROM nearby WHERE did NOT IN"
+                " (SELECT did FROM nearby ORDER BY heard_at DESC LIMIT ?)",
+                (MAX_NEARBY,),
+            )
             allowed = conn.execute(
                 "SELECT 1 FROM acl WHERE did = ? AND verdict = 'allow'"
                 " AND coalesce(expires_at, ?) >= ? AND did NOT IN (SELECT did FROM peers)",
