@@ -64,6 +64,8 @@ def relay(upstream: str) -> Iterator[tuple[str, list[bytes]]]:
         yield f"127.0.0.1:{listener.getsockname()[1]}", carried
     finally:
         for s in sockets:
+            with suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)  # wakes the accept() of the listener too
             s.close()
         thread.join(timeout=WAIT_S)
 
