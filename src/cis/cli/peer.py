@@ -56,6 +56,10 @@ def nearby(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     state: State = ctx.obj
     with state.open() as node:
         heard = node.peers.nearby()
+        discovery = node.config.discovery
+    if not heard and not as_json:
+        print("no node heard yet" if discovery else "discovery is off (discovery = false)")
+        return
     output.emit_lines(
         heard,
         as_json,
