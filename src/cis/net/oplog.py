@@ -55,8 +55,12 @@ def _signed(digest: bytes) -> bytes:
 
 
 def sign(identity: Identity, op: Op) -> bytes:
-    """The signature that closes a transaction at `op`: over its hash, so over its chain."""
-    return identity.sign(_signed(op.digest()))
+    """The signature that closes a run of ops at `op`: over its hash, so its chain."""
+    return _sign_digest(identity, op.digest())
+
+
+def _sign_digest(identity: Identity, digest: bytes) -> bytes:
+    return identity.sign(_signed(digest))
 
 
 def head(conn: apsw.Connection, origin: str) -> tuple[int, bytes]:
@@ -109,7 +113,7 @@ def seal(conn: apsw.Connection, identity: Identity) -> int:
     chosen = [(s, d) for n, (s, d) in enumerate(waiting) if n == 0 or s % SIGN_EVERY == 0]
     conn.executemany(
         "UPDATE ops SET signature = ? WHERE origin = ? AND seq = ?",
-        [(identity.sign(_signed(d)), identity.did, s) for s, d in chosen],
+        [(_sign_digest(identity, d), identity.did, s) for s, d in chosen],
     )
     return len(chosen)
 
