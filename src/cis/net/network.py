@@ -74,6 +74,21 @@ def record(conn: apsw.Connection, did: str, event: str, detail: str) -> None:
     )
 
 
+def verdict(conn: apsw.Connection, did: str) -> str | None:
+    """`did`'s entry in the trust lists now (allow, deny, quarantine); None if it has
+    none, or one that expired."""
+    rows = conn.execute(
+        "SELECT verdict FROM acl WHERE did = ? AND coalesce(expires_at, ?) >= ?",
+        (did, now_ms(), now_ms()),
+    ).fetchall()
+    return str(rows[0][0]) if rows else None
+
+
+def _mode(conn: apsw.Connection) -> str:
+    found = conn.execute("SELECT value FROM meta WHERE name = 'network_mode'").fetchall()
+    return str(found[0][0]) if found else "whitelist"
+
+
 class Network:
     def __init__(self, db: Database, memory: MemoryService):
         self.db = db
@@ -82,14 +97,8 @@ class Network:
     def standing(self, did: str) -> Standing:
         """Whether `did` may sync with this node now, and whether it is held."""
         with self.db.read() as conn:
-            mode = conn.execute("SELECT value FROM meta WHERE name = 'network_mode'").fetchall()
-            verdict = conn.execute(
-                "SELECT verdict FROM acl WHERE did = ? AND coalesce(expires_at, ?) >= ?",
-                (did, now_ms(), now_ms()),
-            ).fetchall()
+            current, said = _mode(conn), verdict(conn, did)
             peer = bool(conn.execute("SELECT 1 FROM peers WHERE did = ?", (did,)).fetchall())
-        current = str(mode[0][0]) if mode else "whitelist"
-        said = str(verdict[0][0]) if verdict else None
         if current == "solitary" or said == "deny":
             return Standing(False, False)
         if said == "quarantine":
@@ -105,18 +114,11 @@ class Network:
     def denied(self, did: str) -> bool:
         """Whether `did` is denied now (its ops are refused whoever passes them on)."""
         with self.db.read() as conn:
-            return bool(
-                conn.execute(
-                    "SELECT 1 FROM acl WHERE did = ? AND verdict = 'deny'"
-                    " AND coalesce(expires_at, ?) >= ?",
-                    (did, now_ms(), now_ms()),
-                ).fetchall()
-            )
+            return verdict(conn, did) == "deny"
 
     def mode(self) -> str:
         with self.db.read() as conn:
-            found = conn.execute("SELECT value FROM meta WHERE name = 'network_mode'").fetchall()
-        return str(found[0][0]) if found else "whitelist"
+            return _mode(conn)
 
     def set_mode(self, mode: str) -> str:
         """Set the network mode; a session that the new mode refuses ends at once."""

@@ -157,11 +157,8 @@ def forks(conn: apsw.Connection, vector: dict[str, int], theirs: dict[str, bytes
     """The origins whose chain a peer holds otherwise than this node (its hash at a seq
     both hold differs): one origin signed two histories, as a node restored from an old
     backup that wrote on does. Neither side can take the other's ops past the fork."""
-    return [
-        origin
-        for origin, digest in theirs.items()
-        if origin in vector and heads(conn, {origin: vector[origin]}).get(origin, digest) != digest
-    ]
+    mine = heads(conn, {origin: vector[origin] for origin in theirs if origin in vector})
+    return [origin for origin, digest in theirs.items() if mine.get(origin, digest) != digest]
 
 
 Signed = tuple[

@@ -13,7 +13,7 @@ from ..clock import now_ms
 from ..errors import InvalidInput, NotFound
 from ..store.sqlite import Database
 from .identity import public_key
-from .network import record
+from .network import record, verdict
 
 _ADDRESS = re.compile(r"(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):([0-9]{1,5})")
 
@@ -102,16 +102,14 @@ class Peers:
                 " (SELECT did FROM nearby ORDER BY heard_at DESC LIMIT ?)",
                 (MAX_NEARBY,),
             )
-            allowed = conn.execute(
-                "SELECT 1 FROM acl WHERE did = ? AND verdict = 'allow'"
-                " AND coalesce(expires_at, ?) >= ? AND did NOT IN (SELECT did FROM peers)",
-                (did, now_ms(), now_ms()),
-            ).fetchall()
-            if allowed:
-                conn.execute(
-                    "INSERT INTO peers(did, address, added_at) VALUES (?,?,?)",
+            if (
+                verdict(conn, did) == "allow"
+                and conn.execute(
+                    "INSERT INTO peers(did, address, added_at) VALUES (?,?,?)"
+                    " ON CONFLICT(did) DO NOTHING RETURNING did",
                     (did, address, now_ms()),
-                )
+                ).fetchall()
+            ):
                 record(conn, did, "discovered", address)
 
     def nearby(self) -> builtins.list[Nearby]:
