@@ -78,7 +78,7 @@ def _write(node: Node, texts: list[str], seed: int) -> float:
     return time.perf_counter()
 
 
-def _add_costs(node: Node, rounds: int = 400) -> tuple[float, float]:
+def _add_costs(node: Node, rounds: int = 1000) -> tuple[float, float]:
     """Median ms of one private and of one public `add`, interleaved (a peer connected:
     the public one also logs and signs an op, and the session pushes it)."""
     times: dict[str, list[float]] = {"private": [], "public": []}

@@ -65,6 +65,24 @@ def test_public_writes_append_signed_chained_ops_private_ones_none(node: Node) -
     assert not oplog.check_signature(forged, signature)  # type: ignore[arg-type]
 
 
+def _chained(ops: list[tuple[oplog.Op, bytes | None]]) -> bool:
+    return [op.seq for op, _ in ops] == list(range(1, len(ops) + 1)) and all(
+        later.prev == earlier.digest() for (earlier, _), (later, _) in itertools.pairwise(ops)
+    )
+
+
+def test_the_chain_stays_whole_when_another_process_writes_between(data_dir: Path) -> None:
+    """A writer keeps its chain's head between its own transactions; a write by any other
+    connection (another process on the same file) must make it look again."""
+    with Node.open(data_dir) as one, Node.open(data_dir) as other:
+        for n in range(3):
+            one.memory.add(f"public from one {n}", domain="public")
+            one.memory.add(f"private from one {n}")
+            other.memory.add(f"public from other {n}", domain="public")
+        ops = _ops(one)
+    assert len(ops) == 6 and _chained(ops)
+
+
 def test_making_a_memory_private_retracts_it_without_its_content(node: Node) -> None:
     m = node.memory.set("plan", "shared at first", domain="public", tags=["t"])
     node.memory.add("another public one", domain="public")

@@ -235,6 +235,10 @@ class Writer:
         self.indexer = indexer
         self.identity = identity
         self.clock = clock
+        # the stamp (db.stamp) the next local transaction starts with if nothing else
+        # commits before it, and this node's chain head (seq, hash) as of then: ops
+        # received meanwhile may extend its chain (a node restored from a backup)
+        self._head: tuple[tuple[int, int], tuple[int, bytes]] | None = None
 
     def local(
         self,
@@ -246,6 +250,8 @@ class Writer:
         if backpressure:
             self.indexer.wait_for_room()
         with self.db.write() as conn:
+            stamp = self.db.stamp(conn)
+            head = self._head[1] if self._head and self._head[0] == stamp else None
             last = int(scalar(conn, "SELECT value FROM meta WHERE name = 'hlc'"))
             hlc = self.clock.next(last)
             changes = build(conn, hlc)
@@ -253,8 +259,12 @@ class Writer:
             newest = max([hlc, *(a.after.hlc for a in applied)])
             conn.execute("UPDATE meta SET value = ? WHERE name = 'hlc'", (newest,))
             if published:
-                oplog.append(conn, self.identity, hlc, published)
+                head = oplog.append(
+                    conn, self.identity, head or oplog.head(conn, self.identity.did), hlc, published
+                )
             generation = self.fresh.bump_generation(conn) if changes else None
+        # known after this commit unless anything else commits before the next
+        self._head = ((stamp[0] + 1, stamp[1]), head) if head else None
         self.settled(generation, applied, queued)
         return applied
 

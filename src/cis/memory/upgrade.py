@@ -81,4 +81,4 @@ def _fill_states(conn: apsw.Connection, me: Identity, clock: Clock) -> None:
     hlc = clock.next(max(newest, int(scalar(conn, "SELECT value FROM meta WHERE name = 'hlc'"))))
     conn.execute("UPDATE meta SET value = ? WHERE name = 'hlc'", (hlc,))
     if public:
-        oplog.append(conn, me, hlc, public)
+        oplog.append(conn, me, oplog.head(conn, me.did), hlc, public)

@@ -72,20 +72,24 @@ def head(conn: apsw.Connection, origin: str) -> tuple[int, bytes]:
 
 
 def append(
-    conn: apsw.Connection, identity: Identity, hlc: int, states: Sequence[State]
-) -> list[Op]:
+    conn: apsw.Connection,
+    identity: Identity,
+    last: tuple[int, bytes],
+    hlc: int,
+    states: Sequence[State],
+) -> tuple[int, bytes]:
     """Inside the writing transaction: log `states` as ops of this node, chained to its
-    last op. They are signed later, by `seal`, before they travel."""
-    seq, prev = head(conn, identity.did)
-    ops, rows = [], []
-    for number, state in enumerate(states, 1):
-        op = Op(origin=identity.did, seq=seq + number, hlc=hlc, prev=prev, state=state)
-        body = encode(op)
+    `last` op (seq, hash: `head`); the new head. They are signed later, by `seal`,
+    before they travel."""
+    seq, prev = last
+    rows = []
+    for state in states:
+        seq += 1
+        body = encode(Op(origin=identity.did, seq=seq, hlc=hlc, prev=prev, state=state))
         prev = _digest(body)  # op.digest(), from the body already encoded
-        ops.append(op)
-        rows.append((op.origin, op.seq, hlc, state.id, body, prev, None))
+        rows.append((identity.did, seq, hlc, state.id, body, prev, None))
     conn.executemany("INSERT INTO ops VALUES (?,?,?,?,?,?,?)", rows)
-    return ops
+    return seq, prev
 
 
 def unsealed(conn: apsw.Connection, identity: Identity) -> bool:

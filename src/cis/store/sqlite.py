@@ -58,6 +58,7 @@ class Database:
         self._slots = threading.BoundedSemaphore(max(1, config.readers))
         self._all: list[apsw.Connection] = []
         self._watch_lock = threading.Lock()
+        self._commits = 0  # of the writer connection
         try:
             with translate_errors(path):
                 self._writer = self._connect(writer=True)
@@ -115,6 +116,7 @@ class Database:
             try:
                 yield conn
                 conn.execute("COMMIT")
+                self._commits += 1
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -157,6 +159,13 @@ class Database:
             if conn in self._all:
                 self._all.remove(conn)
         conn.close()
+
+    def stamp(self, conn: apsw.Connection) -> tuple[int, int]:
+        """Inside a write transaction: how many transactions the writer connection has
+        committed, and SQLite's data_version (which moves when another connection
+        commits). The next transaction sees (first + 1, second) if only this one commits
+        in between."""
+        return self._commits, int(scalar(conn, "PRAGMA data_version"))
 
     def data_version(self) -> int:
         """Changes whenever any connection (this process or another) commits."""
