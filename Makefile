@@ -49,6 +49,7 @@ bench: dev
 eval: dev
 	$(BIN)/python benchmarks/eval_locomo.py
 	$(BIN)/python benchmarks/eval_paraphrase.py
+	$(BIN)/python benchmarks/eval_sensitivity.py
 	$(BIN)/pytest -m slow
 
 # rebuild the WASM modules of the example skills and test fixtures from their C (ziglang);

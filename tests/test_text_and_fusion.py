@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import apsw
-import pytest
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cis import Node
-from cis.index.hybrid import WORD_WEIGHT, fuse, own_score, single
-from cis.index.text import match_query, query_words, stems
-from cis.memory.neighbours import neighbours
+from cis.index.fields import bm25f, pairs
+from cis.index.hybrid import fuse, single
+from cis.index.text import idf, match_query, query_words, stems
+from cis.index.timecue import Named
+from cis.memory.context import threads
 
 
 def test_stopwords_are_dropped_unless_nothing_is_left() -> None:
@@ -38,22 +40,38 @@ def test_any_text_gives_a_valid_fts5_query(text: str) -> None:
         conn.execute("SELECT * FROM f WHERE f MATCH ?", (expr,)).fetchall()
 
 
-def test_own_score_squares_word_coverage() -> None:
-    assert own_score(1.0, 1.0, 0.6) == 1.0
-    assert own_score(0.5, None, 0.6) == 0.6 * 0.25
-    assert own_score(None, -0.3, 0.6) == 0.0  # negative cosine counts as no meaning
-    assert own_score(None, 0.8, 0.6) == pytest.approx(0.4 * 0.8)
+def test_strong_words_and_meaning_fuse_as_z_scores() -> None:
+    # 2 holds the query's words, 3 means most; with words trusted, words win
+    words = {2: 0.9, 3: 0.1}
+    meaning = {1: 0.1, 2: 0.3, 3: 0.4, 4: 0.2}
+    fused = fuse([1, 2, 3, 4], words, words, meaning, trusted=True)
+    assert [s.rid for s in fused][:2] == [2, 3]
+    assert fused[0].text_score == 0.9 and fused[0].vector_score == 0.3
 
 
-def test_context_lifts_an_answer_next_to_its_question() -> None:
-    # 2 holds the query's words; 3 (its reply) holds neither, but stands next to it
-    words = {2: 1.0}
-    meaning = {1: 0.1, 2: 0.3, 3: 0.34, 4: 0.35}
-    alone = {s.rid: s for s in fuse([1, 3, 4], words, meaning)}
-    assert alone[4].score > alone[3].score
-    with_context = {s.rid: s for s in fuse([1, 3, 4], words, meaning, {3: [2], 4: [1]})}
-    assert with_context[3].score > with_context[4].score
-    assert with_context[3].context_score == pytest.approx(own_score(1.0, 0.3, WORD_WEIGHT))
+def test_weak_words_do_not_outweigh_meaning() -> None:
+    """A memory sharing one stray word with a question asked in other words stays below
+    the one that means what was asked."""
+    words = {7: 0.2}  # one word of five
+    meaning = {7: 0.1, 8: 0.45, 9: 0.15, 10: 0.12, 11: 0.14}
+    fused = fuse(list(meaning), words, words, meaning, trusted=False)
+    assert fused[0].rid == 8
+    assert fuse(list(meaning), words, words, meaning, trusted=True)[0].rid == 7
+
+
+def test_a_memory_of_the_named_month_gets_more() -> None:
+    meaning = {1: 0.40, 2: 0.38, 3: 0.1}
+    fused = fuse([1, 2, 3], {}, {}, meaning, trusted=False, timely=frozenset({2}))
+    assert fused[0].rid == 2 and fused[0].time_score == 1.0 and fused[1].time_score is None
+
+
+def test_named_months_and_years() -> None:
+    assert Named("What did Joanna do in May 2022?").months == {5}
+    assert Named("What did Joanna do in May 2022?").years == {2022}
+    assert not Named("May I ask what she may do?")  # the verb, not the month
+    august = int(datetime(2023, 8, 16, tzinfo=UTC).timestamp() * 1000)
+    assert Named("on 16 August, 2023").holds(august)
+    assert not Named("in 2022").holds(august)
 
 
 def test_single_signal_modes() -> None:
@@ -65,18 +83,20 @@ def test_single_signal_modes() -> None:
 @given(
     words=st.dictionaries(st.integers(0, 30), st.floats(0, 1)),
     meaning=st.dictionaries(st.integers(0, 30), st.floats(-1, 1)),
-    links=st.dictionaries(st.integers(0, 30), st.lists(st.integers(0, 30), max_size=4)),
-    weight=st.floats(0, 1),
+    trusted=st.booleans(),
+    timely=st.frozensets(st.integers(0, 30)),
 )
 def test_fused_scores_are_bounded_and_sorted(
-    words: dict[int, float], meaning: dict[int, float], links: dict[int, list[int]], weight: float
+    words: dict[int, float], meaning: dict[int, float], trusted: bool, timely: frozenset[int]
 ) -> None:
     candidates = sorted(set(words) | set(meaning))
-    fused = fuse(candidates, words, meaning, links, word_weight=weight)
+    fused = fuse(candidates, words, words, meaning, trusted=trusted, timely=timely)
     assert sorted(s.rid for s in fused) == candidates
     scores = [s.score for s in fused]
-    assert all(-1e-9 <= s <= 1 + 1e-9 for s in scores)
-    assert scores == sorted(scores, reverse=True)
+    assert all(0 <= s <= 1 for s in scores)
+    assert [(s.score, -s.rid) for s in fused] == sorted(
+        ((s.score, -s.rid) for s in fused), reverse=True
+    )
 
 
 def test_coverage_ranks_full_matches_first(node: Node) -> None:
@@ -89,18 +109,67 @@ def test_coverage_ranks_full_matches_first(node: Node) -> None:
     assert hits[0].score > hits[1].score
 
 
-def test_neighbours_stay_in_scope_and_time(node: Node) -> None:
+def test_threads_stay_in_scope_and_time(node: Node) -> None:
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    texts = ["the boat needs new sails", "we sail the boat at dawn", "boat sails are costly"]
     ids = [
-        node.memory.add("a0", scope="session/a", event_at=t0).id,
-        node.memory.add("b0", scope="session/b", event_at=t0).id,
-        node.memory.add("a1", scope="session/a", event_at=t0 + timedelta(minutes=5)).id,
-        node.memory.add("a2", scope="session/a", event_at=t0 + timedelta(days=3)).id,
+        node.memory.add(texts[0], scope="session/a", event_at=t0).id,
+        node.memory.add(texts[1], scope="session/b", event_at=t0).id,
+        node.memory.add(texts[1], scope="session/a", event_at=t0 + timedelta(minutes=5)).id,
+        node.memory.add(texts[2], scope="session/a", event_at=t0 + timedelta(days=3)).id,
     ]
+    node.memory.flush()  # coherence needs the vectors
     with node.db.read() as conn:
         rid = {r[1]: r[0] for r in conn.execute("SELECT rid, id FROM memories")}
-        around = neighbours(conn, [rid[i] for i in ids])
+        found = threads(conn, node.memory.index, [rid[i] for i in ids])
     a0, b0, a1, a2 = (rid[i] for i in ids)
-    assert around[a0] == [a1]  # b0 is another scope; a2 is days later
-    assert around[a1] == [a0]
-    assert around[b0] == [] and around[a2] == []
+    assert found.neighbours(a0) == [a1]  # b0 is another scope; a2 is days later
+    assert found.neighbours(a1) == [a0]
+    assert found.neighbours(b0) == [] and found.neighbours(a2) == []
+
+
+def test_an_answer_gets_its_questions_words_from_the_turn_before(node: Node) -> None:
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    turns = [
+        "Ana: did you ever get the sourdough starter going again?",
+        "Ben: yes, it bubbles nicely now, I feed it every morning",
+        "Ana: lovely. The weather is grim here today",
+        "Ben: same here, rain all week",
+    ]
+    for n, text in enumerate(turns):
+        node.memory.add(text, scope="session/chat1", event_at=t0 + timedelta(seconds=n))
+    node.memory.flush()
+    hits = node.memory.search("sourdough starter", scope="session/chat1", limit=4)
+    reply = next(h for h in hits if h.memory.text.startswith("Ben: yes"))
+    assert reply.text_score is None  # none of its own words were asked for
+    assert reply.context_score is not None and reply.context_score > 0
+    assert [h.memory.text for h in hits[:2]] == turns[:2]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    counts=st.lists(st.lists(st.integers(0, 5), min_size=2, max_size=2), min_size=1, max_size=12),
+    links=st.lists(st.floats(-1, 1), min_size=11, max_size=11),
+    gap_ms=st.integers(0, 3_600_000),
+)
+def test_thread_words_are_bounded_and_only_add_from_coherent_neighbours(
+    counts: list[list[int]], links: list[float], gap_ms: int
+) -> None:
+    n = len(counts)
+    tf = np.array(counts, dtype=np.float64)
+    lengths = tf.sum(axis=1) + 3
+    idf = np.array([1.5, 0.7])
+    times = [k * gap_ms for k in range(n)]
+    around = pairs(list(range(n)), times, links[: n - 1], 30 * 60 * 1000)
+    own, with_thread = bm25f(idf, float(idf.sum()), tf, lengths, around)
+    assert ((own >= 0) & (own <= 1)).all() and ((with_thread >= 0) & (with_thread <= 1)).all()
+    assert (around[2] > 0).all()  # incoherent or distant neighbours lend nothing
+    alone = bm25f(idf, float(idf.sum()), tf, lengths, tuple(a[:0] for a in around))  # type: ignore[arg-type]
+    assert np.allclose(alone[0], alone[1]) and np.allclose(alone[0], own)
+    if gap_ms > 30 * 60 * 1000 or all(c <= 0 for c in links[: n - 1]):
+        assert len(around[0]) == 0
+
+
+def test_a_word_count_above_the_total_is_no_domain_error() -> None:
+    """A cached or newer count of a word's memories may exceed this snapshot's total."""
+    assert idf(5, 9) == idf(5, 5) == 1e-6

@@ -52,11 +52,12 @@ class Memory(msgspec.Struct, frozen=True, kw_only=True):
 class Hit(msgspec.Struct, frozen=True, kw_only=True):
     """One search result.
 
-    `score` is in [0, 1]. Why it matched: `text_score`, how much of the query's words the
-    memory holds (BM25 over the query's full score, in [0, 1]); `vector_score`, the cosine
-    of query and memory clipped to [0, 1]; `context_score`, the best score of the
-    memories stored next to it (same scope, close in time). Each is None where that
-    signal did not reach the memory.
+    `score` is in (0, 1] and compares hits of one search. Why it matched: `text_score`,
+    how much of the query's words the memory holds (BM25 over the query's full score, in
+    [0, 1]); `context_score`, the same with the words of its thread (the memories around
+    it in its scope, close in time, as far as they are coherent; BM25F); `vector_score`,
+    the cosine of query and memory clipped to [0, 1]; `time_score`, 1 when its time is in
+    a month or year the query names. Each is None where that signal did not reach it.
     """
 
     memory: Memory
@@ -64,6 +65,7 @@ class Hit(msgspec.Struct, frozen=True, kw_only=True):
     text_score: float | None = None
     vector_score: float | None = None
     context_score: float | None = None
+    time_score: float | None = None
 
 
 class Token(msgspec.Struct, frozen=True, kw_only=True):

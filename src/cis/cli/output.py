@@ -74,8 +74,12 @@ def hit_line(rank: int, hit: Hit) -> str:
     why = []
     if hit.text_score is not None:
         why.append(f"words {hit.text_score:.2f}")
+    if hit.context_score is not None:
+        why.append(f"with its thread {hit.context_score:.2f}")
     if hit.vector_score is not None:
         why.append(f"meaning {hit.vector_score:.2f}")
+    if hit.time_score is not None:
+        why.append("the time asked")
     return f"{rank:>2}. {hit.score:.3f} ({', '.join(why)})  {memory_line(hit.memory)}"
 
 

@@ -66,7 +66,9 @@ def match_query(words: list[str]) -> str | None:
 
 
 def idf(total: int, containing: int) -> float:
-    """FTS5's BM25 inverse document frequency (never below its floor of 1e-6)."""
+    """FTS5's BM25 inverse document frequency (never below its floor of 1e-6). A count
+    read in a newer snapshot (or cached) may exceed `total`: it counts as all of them."""
+    containing = min(containing, total)
     return max(1e-6, math.log((total - containing + 0.5) / (containing + 0.5)))
 
 
@@ -135,10 +137,11 @@ def text_search(
     filters: Filters,
     limit: int,
     cache: ShardedCache[int] | None = None,
+    planned: WordQuery | None = None,
 ) -> list[tuple[int, float]]:
     """Up to `limit` (rowid, score) pairs, best first; the score is the memory's BM25 over
     the query's full score, clipped to [0, 1]: how much of the query's words it holds."""
-    planned = plan(conn, query, cache=cache)
+    planned = planned or plan(conn, query, cache=cache)
     expr = match_query(planned.words)
     if expr is None or planned.full_score <= 0:
         return []
@@ -192,19 +195,103 @@ def _scope_count(conn: apsw.Connection, word: str, scope: str, cap: int) -> int:
     )
 
 
-def scoped_search(
-    conn: apsw.Connection, query: str, filters: Filters, limit: int
-) -> list[tuple[int, float]]:
-    """`text_search` within `filters.scope`, scored by BM25 over that scope's statistics:
-    N its live memories, each word's document frequency among them, and as the typical
-    length the mean length of its memories that match (the scope's own lengths are not
-    kept apart). The words searched are the query's rarest in the scope while the
-    memories they match stay within SCOPED_DOCS_BUDGET; a word held by more of the
-    scope's memories than that is not searched (it weighs next to nothing)."""
+class Terms(msgspec.Struct, frozen=True):
+    """The word hits of one query: the words searched, each one's IDF, the query's full
+    score, and for each memory found its length and how often it holds each word."""
+
+    words: list[str]
+    idf: list[float]
+    full: float
+    asked: int  # how many distinct words the query has (stopwords aside)
+    lengths: dict[int, float]
+    counts: dict[int, tuple[float, ...]]
+
+    def scores(self) -> list[tuple[int, float]]:
+        """BM25 over the full score, in [0, 1], best first; the mean length of the
+        memories found stands for the typical one."""
+        if not self.counts or self.full <= 0:
+            return []
+        mean_length = max(1.0, sum(self.lengths.values()) / len(self.lengths))
+        scored = []
+        for rid, found in self.counts.items():
+            norm = K1 * (1 - B + B * self.lengths[rid] / mean_length)
+            score = sum(
+                w * f * (K1 + 1) / (f + norm) for w, f in zip(self.idf, found, strict=True) if f
+            )
+            scored.append((rid, min(1.0, score / self.full)))
+        scored.sort(key=lambda item: (-item[1], item[0]))
+        return scored
+
+    def held(self, rid: int) -> int:
+        """How many of the query's words the memory holds."""
+        return sum(1 for f in self.counts.get(rid, ()) if f)
+
+
+def _counted(
+    conn: apsw.Connection,
+    sql: str,
+    params: list[Any],
+    words: list[str],
+    idf: list[float],
+    full: float,
+    asked: int,
+) -> Terms:
+    """Terms from rows of (rowid, cis_terms(...), passes the filters)."""
+    lengths: dict[int, float] = {}
+    counts: dict[int, tuple[float, ...]] = {}
+    for rid, blob, passes in _registered_on(conn).execute(sql, params):
+        if passes:
+            found = struct.unpack(f"{len(words) + 1}d", blob)
+            lengths[int(rid)] = found[0]
+            counts[int(rid)] = found[1:]
+    return Terms(words, idf, full, asked, lengths, counts)
+
+
+def _none(asked: int) -> Terms:
+    return Terms([], [], 0.0, asked, {}, {})
+
+
+def node_terms(
+    conn: apsw.Connection,
+    query: str,
+    filters: Filters,
+    limit: int,
+    cache: ShardedCache[int] | None = None,
+) -> Terms:
+    """The `limit` best word hits over the whole node (FTS5's BM25, the node's
+    statistics), with their word counts."""
+    asked = len(query_words(query))
+    planned = plan(conn, query, cache=cache)
+    expr = match_query(planned.words)
+    if expr is None or planned.full_score <= 0:
+        return _none(asked)
+    found = [rid for rid, _ in text_search(conn, query, filters, limit, cache, planned)]
+    if not found:
+        return _none(asked)
+    total = max(1, int(scalar(conn, "SELECT count(*) FROM memories")))
+    term_of = {w: stems(w) for w in planned.words}
+    counts = term_counts(conn, sorted({t for ts in term_of.values() for t in ts}), cache)
+    frequency = [max((counts.get(t, 0) for t in term_of[w]), default=0) for w in planned.words]
+    idf_of = [idf(total, f) for f in frequency]
+    marks = ",".join("?" * len(found))
+    sql = (
+        "SELECT rowid, cis_terms(memories_fts), 1 FROM memories_fts"
+        f" WHERE memories_fts MATCH ? AND rowid IN ({marks})"
+    )
+    return _counted(conn, sql, [expr, *found], planned.words, idf_of, planned.full_score, asked)
+
+
+def scoped_terms(conn: apsw.Connection, query: str, filters: Filters) -> Terms:
+    """The word hits within `filters.scope`, with that scope's statistics: N its live
+    memories, each word's document frequency among them, and as the typical length the
+    mean length of its memories that match (the scope's own lengths are not kept apart).
+    The words searched are the query's rarest in the scope while the memories they
+    match stay within SCOPED_DOCS_BUDGET; a word held by more of the scope's memories
+    than that is not searched (it weighs next to nothing)."""
     assert filters.scope is not None
     words = query_words(query)
     if not words:
-        return []
+        return _none(0)
     counts = {w: _scope_count(conn, w, filters.scope, SCOPED_DOCS_BUDGET) for w in words}
     kept: list[str] = []
     matched = 0
@@ -218,27 +305,20 @@ def scoped_search(
     full = sum(idf(total, c) for c in counts.values())
     expr = match_query(kept)
     if expr is None or full <= 0:
-        return []
+        return _none(len(words))
     where, params = filters.where("m")
     sql = (
         f"SELECT m.rid, cis_terms(memories_fts), ({where}) FROM memories_fts "
         "JOIN memories m ON m.rid = memories_fts.rowid "
         "WHERE memories_fts MATCH ? AND m.scope = ? AND m.deleted = 0"
     )
-    rows: list[Any] = _registered_on(conn).execute(sql, [*params, expr, filters.scope]).fetchall()
-    if not rows:
-        return []
-    unpacked = [struct.unpack(f"{len(kept) + 1}d", blob) for _, blob, _ in rows]
     weights = [idf(total, counts[w]) for w in kept]
-    mean_length = max(1.0, sum(c[0] for c in unpacked) / len(unpacked))
-    scored = []
-    for (rid, _, passes), found in zip(rows, unpacked, strict=True):
-        if not passes:
-            continue
-        norm = K1 * (1 - B + B * found[0] / mean_length)
-        score = sum(
-            w * f * (K1 + 1) / (f + norm) for w, f in zip(weights, found[1:], strict=True) if f > 0
-        )
-        scored.append((int(rid), min(1.0, score / full)))
-    scored.sort(key=lambda item: (-item[1], item[0]))
-    return scored[:limit]
+    return _counted(conn, sql, [*params, expr, filters.scope], kept, weights, full, len(words))
+
+
+def scoped_search(
+    conn: apsw.Connection, query: str, filters: Filters, limit: int
+) -> list[tuple[int, float]]:
+    """`text_search` within `filters.scope`, scored by BM25 over that scope's statistics
+    (see scoped_terms)."""
+    return scoped_terms(conn, query, filters).scores()[:limit]

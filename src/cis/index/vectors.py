@@ -265,6 +265,21 @@ class VectorIndex:
                 return {}
             return dict(zip(found, (vectors @ query).tolist(), strict=True))
 
+    def links(self, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], float]:
+        """The cosine of each pair of indexed rowids (pairs with a rowid not indexed are
+        left out)."""
+        if not pairs:
+            return {}
+        with self._lock:
+            found, vectors = self._vectors(sorted({r for pair in pairs for r in pair}))
+        row = {r: i for i, r in enumerate(found)}
+        kept = [(a, b) for a, b in pairs if a in row and b in row]
+        if not kept:
+            return {}
+        left = vectors[[row[a] for a, _ in kept]]
+        right = vectors[[row[b] for _, b in kept]]
+        return dict(zip(kept, np.einsum("ij,ij->i", left, right).tolist(), strict=True))
+
     def search(
         self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
     ) -> list[tuple[int, float]]:

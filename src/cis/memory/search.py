@@ -1,5 +1,5 @@
-"""A search's stages: word and vector candidates read together, fused with their
-neighbours as context, filtered, and cached until a write can change them."""
+"""A search's stages: word hits with their threads' words (BM25F) and vector candidates,
+read together, fused, filtered, and cached until a write can change them."""
 
 from __future__ import annotations
 
@@ -12,14 +12,16 @@ import numpy as np
 from ..cache import ShardedCache
 from ..index import text as text_index
 from ..index.embed import Embedder, QueryBatcher
+from ..index.fields import bm25f
 from ..index.filters import Filters
-from ..index.hybrid import fuse, single
+from ..index.hybrid import Scored, fuse, single, strong
+from ..index.timecue import Named
 from ..index.vectors import VectorIndex
 from ..model import Hit
 from ..store.sqlite import Database
 from . import cachekeys
+from .context import lengths, threads
 from .freshness import Freshness
-from .neighbours import neighbours
 from .rows import COLUMNS, to_memory
 
 CANDIDATES = 50  # each signal's pool before fusion, at least
@@ -33,14 +35,12 @@ class Searcher:
         index: VectorIndex,
         cache: ShardedCache[Any],
         fresh: Freshness,
-        text_weight: float,
     ):
         self.db = db
         self.embedder = embedder
         self.index = index
         self.cache = cache
         self.fresh = fresh
-        self.text_weight = text_weight
         self.queries = QueryBatcher(embedder)
         self._warm: Future[np.ndarray] | None = None
 
@@ -71,15 +71,15 @@ class Searcher:
             embedding = None
             if mode != "text" and qvec is None:  # embedded on the batcher's thread meanwhile
                 embedding = self._query_vector(query)
-            if mode != "vector" and query.strip():
+            if mode == "text" and query.strip():
                 words = dict(
                     text_index.text_search(conn, query, flt, pool, self.cache)
                     if flt.scope is None
                     else text_index.scoped_search(conn, query, flt, pool)
                 )
-            around: dict[int, list[int]] = {}
-            if mode == "hybrid":  # the word hits' neighbours, while the query still embeds
-                around = neighbours(conn, list(words))
+            words_found = None
+            if mode == "hybrid" and query.strip():  # while the query still embeds
+                words_found = self._words(conn, query, flt, pool)
             if mode != "text":
                 allowed = None if flt.empty else self._allowed(conn, flt)
                 if embedding is not None:
@@ -88,12 +88,8 @@ class Searcher:
                 assert qvec is not None
                 sims = dict(self.index.search(qvec, pool, allowed))
             if mode == "hybrid":
-                candidates = list(dict.fromkeys([*words, *sims]))
-                around.update(neighbours(conn, [r for r in candidates if r not in around]))
-                wanted = {*candidates, *(n for ns in around.values() for n in ns)}
                 assert qvec is not None
-                sims.update(self.index.similarity([r for r in wanted if r not in sims], qvec))
-                scored = fuse(candidates, words, sims, around, word_weight=self.text_weight)
+                scored = self._fused(conn, query, words_found, sims, qvec, pool)
             else:
                 scored = single(words if mode == "text" else sims, words=mode == "text")
             if len(scored) > limit:  # ties at the cut stay, so that ids break them below
@@ -119,9 +115,69 @@ class Searcher:
                 text_score=s.text_score,
                 vector_score=s.vector_score,
                 context_score=s.context_score,
+                time_score=s.time_score,
             )
             for s, memory in found[:limit]
         ]
+
+    def _words(
+        self, conn: apsw.Connection, query: str, flt: Filters, pool: int
+    ) -> tuple[dict[int, float], dict[int, float], bool]:
+        """The word signals of a hybrid search: each memory's own score and its score
+        with its thread (BM25F), and whether the words are strong evidence (the best
+        word hit holds at least TRUSTED of the query's words)."""
+        terms = (
+            text_index.node_terms(conn, query, flt, pool, self.cache)
+            if flt.scope is None
+            else text_index.scoped_terms(conn, query, flt)
+        )
+        ranked = terms.scores()
+        if not ranked:
+            return {}, {}, False
+        trusted = strong(terms.held(ranked[0][0]), terms.asked)
+        found = threads(conn, self.index, [rid for rid, _ in ranked[:pool]])
+        missing = [r for r in found.rids if r not in terms.lengths]
+        length_of = {**terms.lengths, **lengths(conn, missing)}
+        nothing = (0.0,) * len(terms.words)
+        counts = np.array([terms.counts.get(r, nothing) for r in found.rids], dtype=np.float64)
+        own, with_thread = bm25f(
+            np.asarray(terms.idf),
+            terms.full,
+            counts.reshape(len(found.rids), len(terms.words)),
+            np.array([length_of.get(r, 0.0) for r in found.rids]),
+            found.around,
+        )
+        own_of = {r: v for r, v in zip(found.rids, own.tolist(), strict=True) if v > 0}
+        words = {r: v for r, v in zip(found.rids, with_thread.tolist(), strict=True) if v > 0}
+        return own_of, words, trusted
+
+    def _fused(
+        self,
+        conn: apsw.Connection,
+        query: str,
+        words_found: tuple[dict[int, float], dict[int, float], bool] | None,
+        sims: dict[int, float],
+        qvec: np.ndarray,
+        pool: int,
+    ) -> list[Scored]:
+        own, words, trusted = words_found or ({}, {}, False)
+        best_words = sorted(words, key=lambda r: (-words[r], r))[:pool]
+        candidates = list(dict.fromkeys([*best_words, *sims]))
+        sims = {**sims, **self.index.similarity([r for r in candidates if r not in sims], qvec)}
+        named = Named(query)
+        timely: frozenset[int] = frozenset()
+        if named:
+            marks = ",".join("?" * len(candidates))
+            timely = frozenset(
+                int(rid)
+                for rid, when in conn.execute(
+                    f"SELECT rid, coalesce(event_at, created_at) FROM memories"
+                    f" WHERE rid IN ({marks})",
+                    candidates,
+                )
+                if named.holds(int(when))
+            )
+        return fuse(candidates, own, words, sims, trusted=trusted, timely=timely)
 
     def _allowed(self, conn: apsw.Connection, flt: Filters) -> np.ndarray:
         key = cachekeys.compound("a", self.fresh.scope_token(flt.scope), flt)

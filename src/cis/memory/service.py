@@ -20,7 +20,6 @@ from ..errors import Conflict, InvalidInput, NotFound
 from ..index.batch import BatchIndexer
 from ..index.embed import Embedder
 from ..index.filters import Filters
-from ..index.hybrid import WORD_WEIGHT
 from ..index.vectors import VectorIndex
 from ..metrics import Histogram
 from ..model import (
@@ -117,7 +116,6 @@ class MemoryService:
         identity: Identity,
         clock: Clock,
         snapshot: SnapshotFile | None = None,
-        text_weight: float = WORD_WEIGHT,
     ):
         self.db = db
         self.config = config
@@ -127,7 +125,7 @@ class MemoryService:
         self.indexer = indexer
         self.fresh = Freshness(db, index, cache, embedder.model_id, indexer.notify, snapshot)
         self.writer = Writer(db, self.fresh, indexer, identity, clock)
-        self.searcher = Searcher(db, embedder, index, cache, self.fresh, text_weight)
+        self.searcher = Searcher(db, embedder, index, cache, self.fresh)
         self.queries = self.searcher.queries
         self.search_seconds = Histogram("cis_search_seconds", "Search latency, by search mode.")
 

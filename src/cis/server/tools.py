@@ -26,7 +26,7 @@ CHANGE = ToolAnnotations(
 RUN = ToolAnnotations(
     read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
 )
-SCORES = frozenset({"score", "text_score", "vector_score", "context_score"})
+SCORES = frozenset({"score", "text_score", "vector_score", "context_score", "time_score"})
 
 IdOrKey = Annotated[str, Doc(description="the memory's id, or its key (looked up in scope)")]
 
@@ -146,8 +146,9 @@ _SPECS = [
     ToolSpec(
         name="memory_search",
         description="Find memories by meaning and by words, best first. Each hit has a score"
-        " in [0, 1] and why it matched: text_score (its words), vector_score (its meaning),"
-        " context_score (the memories stored next to it).",
+        " in [0, 1] and why it matched: text_score (its words), context_score (its words"
+        " with those of its thread: the memories around it in its scope), vector_score"
+        " (its meaning), time_score (1 if its time is in a month or year the query names).",
         args=Search,
         needs="read",
         annotations=READ,

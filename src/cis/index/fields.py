@@ -1,0 +1,90 @@
+"""Word scores with a memory's thread as a second field (BM25F), in numpy.
+
+A memory's own words are one field; the words of the memories around it in its thread
+(same scope, next to it in the order every replica shares, close in time) are another.
+A neighbour counts by its distance (within NEAR on either side: 1 + WIDE; up to FAR:
+WIDE) times how coherent the stretch between the two is: the mean cosine of consecutive
+memories' vectors along it, at least 0. So the turn that answers a question gets the
+question's words from the turn before it, while notes of unrelated things stored one
+after another lend their words to nobody (their consecutive cosines are near 0).
+
+BM25F (Robertson & Zaragoza): a word's frequency in a memory is its own count plus the
+weighted counts of its neighbours, its length its own length plus their weighted
+lengths, saturated once with FTS5's K1 and B. Divided by the query's full score (the sum
+of its words' IDFs), a score says how much of the query a memory and its thread hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from .text import K1, B
+
+NEAR = 2  # turns on either side that explain each other most (a question and its answer)
+FAR = 6  # a stretch of a conversation (one exchange on one subject)
+WIDE = 0.2  # a neighbour's weight beyond NEAR, and added to it within NEAR
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+
+
+def distance_weight(distance: Ints) -> Floats:
+    """The field weight of a neighbour `distance` places away (1..FAR), before coherence."""
+    return np.where(distance <= NEAR, 1.0 + WIDE, WIDE).astype(np.float64)
+
+
+def pairs(
+    segment: Sequence[int], times: Sequence[int], links: Sequence[float], window_ms: int
+) -> tuple[Ints, Ints, Floats]:
+    """Within one run of consecutive memories (positions 0..n-1, their times, and the
+    cosine of each with the next): every (memory, neighbour, weight) within FAR places
+    and `window_ms` of each other, both ways, with a weight above 0."""
+    n = len(segment)
+    t = np.asarray(times, dtype=np.int64)
+    coherence = np.concatenate([[0.0], np.cumsum(np.maximum(np.asarray(links, float), 0.0))])
+    mine, theirs, weights = [], [], []
+    for d in range(1, min(FAR, n - 1) + 1):
+        i = np.arange(n - d)
+        j = i + d
+        near = np.abs(t[j] - t[i]) <= window_ms
+        w = distance_weight(np.full(len(i), d)) * (coherence[j] - coherence[i]) / d
+        keep = near & (w > 0)
+        for a, b in ((i, j), (j, i)):
+            mine.append(a[keep])
+            theirs.append(b[keep])
+            weights.append(w[keep])
+    if not mine:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+    return np.concatenate(mine), np.concatenate(theirs), np.concatenate(weights)
+
+
+def bm25f(
+    idf: Floats,
+    full: float,
+    counts: Floats,
+    lengths: Floats,
+    around: tuple[Ints, Ints, Floats],
+) -> tuple[Floats, Floats]:
+    """For memories 0..n-1 with `counts` (n x words: how often each holds each query
+    word) and `lengths`, and `around` (memory, neighbour, weight) triples: each one's
+    own score and its score with its thread, both over `full`, in [0, 1]."""
+    if full <= 0 or not len(lengths):
+        zero = np.zeros(len(lengths))
+        return zero, zero
+    mine, theirs, weight = around
+    tf = counts.copy()
+    length = lengths.astype(np.float64).copy()
+    if len(mine):
+        np.add.at(tf, mine, counts[theirs] * weight[:, None])
+        np.add.at(length, mine, lengths[theirs] * weight)
+    own = _saturated(counts, lengths, idf) / full
+    with_thread = _saturated(tf, length, idf) / full
+    return np.minimum(own, 1.0), np.minimum(with_thread, 1.0)
+
+
+def _saturated(tf: Floats, length: Floats, idf: Floats) -> Floats:
+    norm = K1 * (1 - B + B * length / max(1e-9, float(length.mean())))
+    return ((idf * tf * (K1 + 1)) / (tf + norm[:, None])).sum(axis=1)  # type: ignore[no-any-return]

@@ -1,0 +1,151 @@
+"""A memory's thread: the memories around it in its scope, in the order every replica
+shares (event time, else creation time, then id; never local row order), within
+WINDOW_MS of it. Search reads their words as a second field of a memory
+(cis.index.fields); the thread is inferred (same scope, close in time, and weighted by
+how coherent the stretch is), so notes of one sitting about unrelated things do not
+lend each other words.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import apsw
+import msgspec
+import numpy as np
+
+from ..index.fields import FAR, NEAR, Floats, Ints, pairs
+from ..index.vectors import VectorIndex
+
+WINDOW_MS = 30 * 60 * 1000  # a thread's memories stand within half an hour of each other
+REACH = FAR + NEAR  # memories read on either side of a word hit
+
+_T = "coalesce({m}.event_at, {m}.created_at)"
+_PART = (
+    "SELECT * FROM (SELECT n.rid AS rid, " + _T.format(m="n") + " AS t, n.id AS id"
+    " FROM memories n WHERE n.scope = c.scope AND n.deleted = 0 AND {where}"
+    " ORDER BY " + _T.format(m="n") + " {order}, n.id {order} LIMIT {count})"
+)
+# the memories on one side: those of the same time past its id, then those of a later
+# (earlier) time; two ranges of the index memories_scope_time, each a few rows long
+_SIDE = (
+    "(SELECT group_concat(rid || ':' || t) FROM ("
+    + _PART.replace("{where}", _T.format(m="n") + " = " + _T.format(m="c") + " AND n.id {op} c.id")
+    + " UNION ALL "
+    + _PART.replace("{where}", _T.format(m="n") + " {op} " + _T.format(m="c"))
+    + " ORDER BY t {order}, id {order} LIMIT {count}))"
+)
+_SQL = (
+    "SELECT c.rid, coalesce(c.event_at, c.created_at), "
+    + _SIDE.format(op="<", order="DESC", count=REACH)
+    + ", "
+    + _SIDE.format(op=">", order="ASC", count=REACH)
+    + " FROM memories c WHERE c.rid IN ({marks})"
+)
+
+
+class Threads(msgspec.Struct, frozen=True):
+    """The memories read around some word hits: `rids` (positions 0..n-1), their
+    `times`, and the (memory, neighbour, weight) triples between them."""
+
+    rids: list[int]
+    times: dict[int, int]
+    around: tuple[Ints, Ints, Floats]
+
+    def neighbours(self, rid: int) -> list[int]:
+        """The memories whose words lend `rid` weight (its thread's nearest)."""
+        at = self.rids.index(rid)
+        mine, theirs, _ = self.around
+        return [self.rids[int(j)] for j in theirs[mine == at]]
+
+
+def _runs(conn: apsw.Connection, rids: Sequence[int]) -> tuple[list[list[int]], dict[int, int]]:
+    """For each rowid, the ordered run of memories around it (itself included)."""
+    runs: list[list[int]] = []
+    times: dict[int, int] = {}
+    sql = _SQL.format(marks=",".join("?" * len(rids)))
+    for rid, when, before, after in conn.execute(sql, list(rids)):
+        times[int(rid)] = int(when)
+        sides: list[list[int]] = []
+        for side in (before, after):
+            members = []
+            for item in str(side or "").split(","):
+                if item:
+                    other, other_when = item.split(":")
+                    members.append(int(other))
+                    times[int(other)] = int(other_when)
+            sides.append(members)
+        runs.append([*reversed(sides[0]), int(rid), *sides[1]])
+    return runs, times
+
+
+def _segments(runs: list[list[int]]) -> list[list[int]]:
+    """Overlapping runs joined into maximal stretches of consecutive memories."""
+    after: dict[int, int] = {}
+    before: dict[int, int] = {}
+    for run in runs:
+        for a, b in itertools.pairwise(run):
+            after[a], before[b] = b, a
+    out = []
+    for start in {r for run in runs for r in run if r not in before}:
+        segment = [start]
+        while segment[-1] in after:
+            segment.append(after[segment[-1]])
+        out.append(segment)
+    return out
+
+
+def threads(conn: apsw.Connection, index: VectorIndex, rids: Sequence[int]) -> Threads:
+    """The threads around `rids`: who lends whom words, and with what weight."""
+    if not rids:
+        empty = np.empty(0, np.int64)
+        return Threads([], {}, (empty, empty, np.empty(0)))
+    runs, times = _runs(conn, rids)
+    segments = _segments(runs)
+    members = [r for segment in segments for r in segment]
+    position = {r: i for i, r in enumerate(members)}
+    links = index.links([(a, b) for s in segments for a, b in itertools.pairwise(s)])
+    mine, theirs, weights = [], [], []
+    for segment in segments:
+        if len(segment) < 2:
+            continue
+        cosines = [links.get((a, b), 0.0) for a, b in itertools.pairwise(segment)]
+        i, j, w = pairs(segment, [times[r] for r in segment], cosines, WINDOW_MS)
+        offset = position[segment[0]]
+        mine.append(i + offset)
+        theirs.append(j + offset)
+        weights.append(w)
+    if not mine:
+        empty = np.empty(0, np.int64)
+        return Threads(members, times, (empty, empty, np.empty(0)))
+    return Threads(
+        members, times, (np.concatenate(mine), np.concatenate(theirs), np.concatenate(weights))
+    )
+
+
+def lengths(conn: apsw.Connection, rids: Sequence[int]) -> dict[int, float]:
+    """Each memory's length in index terms (all columns), from FTS5's docsize table."""
+    if not rids:
+        return {}
+    marks = ",".join("?" * len(rids))
+    rows = conn.execute(
+        f"SELECT id, sz FROM memories_fts_docsize WHERE id IN ({marks})", list(rids)
+    )
+    return {int(rid): float(sum(_varints(bytes(sz)))) for rid, sz in rows}
+
+
+def _varints(blob: bytes) -> list[int]:
+    """SQLite varints (the column sizes FTS5 keeps per row)."""
+    out, value, taken = [], 0, 0
+    for byte in blob:
+        taken += 1
+        if taken == 9:
+            out.append((value << 8) | byte)
+            value, taken = 0, 0
+        elif byte & 0x80:
+            value = (value << 7) | (byte & 0x7F)
+        else:
+            out.append((value << 7) | byte)
+            value, taken = 0, 0
+    return out
