@@ -160,10 +160,12 @@ def test_thread_words_are_bounded_and_only_add_from_coherent_neighbours(
     lengths = tf.sum(axis=1) + 3
     idf = np.array([1.5, 0.7])
     times = [k * gap_ms for k in range(n)]
-    around = pairs(list(range(n)), times, links[: n - 1], 30 * 60 * 1000)
+    runs = np.array([k >= n // 2 + 1 for k in range(n)], dtype=np.int64)  # two runs
+    around = pairs(runs, np.array(times), np.array(links[:n]), 30 * 60 * 1000)
     own, with_thread = bm25f(idf, float(idf.sum()), tf, lengths, around)
     assert ((own >= 0) & (own <= 1)).all() and ((with_thread >= 0) & (with_thread <= 1)).all()
     assert (around[2] > 0).all()  # incoherent or distant neighbours lend nothing
+    assert (runs[around[0]] == runs[around[1]]).all()  # nor do other runs' memories
     alone = bm25f(idf, float(idf.sum()), tf, lengths, tuple(a[:0] for a in around))  # type: ignore[arg-type]
     assert np.allclose(alone[0], alone[1]) and np.allclose(alone[0], own)
     if gap_ms > 30 * 60 * 1000 or all(c <= 0 for c in links[: n - 1]):

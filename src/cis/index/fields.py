@@ -16,8 +16,6 @@ of its words' IDFs), a score says how much of the query a memory and its thread 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import numpy.typing as npt
 
@@ -31,27 +29,26 @@ Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 
 
-def distance_weight(distance: Ints) -> Floats:
+def distance_weight(distance: int) -> float:
     """The field weight of a neighbour `distance` places away (1..FAR), before coherence."""
-    return np.where(distance <= NEAR, 1.0 + WIDE, WIDE).astype(np.float64)
+    return (1.0 if distance <= NEAR else 0.0) + WIDE
 
 
-def pairs(
-    segment: Sequence[int], times: Sequence[int], links: Sequence[float], window_ms: int
-) -> tuple[Ints, Ints, Floats]:
-    """Within one run of consecutive memories (positions 0..n-1, their times, and the
-    cosine of each with the next): every (memory, neighbour, weight) within FAR places
-    and `window_ms` of each other, both ways, with a weight above 0."""
-    n = len(segment)
+def pairs(segments: Ints, times: Ints, links: Floats, window_ms: int) -> tuple[Ints, Ints, Floats]:
+    """For memories 0..n-1 laid out run after run (`segments`: each one's run number;
+    within a run they are consecutive in their thread), their `times`, and the cosine of
+    each with the next (`links`; any value at a run's end): every (memory, neighbour,
+    weight) of one run within FAR places and `window_ms` of each other, both ways, with
+    a weight above 0."""
+    n = len(segments)
     t = np.asarray(times, dtype=np.int64)
     coherence = np.concatenate([[0.0], np.cumsum(np.maximum(np.asarray(links, float), 0.0))])
     mine, theirs, weights = [], [], []
     for d in range(1, min(FAR, n - 1) + 1):
         i = np.arange(n - d)
         j = i + d
-        near = np.abs(t[j] - t[i]) <= window_ms
-        w = distance_weight(np.full(len(i), d)) * (coherence[j] - coherence[i]) / d
-        keep = near & (w > 0)
+        w = distance_weight(d) * (coherence[j] - coherence[i]) / d
+        keep = (segments[i] == segments[j]) & (np.abs(t[j] - t[i]) <= window_ms) & (w > 0)
         for a, b in ((i, j), (j, i)):
             mine.append(a[keep])
             theirs.append(b[keep])

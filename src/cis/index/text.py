@@ -265,20 +265,20 @@ def node_terms(
     expr = match_query(planned.words)
     if expr is None or planned.full_score <= 0:
         return _none(asked)
-    found = [rid for rid, _ in text_search(conn, query, filters, limit, cache, planned)]
-    if not found:
-        return _none(asked)
     total = max(1, int(scalar(conn, "SELECT count(*) FROM memories")))
     term_of = {w: stems(w) for w in planned.words}
     counts = term_counts(conn, sorted({t for ts in term_of.values() for t in ts}), cache)
     frequency = [max((counts.get(t, 0) for t in term_of[w]), default=0) for w in planned.words]
     idf_of = [idf(total, f) for f in frequency]
-    marks = ",".join("?" * len(found))
+    where, params = filters.where("m")
     sql = (
-        "SELECT rowid, cis_terms(memories_fts), 1 FROM memories_fts"
-        f" WHERE memories_fts MATCH ? AND rowid IN ({marks})"
+        "SELECT m.rid, cis_terms(memories_fts), 1 FROM memories_fts "
+        "JOIN memories m ON m.rid = memories_fts.rowid "
+        f"WHERE memories_fts MATCH ? AND {where} ORDER BY bm25(memories_fts, 1.0, 0.5) LIMIT ?"
     )
-    return _counted(conn, sql, [expr, *found], planned.words, idf_of, planned.full_score, asked)
+    return _counted(
+        conn, sql, [expr, *params, limit], planned.words, idf_of, planned.full_score, asked
+    )
 
 
 def scoped_terms(conn: apsw.Connection, query: str, filters: Filters) -> Terms:

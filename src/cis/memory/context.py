@@ -88,7 +88,7 @@ def _segments(runs: list[list[int]]) -> list[list[int]]:
         for a, b in itertools.pairwise(run):
             after[a], before[b] = b, a
     out = []
-    for start in {r for run in runs for r in run if r not in before}:
+    for start in sorted({r for run in runs for r in run if r not in before}):
         segment = [start]
         while segment[-1] in after:
             segment.append(after[segment[-1]])
@@ -104,24 +104,13 @@ def threads(conn: apsw.Connection, index: VectorIndex, rids: Sequence[int]) -> T
     runs, times = _runs(conn, rids)
     segments = _segments(runs)
     members = [r for segment in segments for r in segment]
-    position = {r: i for i, r in enumerate(members)}
     links = index.links([(a, b) for s in segments for a, b in itertools.pairwise(s)])
-    mine, theirs, weights = [], [], []
-    for segment in segments:
-        if len(segment) < 2:
-            continue
-        cosines = [links.get((a, b), 0.0) for a, b in itertools.pairwise(segment)]
-        i, j, w = pairs(segment, [times[r] for r in segment], cosines, WINDOW_MS)
-        offset = position[segment[0]]
-        mine.append(i + offset)
-        theirs.append(j + offset)
-        weights.append(w)
-    if not mine:
-        empty = np.empty(0, np.int64)
-        return Threads(members, times, (empty, empty, np.empty(0)))
-    return Threads(
-        members, times, (np.concatenate(mine), np.concatenate(theirs), np.concatenate(weights))
+    runs_of = np.array([n for n, s in enumerate(segments) for _ in s], dtype=np.int64)
+    flat_links = np.array(
+        [links.get((a, b), 0.0) for s in segments for a, b in [*itertools.pairwise(s), (0, 0)]]
     )
+    around = pairs(runs_of, np.array([times[r] for r in members]), flat_links, WINDOW_MS)
+    return Threads(members, times, around)
 
 
 def lengths(conn: apsw.Connection, rids: Sequence[int]) -> dict[int, float]:
@@ -132,11 +121,18 @@ def lengths(conn: apsw.Connection, rids: Sequence[int]) -> dict[int, float]:
     rows = conn.execute(
         f"SELECT id, sz FROM memories_fts_docsize WHERE id IN ({marks})", list(rids)
     )
-    return {int(rid): float(sum(_varints(bytes(sz)))) for rid, sz in rows}
+    return {int(rid): float(_total(bytes(sz))) for rid, sz in rows}
+
+
+def _total(blob: bytes) -> int:
+    """The sum of the SQLite varints in `blob` (the column sizes FTS5 keeps per row)."""
+    if max(blob, default=0) < 0x80:  # every size below 128: one byte each
+        return sum(blob)
+    return sum(_varints(blob))
 
 
 def _varints(blob: bytes) -> list[int]:
-    """SQLite varints (the column sizes FTS5 keeps per row)."""
+    """SQLite varints."""
     out, value, taken = [], 0, 0
     for byte in blob:
         taken += 1
