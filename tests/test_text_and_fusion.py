@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from cis import Node
 from cis.index.fields import bm25f, pairs
+from cis.index.filters import Filters
 from cis.index.hybrid import fuse, single
-from cis.index.text import idf, match_query, query_words, stems
+from cis.index.text import _counted, idf, match_query, node_terms, query_words, stems
 from cis.index.timecue import Named
 from cis.memory.context import threads
 
@@ -175,3 +176,24 @@ def test_thread_words_are_bounded_and_only_add_from_coherent_neighbours(
 def test_a_word_count_above_the_total_is_no_domain_error() -> None:
     """A cached or newer count of a word's memories may exceed this snapshot's total."""
     assert idf(5, 9) == idf(5, 5) == 1e-6
+
+
+def test_node_wide_word_counts_are_fts5s(node: Node) -> None:
+    """Counted from the hits' text (tokenized as FTS5 does), they equal FTS5's own."""
+    node.memory.add("E-mail the e-mail team: emails bounce", tags=["e-mail", "ops"])
+    node.memory.add("Running late; the runner runs", tags=["running"])
+    node.memory.add("nothing relevant here")
+    query = "e-mail running ops"
+    with node.db.read() as conn:
+        mine = node_terms(conn, query, Filters(), 10)
+        theirs = _counted(
+            conn,
+            "SELECT rowid, cis_terms(memories_fts), 1 FROM memories_fts WHERE memories_fts MATCH ?",
+            [match_query(mine.words)],
+            mine.words,
+            mine.idf,
+            mine.full,
+            mine.asked,
+        )
+    assert mine.counts == theirs.counts and mine.lengths == theirs.lengths
+    assert len(mine.counts) == 2

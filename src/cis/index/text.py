@@ -37,20 +37,31 @@ STOPWORDS = frozenset(
     their them then there these they this those to too us was we were what when where which
     who whom why will with would you your yours""".split()
 )
+_tag_list = msgspec.json.Decoder(list[str])  # memories.tags as stored
 _stemmer: apsw.FTS5Tokenizer | None = None
 _stemmer_lock = threading.Lock()
 
 
-def stems(word: str) -> list[str]:
-    """The index terms FTS5 makes of `word` (porter stems, diacritics removed)."""
+def _tokens(text: str, reason: int) -> list[str]:
     global _stemmer
     with _stemmer_lock:
         if _stemmer is None:
             _stemmer = apsw.Connection(":memory:").fts5_tokenizer(*TOKENIZER)
-        tokens = _stemmer(
-            word.encode("utf-8"), apsw.FTS5_TOKENIZE_QUERY, None, include_offsets=False
-        )
+        tokens = _stemmer(text.encode("utf-8"), reason, None, include_offsets=False)
     return [str(t[0]) for t in tokens]
+
+
+def stems(word: str) -> list[str]:
+    """The index terms FTS5 makes of `word` (porter stems, diacritics removed)."""
+    return _tokens(word, apsw.FTS5_TOKENIZE_QUERY)
+
+
+def _occurrences(tokens: list[str], phrase: list[str]) -> int:
+    """How often `phrase` (a word's index terms) stands in `tokens`, as FTS5 counts it."""
+    n = len(phrase)
+    if n == 1:
+        return tokens.count(phrase[0])
+    return sum(1 for i in range(len(tokens) - n + 1) if tokens[i : i + n] == phrase)
 
 
 def query_words(text: str) -> list[str]:
@@ -265,20 +276,35 @@ def node_terms(
     expr = match_query(planned.words)
     if expr is None or planned.full_score <= 0:
         return _none(asked)
+    found = [rid for rid, _ in text_search(conn, query, filters, limit, cache, planned)]
+    if not found:
+        return _none(asked)
     total = max(1, int(scalar(conn, "SELECT count(*) FROM memories")))
     term_of = {w: stems(w) for w in planned.words}
     counts = term_counts(conn, sorted({t for ts in term_of.values() for t in ts}), cache)
     frequency = [max((counts.get(t, 0) for t in term_of[w]), default=0) for w in planned.words]
     idf_of = [idf(total, f) for f in frequency]
-    where, params = filters.where("m")
-    sql = (
-        "SELECT m.rid, cis_terms(memories_fts), 1 FROM memories_fts "
-        "JOIN memories m ON m.rid = memories_fts.rowid "
-        f"WHERE memories_fts MATCH ? AND {where} ORDER BY bm25(memories_fts, 1.0, 0.5) LIMIT ?"
-    )
-    return _counted(
-        conn, sql, [expr, *params, limit], planned.words, idf_of, planned.full_score, asked
-    )
+    # the hits' own words, tokenized as FTS5 did (a contentless index keeps no counts
+    # that can be read for a few rows without walking every posting of the words)
+    lengths: dict[int, float] = {}
+    held: dict[int, tuple[float, ...]] = {}
+    marks = ",".join("?" * len(found))
+    for rid, text, tags in conn.execute(
+        f"SELECT rid, text, tags FROM memories WHERE rid IN ({marks})", found
+    ):
+        columns = [
+            _tokens(str(text), apsw.FTS5_TOKENIZE_DOCUMENT),
+            _tokens(" ".join(_tag_list.decode(tags)), apsw.FTS5_TOKENIZE_DOCUMENT),
+        ]
+        lengths[int(rid)] = float(sum(len(c) for c in columns))
+        held[int(rid)] = tuple(
+            sum(
+                w * _occurrences(c, term_of[word])
+                for w, c in zip(COLUMN_WEIGHTS, columns, strict=True)
+            )
+            for word in planned.words
+        )
+    return Terms(planned.words, idf_of, planned.full_score, asked, lengths, held)
 
 
 def scoped_terms(conn: apsw.Connection, query: str, filters: Filters) -> Terms:
