@@ -19,8 +19,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from .text import K1, B
-
+K1, B = 1.2, 0.75  # FTS5's BM25 parameters
 NEAR = 2  # turns on either side that explain each other most (a question and its answer)
 FAR = 6  # a stretch of a conversation (one exchange on one subject)
 WIDE = 0.2  # a neighbour's weight beyond NEAR, and added to it within NEAR
@@ -77,11 +76,12 @@ def bm25f(
     if len(mine):
         np.add.at(tf, mine, counts[theirs] * weight[:, None])
         np.add.at(length, mine, lengths[theirs] * weight)
-    own = _saturated(counts, lengths, idf) / full
-    with_thread = _saturated(tf, length, idf) / full
+    own = saturated(counts, lengths, idf, max(1e-9, float(lengths.mean()))) / full
+    with_thread = saturated(tf, length, idf, max(1e-9, float(length.mean()))) / full
     return np.minimum(own, 1.0), np.minimum(with_thread, 1.0)
 
 
-def _saturated(tf: Floats, length: Floats, idf: Floats) -> Floats:
-    norm = K1 * (1 - B + B * length / max(1e-9, float(length.mean())))
+def saturated(tf: Floats, length: Floats, idf: Floats, typical: float) -> Floats:
+    """BM25 of each row of `tf` (n x words) with `length`, against a `typical` length."""
+    norm = K1 * (1 - B + B * length / typical)
     return ((idf * tf * (K1 + 1)) / (tf + norm[:, None])).sum(axis=1)  # type: ignore[no-any-return]

@@ -23,9 +23,11 @@ from typing import Any
 
 import apsw
 import msgspec
+import numpy as np
 
 from ..cache import ShardedCache
 from ..store.sqlite import scalar
+from .fields import saturated
 from .filters import Filters
 
 TOKENIZER = ("porter", ["unicode61", "remove_diacritics", "2"])
@@ -84,11 +86,14 @@ def idf(total: int, containing: int) -> float:
 
 
 class WordQuery(msgspec.Struct, frozen=True):
-    """The words to search for, and the BM25 a memory holding every query word once would
-    get (the sum of their IDFs), which scales a hit's BM25 to [0, 1]."""
+    """The words to search for, each one's index terms and IDF, and the BM25 a memory
+    holding every query word once would get (the sum of their IDFs), which scales a
+    hit's BM25 to [0, 1]."""
 
     words: list[str]
     full_score: float
+    terms: list[list[str]]
+    idf: list[float]
 
 
 def term_counts(
@@ -139,7 +144,9 @@ def plan(
         kept.append(word)
         matched += count
     full = sum(idf(total, f) for f in frequency.values())
-    return WordQuery(kept, full)
+    return WordQuery(
+        kept, full, [term_of[w] for w in kept], [idf(total, frequency[w]) for w in kept]
+    )
 
 
 def text_search(
@@ -168,7 +175,6 @@ def text_search(
     ]
 
 
-K1, B = 1.2, 0.75  # FTS5's BM25 parameters
 COLUMN_WEIGHTS = (1.0, 0.5)  # text, tags: as bm25(memories_fts, 1.0, 0.5) weighs them
 _registered: weakref.WeakSet[apsw.Connection] = weakref.WeakSet()
 
@@ -223,13 +229,14 @@ class Terms(msgspec.Struct, frozen=True):
         if not self.counts or self.full <= 0:
             return []
         mean_length = max(1.0, sum(self.lengths.values()) / len(self.lengths))
-        scored = []
-        for rid, found in self.counts.items():
-            norm = K1 * (1 - B + B * self.lengths[rid] / mean_length)
-            score = sum(
-                w * f * (K1 + 1) / (f + norm) for w, f in zip(self.idf, found, strict=True) if f
-            )
-            scored.append((rid, min(1.0, score / self.full)))
+        rids = list(self.counts)
+        scores = saturated(
+            np.array([self.counts[r] for r in rids], dtype=np.float64).reshape(len(rids), -1),
+            np.array([self.lengths[r] for r in rids]),
+            np.asarray(self.idf),
+            mean_length,
+        )
+        scored = [(r, min(1.0, v / self.full)) for r, v in zip(rids, scores.tolist(), strict=True)]
         scored.sort(key=lambda item: (-item[1], item[0]))
         return scored
 
@@ -279,11 +286,6 @@ def node_terms(
     found = [rid for rid, _ in text_search(conn, query, filters, limit, cache, planned)]
     if not found:
         return _none(asked)
-    total = max(1, int(scalar(conn, "SELECT count(*) FROM memories")))
-    term_of = {w: stems(w) for w in planned.words}
-    counts = term_counts(conn, sorted({t for ts in term_of.values() for t in ts}), cache)
-    frequency = [max((counts.get(t, 0) for t in term_of[w]), default=0) for w in planned.words]
-    idf_of = [idf(total, f) for f in frequency]
     # the hits' own words, tokenized as FTS5 did (a contentless index keeps no counts
     # that can be read for a few rows without walking every posting of the words)
     lengths: dict[int, float] = {}
@@ -298,13 +300,10 @@ def node_terms(
         ]
         lengths[int(rid)] = float(sum(len(c) for c in columns))
         held[int(rid)] = tuple(
-            sum(
-                w * _occurrences(c, term_of[word])
-                for w, c in zip(COLUMN_WEIGHTS, columns, strict=True)
-            )
-            for word in planned.words
+            sum(w * _occurrences(c, terms) for w, c in zip(COLUMN_WEIGHTS, columns, strict=True))
+            for terms in planned.terms
         )
-    return Terms(planned.words, idf_of, planned.full_score, asked, lengths, held)
+    return Terms(planned.words, planned.idf, planned.full_score, asked, lengths, held)
 
 
 def scoped_terms(conn: apsw.Connection, query: str, filters: Filters) -> Terms:

@@ -46,11 +46,10 @@ _SQL = (
 
 
 class Threads(msgspec.Struct, frozen=True):
-    """The memories read around some word hits: `rids` (positions 0..n-1), their
-    `times`, and the (memory, neighbour, weight) triples between them."""
+    """The memories read around some word hits: `rids` (positions 0..n-1) and the
+    (memory, neighbour, weight) triples between them."""
 
     rids: list[int]
-    times: dict[int, int]
     around: tuple[Ints, Ints, Floats]
 
     def neighbours(self, rid: int) -> list[int]:
@@ -100,7 +99,7 @@ def threads(conn: apsw.Connection, index: VectorIndex, rids: Sequence[int]) -> T
     """The threads around `rids`: who lends whom words, and with what weight."""
     if not rids:
         empty = np.empty(0, np.int64)
-        return Threads([], {}, (empty, empty, np.empty(0)))
+        return Threads([], (empty, empty, np.empty(0)))
     runs, times = _runs(conn, rids)
     segments = _segments(runs)
     members = [r for segment in segments for r in segment]
@@ -110,7 +109,7 @@ def threads(conn: apsw.Connection, index: VectorIndex, rids: Sequence[int]) -> T
         [links.get((a, b), 0.0) for s in segments for a, b in [*itertools.pairwise(s), (0, 0)]]
     )
     around = pairs(runs_of, np.array([times[r] for r in members]), flat_links, WINDOW_MS)
-    return Threads(members, times, around)
+    return Threads(members, around)
 
 
 def lengths(conn: apsw.Connection, rids: Sequence[int]) -> dict[int, float]:
