@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from cis.errors import InvalidInput
 from cis.index.embed import normalize
-from cis.index.vectors import VectorIndex, top_k
+from cis.index.exact import top_k
+from cis.index.vectors import VectorIndex
 
 DIM = 8
 
@@ -84,18 +85,94 @@ def test_hnsw_above_threshold_keeps_recall_and_follows_edits() -> None:
     )
 
 
-def test_edits_during_a_background_build_are_kept() -> None:
+def _clustered(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    centers = _unit(rng, 40, dim)
+    noisy = centers[rng.integers(0, 40, n)] + 0.3 * rng.normal(size=(n, dim))
+    return normalize(noisy.astype(np.float32))
+
+
+def test_edits_while_the_mover_runs_are_kept() -> None:
     rng = np.random.default_rng(3)
     index = VectorIndex(32, ann_threshold=2000)
-    data = _unit(rng, 2600, 32)
-    index.upsert(np.arange(1, 2001), data[:2000])  # starts the build
-    index.upsert(np.arange(2001, 2601), data[2000:])  # journaled while it runs
+    data = _unit(rng, 3000, 32)
+    index.upsert(np.arange(1, 2001), data[:2000])  # starts the mover
+    index.upsert(np.arange(2001, 3001), data[2000:])  # lands while it runs
     index.remove(list(range(1, 101)))
-    assert index.wait_built(120) and index.uses_ann
-    assert len(index) == 2500
-    got = {r for r, _ in index.search(data[2300], 1)}
-    assert got == {2301}
-    assert not ({r for r, _ in index.search(data[50], 20)} & set(range(1, 101)))
+    replaced = _unit(rng, 100, 32)
+    index.upsert(np.arange(101, 201), replaced)  # some already moved, some not
+    assert index.wait_built(120) and index.uses_ann and index.pending == 0
+    assert len(index) == 2900
+    truth = dict(enumerate(data, start=1)) | dict(zip(range(101, 201), replaced, strict=True))
+    for rid in range(1, 101):
+        del truth[rid]
+    query = _unit(rng, 1, 32)[0]
+    got = index.similarity(list(range(1, 3001)), query)
+    assert set(got) == set(truth)  # nothing removed comes back, nothing kept is lost
+    expected = {rid: float(vector @ query) for rid, vector in truth.items()}
+    assert max(abs(got[r] - expected[r]) for r in got) < 5e-3  # f16 in the graph
+    assert index.search(replaced[7], 1)[0][0] == 108
+
+
+def test_searches_during_a_move_see_every_vector() -> None:
+    rng = np.random.default_rng(5)
+    data = _clustered(rng, 6000, 32)
+    index = VectorIndex(32, ann_threshold=1000)
+    index.upsert(np.arange(1, 6001), data)
+    probes = 0
+    while index.pending and probes < 500:  # graph and exact part answer together
+        rid = int(rng.integers(1, 6001))
+        assert index.search(data[rid - 1], 1)[0][0] == rid
+        probes += 1
+    assert index.wait_built(120)
+    assert index.search(data[41], 1)[0][0] == 42
+
+
+def test_close_stops_the_mover_and_search_goes_on() -> None:
+    rng = np.random.default_rng(7)
+    data = _unit(rng, 4000, 16)
+    index = VectorIndex(16, ann_threshold=500)
+    index.upsert(np.arange(1, 2001), data[:2000])
+    assert index.wait_built(120)
+    index.close()
+    index.upsert(np.arange(2001, 4001), data[2000:])
+    assert index.wait_built(0) and index.pending == 2000  # no mover after close
+    assert index.snapshot() is None  # a graph without every vector is not saved
+    assert index.search(data[2999], 1)[0][0] == 3000  # from the exact part
+    assert index.search(data[9], 1)[0][0] == 10  # from the graph
+    top = index.search(data[2999], 50)
+    assert [s for _, s in top] == sorted((s for _, s in top), reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("gather_max", "search_max", "share"),
+    [(2048, 4096, 200), (10, 4096, 3000), (10, 64, 40)],
+    ids=["gathered", "graph", "graph-too-few-then-gathered"],
+)
+def test_filtered_search_matches_brute_force(
+    monkeypatch: pytest.MonkeyPatch, gather_max: int, search_max: int, share: int
+) -> None:
+    from cis.index import vectors
+
+    monkeypatch.setattr(vectors, "GATHER_MAX", gather_max)
+    monkeypatch.setattr(vectors, "FILTER_SEARCH_MAX", search_max)
+    rng = np.random.default_rng(share)
+    data = _clustered(rng, 5000, 32)
+    index = VectorIndex(32, ann_threshold=1000)
+    index.upsert(np.arange(1, 4501), data[:4500])
+    assert index.wait_built(120)
+    index.close()
+    index.upsert(np.arange(4501, 5001), data[4500:])  # stays in the exact part
+    allowed = np.sort(rng.choice(np.arange(1, 5001), share, replace=False))
+    recall = []
+    for q in _clustered(rng, 20, 32):
+        got = index.search(q, 10, allowed)
+        assert all(members_ok in set(allowed.tolist()) for members_ok, _ in got)
+        sims = data[allowed - 1] @ q
+        exact = allowed[np.argsort(-sims)[:10]].tolist()
+        recall.append(len(set(exact) & {r for r, _ in got}) / 10)
+        if share <= gather_max or search_max < 100:  # answered exactly
+            assert [r for r, _ in got] == exact
+    assert np.mean(recall) >= 0.95
 
 
 def test_rejects_bad_vectors() -> None:

@@ -183,8 +183,8 @@ class Node:
         self.memory.queries.close()
         self.tokens.close()
         self.skills.close()
-        # an HNSW build still running is left behind (the next opener builds again or
-        # uses the last snapshot); a snapshot being written is waited for
+        # vectors not yet in the HNSW graph stay out of the snapshot (the next opener
+        # takes them from the log or the rows); a snapshot being written is waited for
         self.memory.fresh.persist_if_stale()
         self.db.close()
 

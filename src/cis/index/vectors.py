@@ -1,37 +1,36 @@
-"""In-memory vector index: exact numpy scan up to a size, usearch HNSW above it.
+"""In-memory vector index: an HNSW graph (usearch) plus the vectors not in it yet.
 
-Vectors are unit length, so similarity is the dot product (cosine). In exact mode rows
-live in one contiguous float32 matrix that grows by doubling; a removal moves the last
-row into the hole, so a scan never touches dead rows. When the index reaches
-`ann_threshold` vectors, an HNSW graph is built on a background thread while exact scans
-go on serving; edits made meanwhile are journaled and replayed, then the index switches
-and the matrix is freed (usearch keeps the vectors). A built graph can be saved and
-restored (`snapshot`, `restore`), since building one is slow.
+Vectors are unit length, so similarity is the dot product (cosine). A new vector lands
+in an exact part (`ExactRows`, scanned with numpy); above `ann_threshold` vectors a
+background thread moves them into the graph in slices of a few milliseconds each, so no
+one waits long: a search merges the graph's answer with an exact scan of what has not
+moved yet, and goes first (the mover waits while any search runs). usearch holds the
+interpreter while it works, so a slice is the longest a timer on another thread can be
+held up; saving and loading a graph let other threads run as they go. A graph can be
+saved and restored (`snapshot`, `restore`), since building one takes a while.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from ..errors import InvalidInput
+from .exact import ExactRows, members, ranked
 
 ANN_CONNECTIVITY = 16
 ANN_EXPANSION_ADD = 64
 ANN_EXPANSION_SEARCH = 128
-ANN_DTYPE = "f16"  # half the memory and snapshot; recall@10 0.992 at 100k (measured)
-FILTER_OVERSAMPLE = 8
-
-
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the k largest scores, best first."""
-    if k <= 0 or scores.size == 0:
-        return np.empty(0, dtype=np.int64)
-    part = np.argpartition(-scores, k - 1)[:k] if k < scores.size else np.arange(scores.size)
-    return part[np.argsort(-scores[part], kind="stable")]
+ANN_DTYPE = "f16"  # half the memory and snapshot; recall@10 0.99 at 100k (measured)
+SLICE_S = 0.003  # the time one slice of graph insertions aims at
+GATHER_MAX = 2048  # a filter this small or smaller is answered exactly
+FILTER_SEARCH_MAX = 4096  # graph candidates a filtered search asks for at most
+YIELD_S = 0.002  # how long a save or load holds the interpreter between pauses
 
 
 def new_ann(dim: int) -> Any:
@@ -51,12 +50,28 @@ def _keys(rids: np.ndarray | list[int]) -> np.ndarray:
     return np.asarray(rids, dtype=np.uint64)
 
 
+def _pauser() -> Callable[[int, int], bool]:
+    """A usearch progress callback that lets other threads run every YIELD_S."""
+    last = [time.perf_counter()]
+
+    def pause(done: int, total: int) -> bool:
+        now = time.perf_counter()
+        if now - last[0] >= YIELD_S:
+            time.sleep(0)  # drops the GIL
+            last[0] = time.perf_counter()
+        return True
+
+    # usearch compares the annotations with the types themselves, not their names
+    pause.__annotations__ = {"done": int, "total": int, "return": bool}
+    return pause
+
+
 class VectorIndex:
     """Maps memory rowids to vectors; thread-safe.
 
     With `build` False the index never builds a graph itself (short-lived processes,
     for which an exact scan is cheaper than a build), but it can `restore` one.
-    `on_built` runs after a background build has switched the index to HNSW.
+    `on_built` runs each time the mover has put every vector into the graph.
     """
 
     def __init__(
@@ -72,19 +87,26 @@ class VectorIndex:
         self.can_build = build
         self.on_built = on_built
         self._lock = threading.RLock()
-        self._matrix = np.empty((0, dim), dtype=np.float32)
-        self._rids = np.empty(0, dtype=np.int64)
-        self._slots: dict[int, int] = {}
+        self._changed = threading.Condition(self._lock)
+        self._counting = threading.Lock()
+        self._reads = 0  # searches running or waiting: the mover lets them go first
+        self._fresh = ExactRows(dim)
         self._ann: Any = None
-        self._builder: threading.Thread | None = None
-        self._journal: list[tuple[np.ndarray, np.ndarray | None]] = []
+        self._mover: threading.Thread | None = None
+        self._slice = 16
+        self._closed = False
 
     def __len__(self) -> int:
-        return len(self._ann) if self._ann is not None else len(self._slots)
+        return len(self._fresh) + (len(self._ann) if self._ann is not None else 0)
 
     @property
     def uses_ann(self) -> bool:
         return self._ann is not None
+
+    @property
+    def pending(self) -> int:
+        """Vectors not in the graph (scanned exactly)."""
+        return len(self._fresh)
 
     def check(self, vector: object) -> np.ndarray:
         """`vector` as a unit float32 row, or InvalidInput if it is not a usable vector."""
@@ -129,54 +151,17 @@ class VectorIndex:
             return
         with self._lock:
             if self._ann is not None:
-                self._ann_remove(rids)
-                self._ann.add(_keys(rids), vectors)
-                return
-            self._exact_upsert(rids, vectors)
-            if self._builder is not None:
-                self._journal.append((np.array(rids), np.array(vectors)))
-            elif self.can_build and len(self._slots) >= self.ann_threshold:
-                self._builder = threading.Thread(
-                    target=self._build, name="cis-hnsw-build", daemon=True
-                )
-                self._builder.start()
-
-    def _exact_upsert(self, rids: np.ndarray, vectors: np.ndarray) -> None:
-        needed = len(self._slots) + len(rids)
-        if needed > self._matrix.shape[0]:
-            capacity = max(needed, 2 * self._matrix.shape[0], 1024)
-            matrix = np.empty((capacity, self.dim), dtype=np.float32)
-            ids = np.empty(capacity, dtype=np.int64)
-            n = len(self._slots)
-            matrix[:n], ids[:n] = self._matrix[:n], self._rids[:n]
-            self._matrix, self._rids = matrix, ids
-        for rid, vector in zip(rids.tolist(), vectors, strict=True):
-            slot = self._slots.get(rid)
-            if slot is None:
-                slot = len(self._slots)
-                self._slots[rid] = slot
-                self._rids[slot] = rid
-            self._matrix[slot] = vector
+                self._ann_remove(np.asarray(rids))
+            self._fresh.put(np.asarray(rids), vectors)
+            self._start_mover()
 
     def remove(self, rids: list[int]) -> None:
         if not rids:
             return
         with self._lock:
+            self._fresh.drop(rids)
             if self._ann is not None:
                 self._ann_remove(np.asarray(rids, dtype=np.int64))
-                return
-            for rid in rids:
-                slot = self._slots.pop(rid, None)
-                if slot is None:
-                    continue
-                last = len(self._slots)
-                if slot != last:
-                    moved = int(self._rids[last])
-                    self._matrix[slot] = self._matrix[last]
-                    self._rids[slot] = moved
-                    self._slots[moved] = slot
-            if self._builder is not None:
-                self._journal.append((np.asarray(rids, dtype=np.int64), None))
 
     def _ann_remove(self, rids: np.ndarray) -> None:
         keys = _keys(rids)
@@ -186,80 +171,135 @@ class VectorIndex:
 
     def clear(self) -> None:
         with self._lock:
-            self._slots.clear()
+            self._fresh.clear()
             self._ann = None
-            self._journal.clear()
 
     # ---- the HNSW graph ----------------------------------------------------------
 
-    def _build(self) -> None:
-        with self._lock:
-            n = len(self._slots)
-            rids, matrix = self._rids[:n].copy(), self._matrix[:n].copy()
-        ann = new_ann(self.dim)
-        ann.add(_keys(rids), matrix)
-        with self._lock:
-            for keys, vectors in self._journal:
-                present = _keys(keys)[np.asarray(ann.contains(_keys(keys))).reshape(-1)]
-                if len(present):
-                    ann.remove(present)
-                if vectors is not None:
-                    ann.add(_keys(keys), vectors)
-            self._journal.clear()
-            self._ann = ann
-            self._matrix = np.empty((0, self.dim), dtype=np.float32)
-            self._rids = np.empty(0, dtype=np.int64)
-            self._slots.clear()
+    def _due(self) -> bool:
+        """Whether vectors wait to be moved into the graph (the lock is held)."""
+        waiting = len(self._fresh)
+        return (
+            self.can_build
+            and not self._closed
+            and waiting > 0
+            and (self._ann is not None or waiting >= self.ann_threshold)
+        )
+
+    def _start_mover(self) -> None:
+        if self._mover is None and self._due():
+            self._mover = threading.Thread(target=self._move, name="cis-hnsw", daemon=True)
+            self._mover.start()
+        elif self._mover is not None:
+            self._changed.notify_all()
+
+    def _move(self) -> None:
         try:
-            if self.on_built is not None:
-                self.on_built()
+            while True:
+                moved = self._move_all()
+                if moved and self.on_built is not None:
+                    self.on_built()
+                with self._lock:
+                    if not self._due():
+                        return
         finally:
-            self._builder = None  # wait_built() covers on_built too
+            with self._lock:
+                self._mover = None
+                self._changed.notify_all()
+
+    def _move_all(self) -> int:
+        """Move slices into the graph until none wait; how many moved."""
+        moved = 0
+        while True:
+            with self._lock:
+                while self._reads and self._due():
+                    self._changed.wait()
+                if not self._due():
+                    return moved
+                if self._ann is None:
+                    self._ann = new_ann(self.dim)
+                rids, vectors = self._fresh.tail(self._slice)
+                start = time.perf_counter()
+                self._ann.add(_keys(rids), vectors)
+                took = time.perf_counter() - start
+                self._fresh.drop_tail(len(rids))
+                moved += len(rids)
+                self._slice = max(4, min(1024, int(len(rids) * SLICE_S / max(took, 1e-6))))
+
+    def close(self) -> None:
+        """Stop moving vectors into the graph (after the slice under way); searches go on."""
+        with self._lock:
+            self._closed = True
+            self._changed.notify_all()
+        mover = self._mover
+        if mover is not None and mover is not threading.current_thread():
+            mover.join()
 
     def wait_built(self, timeout: float | None = None) -> bool:
-        """Wait for a background build, if one runs; True when none is left running."""
-        builder = self._builder
-        if builder is not None:
-            builder.join(timeout)
-        return self._builder is None
+        """Wait until every vector that will go into the graph is in it (and `on_built`
+        has run); True when nothing is left to move."""
+        with self._lock:
+            return self._changed.wait_for(lambda: self._mover is None, timeout)
 
     def snapshot(self) -> bytearray | None:
-        """The HNSW graph with its vectors, serialized; None in exact mode."""
+        """The HNSW graph with its vectors, serialized; None while some vectors are not
+        in a graph."""
         with self._lock:
-            return None if self._ann is None else bytearray(self._ann.save())
+            if self._ann is None or len(self._fresh):
+                return None
+            return bytearray(self._ann.save(progress=_pauser()))
 
     def restore(self, blob: bytearray) -> None:
         """Switch to a graph made by snapshot() (replacing everything held now)."""
         from usearch.index import Index
 
-        ann = Index.restore(blob)
-        if ann is None or ann.ndim != self.dim:
+        meta = Index.metadata(blob)
+        if not meta or meta["dimensions"] != self.dim:
             raise ValueError("not a vector index snapshot of this dimension")
-        ann.expansion_search = ANN_EXPANSION_SEARCH  # type: ignore[misc]  # usearch has a setter
+        ann = new_ann(self.dim)
+        try:
+            ann.load(blob, progress=_pauser())
+        except RuntimeError as exc:
+            raise ValueError(f"vector index snapshot unreadable: {exc}") from exc
         with self._lock:
             self.clear()
             self._ann = ann
 
     # ---- queries -----------------------------------------------------------------
 
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Hold the index for a read, ahead of the mover."""
+        with self._counting:
+            self._reads += 1
+        with self._lock:
+            try:
+                yield
+            finally:
+                with self._counting:
+                    self._reads -= 1
+                if not self._reads:
+                    self._changed.notify_all()
+
     def _vectors(self, rids: list[int]) -> tuple[list[int], np.ndarray]:
         """The rowids of `rids` that are indexed, and their vectors."""
+        found, vectors = self._fresh.get(rids)
         if self._ann is None:
-            slots = [self._slots[r] for r in rids if r in self._slots]
-            return self._rids[slots].tolist(), self._matrix[slots]
-        keys = _keys(rids)
+            return found, vectors
+        keys = _keys([r for r in rids if r not in self._fresh])
         if not len(keys):
-            return [], np.empty((0, self.dim), dtype=np.float32)
+            return found, vectors
         # usearch's get() answers garbage for absent keys, so ask only for present ones
         present = keys[np.asarray(self._ann.contains(keys), dtype=bool).reshape(-1)]
         if not len(present):
-            return [], np.empty((0, self.dim), dtype=np.float32)
-        vectors = np.asarray(self._ann.get(present, dtype=np.float32), dtype=np.float32)
-        return present.astype(np.int64).tolist(), vectors.reshape(len(present), self.dim)
+            return found, vectors
+        graph = np.asarray(self._ann.get(present, dtype=np.float32), dtype=np.float32)
+        both = np.concatenate([vectors, graph.reshape(len(present), self.dim)])
+        return found + present.astype(np.int64).tolist(), both
 
     def similarity(self, rids: list[int], query: np.ndarray) -> dict[int, float]:
         """Exact cosine of `query` to each indexed rowid in `rids`."""
-        with self._lock:
+        with self._reading():
             found, vectors = self._vectors(rids)
             if not found:
                 return {}
@@ -270,7 +310,7 @@ class VectorIndex:
         left out)."""
         if not pairs:
             return {}
-        with self._lock:
+        with self._reading():
             found, vectors = self._vectors(sorted({r for pair in pairs for r in pair}))
         row = {r: i for i, r in enumerate(found)}
         kept = [(a, b) for a, b in pairs if a in row and b in row]
@@ -283,36 +323,51 @@ class VectorIndex:
     def search(
         self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
     ) -> list[tuple[int, float]]:
-        """The k nearest rowids to `query` (unit length), restricted to `allowed` if given."""
-        with self._lock:
+        """The k nearest rowids to `query` (unit length), restricted to `allowed` (rowids
+        sorted ascending) if given."""
+        with self._reading():
             if len(self) == 0 or k <= 0:
                 return []
-            if self._ann is None:
-                if allowed is None:
-                    n = len(self._slots)
-                    return self._best(self._rids[:n], self._matrix[:n] @ query, k)
-                found, vectors = self._vectors(allowed.tolist())
-                return self._best(np.asarray(found, dtype=np.int64), vectors @ query, k)
-            if allowed is None:
-                return self._ann_search(query, k)
-            if len(allowed) <= self.ann_threshold:
-                found, vectors = self._vectors(allowed.tolist())
-                return self._best(np.asarray(found, dtype=np.int64), vectors @ query, k)
-            allow = set(allowed.tolist())
-            pairs = [p for p in self._ann_search(query, k * FILTER_OVERSAMPLE) if p[0] in allow]
-            if len(pairs) >= k:
-                return pairs[:k]
-            found, vectors = self._vectors(allowed.tolist())
-            return self._best(np.asarray(found, dtype=np.int64), vectors @ query, k)
+            graph = self._ann is not None and len(self._ann) > 0
+            if graph and allowed is not None and len(allowed) <= GATHER_MAX:
+                return self._gathered(query, k, allowed)
+            found = self._fresh.best(query, k, allowed)
+            if graph and allowed is None:
+                found += self._ann_search(query, k)
+            elif graph:
+                assert allowed is not None
+                more = self._ann_filtered(query, k, allowed)
+                if more is None:
+                    return self._gathered(query, k, allowed)
+                found += more
+            found.sort(key=lambda pair: (-pair[1], pair[0]))
+            return found[:k]
 
-    @staticmethod
-    def _best(rids: np.ndarray, sims: np.ndarray, k: int) -> list[tuple[int, float]]:
-        best = top_k(sims, k)
-        return list(zip(rids[best].tolist(), sims[best].tolist(), strict=True))
+    def _gathered(self, query: np.ndarray, k: int, allowed: np.ndarray) -> list[tuple[int, float]]:
+        """Exact: the vectors of every allowed rowid, scanned."""
+        found, vectors = self._vectors(allowed.tolist())
+        return ranked(np.asarray(found, dtype=np.int64), vectors @ query, k)
+
+    def _ann_filtered(
+        self, query: np.ndarray, k: int, allowed: np.ndarray
+    ) -> list[tuple[int, float]] | None:
+        """The graph's best among `allowed`: as many candidates as the filter's share
+        suggests, four times more while too few pass; None when an exact scan is due."""
+        want = int(k * len(self) / len(allowed) * 1.2) + 16
+        while want <= FILTER_SEARCH_MAX:
+            keys, sims = self._ann_found(query, want)
+            keep = members(keys, allowed)
+            if keep.sum() >= k or want >= len(self._ann):
+                return list(zip(keys[keep].tolist(), sims[keep].tolist(), strict=True))
+            want *= 4
+        return None
+
+    def _ann_found(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The graph's k nearest: rowids and similarities."""
+        found = self._ann.search(query, min(k, len(self._ann)))
+        keys = np.asarray(found.keys, dtype=np.int64)
+        return keys, 1.0 - np.asarray(found.distances, dtype=np.float64)
 
     def _ann_search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
-        found = self._ann.search(query, min(k, len(self._ann)))
-        return [
-            (int(key), 1.0 - float(dist))
-            for key, dist in zip(found.keys, found.distances, strict=True)
-        ]
+        keys, sims = self._ann_found(query, k)
+        return list(zip(keys.tolist(), sims.tolist(), strict=True))

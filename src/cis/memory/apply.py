@@ -329,5 +329,6 @@ class Writer:
                 {a.after.id for a in changed},
                 {(a.after.scope, a.after.key) for a in changed if a.after.key},
             )
+            self.fresh.catch_up()
         if queued:
             self.indexer.notify(queued)

@@ -8,6 +8,7 @@ cache entries that may be stale, so a memory written by any process is found by 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -20,6 +21,8 @@ from ..index.vectors import VectorIndex
 from ..store.snapshot import SnapshotFile
 from ..store.sqlite import Database, scalar
 from . import cachekeys
+
+log = logging.getLogger("cis.index")
 
 SNAPSHOT_MAX_LAG = 2000  # log entries a snapshot may be behind and still be used
 SNAPSHOT_EVERY = 5000  # log entries applied before a long-running process saves anew
@@ -39,8 +42,8 @@ class Freshness:
         self._on_foreign = on_foreign
         self._snapshot = snapshot
         self._since_snapshot = 0
-        self._persister: threading.Thread | None = None
-        index.on_built = self.persist
+        self._saved = False  # whether the snapshot file holds a graph this process can use
+        index.on_built = self._built
         self.index = index
         self.cache = cache
         self.model = model
@@ -113,14 +116,18 @@ class Freshness:
                     elif int(seq) != self._log_seq:
                         self._apply_log(conn)
                         self.results_epoch += 1
-                        if self._since_snapshot >= SNAPSHOT_EVERY and self.index.can_build:
-                            self._persist_in_background()
                     self._data_version = version
             self._cache_version = version
             if int(generation) != self._generation:
                 self._generation = int(generation)
                 self._invalidate_all()
                 self._on_foreign()  # another process wrote: it may have left rows to embed
+
+    def catch_up(self) -> None:
+        """After a local write in a long-running process: take its vectors into the index
+        now, not at the next search, so the graph grows while an import goes on."""
+        if self.loaded and self.index.can_build:
+            self.refresh()
 
     def _load(self, conn: apsw.Connection, seq: int) -> None:
         """Fill the index: from a recent snapshot plus the log after it, else from rows."""
@@ -132,11 +139,17 @@ class Freshness:
                 pass
             else:
                 self._log_seq = saved[0]
+                self._saved = True
                 self._apply_log(conn)
                 return
         self._load_all(conn)
         self._log_seq = seq
         self._since_snapshot = seq
+
+    def _built(self) -> None:
+        """Every vector is in the graph: save it if the snapshot is missing or behind."""
+        if self.index.can_build and (not self._saved or self._since_snapshot >= SNAPSHOT_EVERY):
+            self.persist()
 
     def persist(self) -> bool:
         """Save the vector graph (if there is one) with the log position it reflects."""
@@ -144,24 +157,25 @@ class Freshness:
             return False
         with self._lock:
             blob = self.index.snapshot()
-            position = self._log_seq
+            if blob is None:
+                return False
+            position, behind = self._log_seq, self._since_snapshot
             self._since_snapshot = 0
-        if blob is None:
+        try:
+            self._snapshot.save(position, blob)
+        except OSError as exc:  # a full disk: the next opener loads from the rows
+            log.warning("vector index snapshot not saved: %s", exc)
+            self._since_snapshot += behind
             return False
-        self._snapshot.save(position, blob)
+        self._saved = True
         return True
 
     def persist_if_stale(self) -> None:
-        """At close: wait for a save under way, then save if changes came since."""
-        if self._persister is not None:
-            self._persister.join()
+        """At close: stop the mover (a save under way finishes), then save if changes
+        came since the last snapshot and every vector is in the graph."""
+        self.index.close()
         if self._since_snapshot and self.index.can_build and self.index.uses_ann:
             self.persist()
-
-    def _persist_in_background(self) -> None:
-        if self._persister is None or not self._persister.is_alive():
-            self._persister = threading.Thread(target=self.persist, name="cis-snapshot")
-            self._persister.start()
 
     def _load_all(self, conn: apsw.Connection) -> None:
         self.index.clear()

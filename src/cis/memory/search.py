@@ -185,10 +185,12 @@ class Searcher:
         if cached is not None:
             return cached  # type: ignore[no-any-return]
         where, params = flt.where("m")
-        rids = np.fromiter(
-            (r[0] for r in conn.execute(f"SELECT m.rid FROM memories m WHERE {where}", params)),
-            dtype=np.int64,
-        )
+        rids = np.sort(
+            np.fromiter(
+                (r[0] for r in conn.execute(f"SELECT m.rid FROM memories m WHERE {where}", params)),
+                dtype=np.int64,
+            )
+        )  # sorted: the index tests membership by binary search
         self.cache.set(key, rids)
         return rids
 
