@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -116,8 +117,8 @@ records = st.lists(
 )
 @given(items=records)
 def test_any_memories_round_trip_through_export_and_import(tmp_path: Path, items: list) -> None:
-    source = tmp_path / f"src{abs(hash(str(items)))}"
-    target = tmp_path / f"dst{abs(hash(str(items)))}"
+    example = Path(tempfile.mkdtemp(dir=tmp_path))  # hypothesis replays an example
+    source, target = example / "src", example / "dst"
     with Node.open(source, background=False) as a:
         a.memory.add_many(items)
         out = io.BytesIO()

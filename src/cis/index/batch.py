@@ -13,11 +13,10 @@ import threading
 import time
 from typing import Any
 
-import numpy as np
-
 from ..clock import now_ms
 from ..errors import CISError
 from ..store.sqlite import Database, scalar
+from . import stored
 from .embed import Embedder
 
 STALE_CLAIM_MS = 120_000
@@ -229,7 +228,7 @@ class BatchIndexer:
         if to_embed:
             vectors = self.embedder.embed(list(to_embed.values()))
             for chash, vector in zip(to_embed, vectors, strict=True):
-                known[chash] = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+                known[chash] = stored.encode(vector)
             self.embedded += len(to_embed)
         self._store(items, known, model)
         with self._cond:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+BLOCK = 4096  # rows per block of the exact part
+
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Positions of the k largest scores, best first."""
@@ -25,13 +27,15 @@ def members(rids: np.ndarray, allowed: np.ndarray) -> np.ndarray:
 class ExactRows:
     """Rowids and their unit vectors; not thread-safe (the owner locks).
 
-    The matrix grows by doubling; a removal moves the last row into the hole, so a scan
-    never touches dead rows, and the last rows can be taken off the end cheaply.
+    Vectors live in fixed blocks of BLOCK rows, so growing never copies what is held (a
+    copy of a large matrix would hold the interpreter); a removal moves the last row
+    into the hole, so a scan never touches dead rows, and the last rows can be taken off
+    the end cheaply.
     """
 
     def __init__(self, dim: int):
         self.dim = dim
-        self.matrix = np.empty((0, dim), dtype=np.float32)
+        self.blocks: list[np.ndarray] = []
         self.rids = np.empty(0, dtype=np.int64)
         self.slots: dict[int, int] = {}
 
@@ -42,21 +46,50 @@ class ExactRows:
         return rid in self.slots
 
     def put(self, rids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add or replace rows (of a rowid given twice, the last vector stays)."""
+        if len(np.unique(rids)) < len(rids):
+            _, last = np.unique(rids[::-1], return_index=True)
+            order = np.sort(len(rids) - 1 - last)
+            rids, vectors = rids[order], vectors[order]
         needed = len(self.slots) + len(rids)
-        if needed > self.matrix.shape[0]:
-            capacity = max(needed, 2 * self.matrix.shape[0], 1024)
-            matrix = np.empty((capacity, self.dim), dtype=np.float32)
-            ids = np.empty(capacity, dtype=np.int64)
-            n = len(self.slots)
-            matrix[:n], ids[:n] = self.matrix[:n], self.rids[:n]
-            self.matrix, self.rids = matrix, ids
-        for rid, vector in zip(rids.tolist(), vectors, strict=True):
+        while len(self.blocks) * BLOCK < needed:
+            self.blocks.append(np.empty((BLOCK, self.dim), dtype=np.float32))
+        if needed > len(self.rids):
+            ids = np.empty(max(needed, 2 * len(self.rids)), dtype=np.int64)
+            ids[: len(self.slots)] = self.rids[: len(self.slots)]
+            self.rids = ids
+        new: list[int] = []
+        for row, rid in enumerate(rids.tolist()):
             slot = self.slots.get(rid)
             if slot is None:
-                slot = len(self.slots)
-                self.slots[rid] = slot
-                self.rids[slot] = rid
-            self.matrix[slot] = vector
+                self.slots[rid] = len(self.slots)
+                new.append(row)
+            else:
+                self._write(slot, vectors[row : row + 1])
+        if not new:
+            return
+        first = len(self.slots) - len(new)
+        self.rids[first : first + len(new)] = rids[new]
+        fresh = vectors[new] if len(new) < len(rids) else vectors
+        for lo in range(0, len(new), BLOCK):  # a block boundary at most once per block
+            self._write(first + lo, fresh[lo : lo + BLOCK])
+
+    def _write(self, slot: int, rows: np.ndarray) -> None:
+        """Rows into consecutive slots from `slot` on."""
+        done = 0
+        while done < len(rows):
+            block, at = divmod(slot + done, BLOCK)
+            take = min(len(rows) - done, BLOCK - at)
+            self.blocks[block][at : at + take] = rows[done : done + take]
+            done += take
+
+    def _rows(self, slots: np.ndarray) -> np.ndarray:
+        out = np.empty((len(slots), self.dim), dtype=np.float32)
+        which, at = np.divmod(slots, BLOCK)
+        for block in np.unique(which).tolist():
+            mine = which == block
+            out[mine] = self.blocks[block][at[mine]]
+        return out
 
     def drop(self, rids: list[int]) -> None:
         for rid in rids:
@@ -66,32 +99,38 @@ class ExactRows:
             last = len(self.slots)
             if slot != last:
                 moved = int(self.rids[last])
-                self.matrix[slot] = self.matrix[last]
+                self._write(slot, self._rows(np.array([last])))
                 self.rids[slot] = moved
                 self.slots[moved] = slot
+        self._trim()
 
     def tail(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the last n rowids and vectors (taken off with `drop_tail`)."""
         end = len(self.slots)
         start = max(0, end - n)
-        return self.rids[start:end].copy(), self.matrix[start:end].copy()
+        return self.rids[start:end].copy(), self._rows(np.arange(start, end))
 
     def drop_tail(self, n: int) -> None:
         end = len(self.slots)
         for rid in self.rids[max(0, end - n) : end].tolist():
             del self.slots[rid]
+        self._trim()
+
+    def _trim(self) -> None:
+        """Let go of blocks no row uses any more."""
+        keep = -(-len(self.slots) // BLOCK)
+        del self.blocks[keep:]
         if not self.slots:
-            self.clear()
+            self.rids = np.empty(0, dtype=np.int64)
 
     def clear(self) -> None:
         self.slots.clear()
-        self.matrix = np.empty((0, self.dim), dtype=np.float32)
-        self.rids = np.empty(0, dtype=np.int64)
+        self._trim()
 
     def get(self, rids: list[int]) -> tuple[list[int], np.ndarray]:
         """The rowids of `rids` held here, and their vectors."""
-        slots = [self.slots[r] for r in rids if r in self.slots]
-        return self.rids[slots].tolist(), self.matrix[slots]
+        slots = np.array([self.slots[r] for r in rids if r in self.slots], dtype=np.int64)
+        return self.rids[slots].tolist(), self._rows(slots)
 
     def best(
         self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
@@ -100,11 +139,17 @@ class ExactRows:
         n = len(self.slots)
         if not n or k <= 0:
             return []
-        rids, matrix = self.rids[:n], self.matrix[:n]
-        if allowed is not None:
-            keep = members(rids, allowed)
-            rids, matrix = rids[keep], matrix[keep]
-        return ranked(rids, matrix @ query, k)
+        rids = self.rids[:n]
+        keep = None if allowed is None else members(rids, allowed)
+        sims = []
+        for block, lo in enumerate(range(0, n, BLOCK)):
+            rows = self.blocks[block][: min(BLOCK, n - lo)]
+            if keep is not None:
+                rows = rows[keep[lo : lo + BLOCK]]
+            sims.append(rows @ query)
+        if keep is not None:
+            rids = rids[keep]
+        return ranked(rids, np.concatenate(sims), k)
 
 
 def ranked(rids: np.ndarray, sims: np.ndarray, k: int) -> list[tuple[int, float]]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..clock import Clock, now_ms, wall_ms
 from ..errors import Conflict
+from ..index import stored
 from ..index.batch import BatchIndexer
 from ..model import Memory
 from ..net import oplog
@@ -167,7 +168,7 @@ class _Writes:
         if vector is not None and change.vector_for not in (None, check.content_hash(after.text)):
             vector = None  # a peer's vector of a text that lost
         if vector is not None:
-            self.vectors.append((rid, change.model, vector.tobytes()))
+            self.vectors.append((rid, change.model, stored.encode(vector)))
         else:
             self.jobs.append((rid, owner, now_ms()))
             self.queued += 1
@@ -249,6 +250,12 @@ class Writer:
         """One local transaction: `build(conn, hlc)` gives its changes, stamped `hlc`."""
         if backpressure:
             self.indexer.wait_for_room()
+        with self.fresh.index.holding():  # the graph grows after, not in turns with it
+            return self._commit(build)
+
+    def _commit(
+        self, build: Callable[[apsw.Connection, int], Sequence[Change]]
+    ) -> builtins.list[Applied]:
         with self.db.write() as conn:
             stamp = self.db.stamp(conn)
             head = self._head[1] if self._head and self._head[0] == stamp else None

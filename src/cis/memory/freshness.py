@@ -17,15 +17,19 @@ import apsw
 import numpy as np
 
 from ..cache import ShardedCache
+from ..index import stored
+from ..index.embed import normalize
 from ..index.vectors import VectorIndex
 from ..store.snapshot import SnapshotFile
 from ..store.sqlite import Database, scalar
+from ..yielding import hand_over
 from . import cachekeys
 
 log = logging.getLogger("cis.index")
 
 SNAPSHOT_MAX_LAG = 2000  # log entries a snapshot may be behind and still be used
 SNAPSHOT_EVERY = 5000  # log entries applied before a long-running process saves anew
+LOAD_CHUNK = 4096  # vectors read from the rows per upsert
 
 
 class Freshness:
@@ -178,6 +182,10 @@ class Freshness:
             self.persist()
 
     def _load_all(self, conn: apsw.Connection) -> None:
+        with self.index.holding():  # the mover starts once every row is in
+            self._load_rows(conn)
+
+    def _load_rows(self, conn: apsw.Connection) -> None:
         self.index.clear()
         rids: list[int] = []
         blobs: list[bytes] = []
@@ -188,6 +196,10 @@ class Freshness:
         ):
             rids.append(rid)
             blobs.append(blob)
+            if len(rids) == LOAD_CHUNK:  # no copy so large that it holds other threads
+                self._upsert(rids, blobs)
+                rids, blobs = [], []
+                hand_over()  # reading row by row would keep them waiting too
         self._upsert(rids, blobs)
 
     def _apply_log(self, conn: apsw.Connection) -> None:
@@ -208,10 +220,8 @@ class Freshness:
         self._upsert([r for r, _ in live], [b for _, b in live])
 
     def _upsert(self, rids: list[int], blobs: list[bytes]) -> None:
-        width = self.index.dim * 4
-        keep = [i for i, blob in enumerate(blobs) if len(blob) == width]
+        keep, matrix = stored.decode(blobs, self.index.dim)
         if not keep:
             return
-        matrix = np.frombuffer(b"".join(blobs[i] for i in keep), dtype=np.float32)
         ids = np.asarray([rids[i] for i in keep], dtype=np.int64)
-        self.index.upsert(ids, matrix.reshape(len(keep), self.index.dim))
+        self.index.upsert(ids, normalize(matrix))  # unit again after the rounding

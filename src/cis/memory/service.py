@@ -631,7 +631,7 @@ class MemoryService:
     def export_lines(self, asked: Filter, *, limit: int | None = None) -> Iterator[bytes]:
         """The export of `export`, one JSON line at a time, from one consistent read."""
         rows = self._rows(self.filters(asked), limit, None, supplied=True)
-        return export_lines((to_memory(r), r[-1]) for r in rows)
+        return export_lines(((to_memory(r), r[-1]) for r in rows), self.index.dim)
 
     def scope_of(self, memory_id: str) -> str | None:
         """The scope of the memory with this id, deleted or not; None if there is none."""

@@ -7,23 +7,24 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import numpy as np
 
 from ..errors import InvalidInput
+from ..index import stored
 from ..model import Memory
 
 MAX_REPORTED = 20
 
 
-def export_lines(memories: Iterator[tuple[Memory, bytes | None]]) -> Iterator[bytes]:
-    """One JSON object per memory, newline-terminated; a supplied vector as `embedding`."""
+def export_lines(memories: Iterator[tuple[Memory, bytes | None]], dim: int) -> Iterator[bytes]:
+    """One JSON object per memory, newline-terminated; a supplied vector (of `dim`
+    numbers) as `embedding`."""
     encoder = msgspec.json.Encoder()
     for memory, vector in memories:
         if vector is None:
             yield encoder.encode(memory) + b"\n"
         else:
             record = msgspec.to_builtins(memory)
-            record["embedding"] = np.frombuffer(vector, dtype=np.float32).tolist()
+            record["embedding"] = stored.decode([vector], dim)[1].reshape(-1).tolist()
             yield encoder.encode(record) + b"\n"
 
 

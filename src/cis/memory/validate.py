@@ -46,6 +46,10 @@ def _uuid(value: int, version: int) -> str:
 
 _last_id = [0, 0]  # the millisecond and counter of the last id this process made
 _id_lock = threading.Lock()
+# random bytes drawn 4 KiB at a time: one os.urandom per id drops and retakes the
+# interpreter lock so often that a bulk add kept other threads waiting (measured)
+_entropy = bytearray()
+os.register_at_fork(after_in_child=_entropy.clear)  # a child never repeats its parent's
 
 
 def new_id() -> str:
@@ -60,7 +64,11 @@ def new_id() -> str:
             if counter > 0xFFF:  # 4096 ids in one millisecond: borrow the next one
                 ms, counter = ms + 1, 0
         _last_id[:] = [ms, counter]
-    return _uuid((ms << 80) | (counter << 64) | int.from_bytes(os.urandom(8), "big"), 7)
+        if not _entropy:
+            _entropy[:] = os.urandom(4096)
+        rand = int.from_bytes(_entropy[-8:], "big")
+        del _entropy[-8:]
+    return _uuid((ms << 80) | (counter << 64) | rand, 7)
 
 
 def keyed_id(scope: str, key: str) -> str:

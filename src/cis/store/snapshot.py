@@ -13,13 +13,14 @@ import os
 import struct
 from pathlib import Path
 
+import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 MAGIC = b"CISSNAP1"
-CHUNK = 16 * 1024 * 1024
+CHUNK = 1024 * 1024  # small, so sealing or opening one never holds other threads long
 TAG = 16  # Poly1305 tag bytes at the end of each sealed chunk
 _HEAD = struct.Struct("<8sQH")  # magic, log position, model id length
 _CHUNK_HEAD = struct.Struct("<12sIB")  # nonce, sealed length, last flag
@@ -38,28 +39,29 @@ class SnapshotFile:
         self.model = model.encode("utf-8")
         self._aead = _cipher(db_key, b"cis snapshot v1 " + path.name.encode("utf-8"))
 
-    def save(self, position: int, payload: bytes | bytearray) -> None:
+    def save(self, position: int, payload: bytes | bytearray | memoryview) -> None:
         """Write atomically (temp file, fsync, rename)."""
         head = _HEAD.pack(MAGIC, position, len(self.model)) + self.model
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(head)
+            view = memoryview(payload)  # slices below copy nothing
             chunks = range(0, max(len(payload), 1), CHUNK)
             for number, start in enumerate(chunks):
                 last = start + CHUNK >= len(payload)
                 nonce = os.urandom(12)
                 aad = head + struct.pack("<IB", number, last)
-                sealed = self._aead.encrypt(nonce, payload[start : start + CHUNK], aad)
+                sealed = self._aead.encrypt(nonce, view[start : start + CHUNK], aad)
                 out.write(_CHUNK_HEAD.pack(nonce, len(sealed), last) + sealed)
             out.flush()
             os.fsync(out.fileno())
         tmp.replace(self.path)
 
-    def load(self) -> tuple[int, bytearray] | None:
+    def load(self) -> tuple[int, memoryview] | None:
         """(log position, payload), or None if missing, corrupt, foreign or of another model."""
         try:
-            data = memoryview(self.path.read_bytes())  # slices below copy nothing
+            data = _read(self.path)  # slices below copy nothing
         except OSError:
             return None
         try:
@@ -79,8 +81,8 @@ class SnapshotFile:
                     break
             if offset != len(data):
                 return None
-            payload = bytearray(sum(length - TAG for _, _, length, _ in chunks))
-            out, at = memoryview(payload), 0
+            payload = _buffer(sum(length - TAG for _, _, length, _ in chunks))
+            out, at = payload, 0
             for number, (nonce, start, length, last) in enumerate(chunks):
                 aad = head + struct.pack("<IB", number, last)
                 sealed = data[start : start + length]
@@ -89,3 +91,23 @@ class SnapshotFile:
         except (struct.error, InvalidTag, ValueError):
             return None
         return position, payload
+
+
+def _read(path: Path) -> memoryview:
+    """The whole file, read a chunk at a time into one buffer (a single large read grows
+    its buffer by copies that hold other threads)."""
+    with path.open("rb", buffering=0) as src:
+        view = _buffer(os.fstat(src.fileno()).st_size)
+        got = 0
+        while got < len(view):
+            n = src.readinto(view[got : got + CHUNK])
+            if not n:
+                return view[:got]  # shrank while read: the checks refuse it
+            got += n
+        return view
+
+
+def _buffer(size: int) -> memoryview:
+    """A writable buffer of `size` bytes, not filled: its pages come as they are written
+    (bytearray(size) would first zero them all, holding other threads)."""
+    return np.empty(size, dtype=np.uint8).data
