@@ -25,7 +25,7 @@ def layout(vectors: np.ndarray, queries: np.ndarray, scopes: int) -> dict[str, A
     with Node.open(temp_dir(f"filtered-{scopes}")) as node:
         for lo in range(0, N, 10_000):
             node.memory.add_many(
-                {"text": f"memory {i}", "embedding": vectors[i], "scope": f"s{i // size}"}
+                {"text": f"memory {i}", "embedding": vectors[i], "scope": f"project/p{i // size}"}
                 for i in range(lo, lo + 10_000)
             )
         memory = node.memory
@@ -33,7 +33,7 @@ def layout(vectors: np.ndarray, queries: np.ndarray, scopes: int) -> dict[str, A
         memory.index.wait_built()
         index, searcher = memory.index, memory.searcher
         # each query asks the scope its nearest memory is in (a scope with answers)
-        owners = [f"s{int(np.argmax(vectors @ q)) // size}" for q in queries]
+        owners = [f"project/p{int(np.argmax(vectors @ q)) // size}" for q in queries]
         allowed = {}
         with memory.db.read() as conn:
             for scope in set(owners):
