@@ -246,3 +246,38 @@ def test_exact_rows_hold_what_was_put_across_blocks(ops: list[tuple[str, list[in
         assert [s for _, s in best] == pytest.approx(
             sorted((float(v @ query) for v in model.values()), reverse=True)[:3], rel=1e-5
         )
+
+
+def test_searchers_writers_and_the_mover_all_get_through() -> None:
+    """Turns between callers and the mover: nobody waits for good, nothing is lost."""
+    import threading
+
+    rng = np.random.default_rng(11)
+    data = _clustered(rng, 8000, 32)
+    index = VectorIndex(32, ann_threshold=1000)
+    index.upsert(np.arange(1, 4001), data[:4000])  # the mover starts
+    failures: list[BaseException] = []
+    writing = threading.Event()
+
+    def search(seed: int) -> None:
+        mine = np.random.default_rng(seed)
+        try:
+            while not writing.is_set() or index.pending:
+                index.search(data[int(mine.integers(0, 4000))], 5)
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    searchers = [threading.Thread(target=search, args=(seed,)) for seed in range(3)]
+    for thread in searchers:
+        thread.start()
+    for lo in range(4000, 8000, 500):  # writes land while searches and the mover go on
+        with index.holding():
+            index.upsert(np.arange(lo + 1, lo + 501), data[lo : lo + 500])
+        index.remove([lo - 3999])
+    writing.set()
+    assert index.wait_built(120)
+    for thread in searchers:
+        thread.join(120)
+        assert not thread.is_alive()
+    assert not failures
+    assert len(index) == 8000 - 8 and index.pending == 0
