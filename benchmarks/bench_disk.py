@@ -11,6 +11,8 @@ import numpy as np
 from common import clustered_vectors, emit, sentences, temp_dir
 
 from cis import Node
+from cis.index import stored
+from cis.index.embed import normalize
 from cis.index.vectors import VectorIndex
 from cis.node import SNAPSHOT_FILE
 
@@ -35,17 +37,14 @@ def main() -> None:
         tables: dict[str, int] = defaultdict(int)
         for name, size in conn.execute("SELECT name, pgsize FROM dbstat"):
             tables[name] += size
-        stored = [
-            np.frombuffer(blob, dtype="<f2" if len(blob) == 2 * 384 else "<f4")
-            for (blob,) in conn.execute("SELECT vector FROM memory_vectors ORDER BY rid")
-        ]
+        blobs = [b for (b,) in conn.execute("SELECT vector FROM memory_vectors ORDER BY rid")]
     rng = np.random.default_rng(2)
     picks = vectors[rng.integers(0, N, QUERIES)] + 0.05 * rng.normal(size=(QUERIES, 384))
     queries = (picks / np.linalg.norm(picks, axis=1, keepdims=True)).astype(np.float32)
     truth = VectorIndex(384, ann_threshold=10**9)
     truth.upsert(np.arange(1, N + 1), vectors)
     kept = VectorIndex(384, ann_threshold=10**9)
-    kept.upsert(np.arange(1, N + 1), np.stack(stored).astype(np.float32))
+    kept.upsert(np.arange(1, N + 1), normalize(stored.decode(blobs, 384)[1]))  # as a node does
     recall = np.mean(
         [
             len({r for r, _ in truth.search(q, K)} & {r for r, _ in kept.search(q, K)}) / K

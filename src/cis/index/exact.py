@@ -1,4 +1,4 @@
-"""Vectors in one contiguous float32 matrix, scanned exactly (numpy)."""
+"""Vectors held as float32 rows in fixed blocks, scanned exactly (numpy)."""
 
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ class ExactRows:
 
     def put(self, rids: np.ndarray, vectors: np.ndarray) -> None:
         """Add or replace rows (of a rowid given twice, the last vector stays)."""
-        if len(np.unique(rids)) < len(rids):
-            _, last = np.unique(rids[::-1], return_index=True)
+        _, last = np.unique(rids[::-1], return_index=True)
+        if len(last) < len(rids):
             order = np.sort(len(rids) - 1 - last)
             rids, vectors = rids[order], vectors[order]
         needed = len(self.slots) + len(rids)
