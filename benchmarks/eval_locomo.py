@@ -48,7 +48,7 @@ def turns(conversation: dict[str, Any]) -> list[dict[str, Any]]:
             text = f"{turn['speaker']}: {turn['text']}"
             if turn.get("blip_caption"):
                 text += f" [image: {turn['blip_caption']}]"
-            out.append({"text": text, "dia_id": turn["dia_id"], "event_at": when})
+            out.append({"text": text, "dia_id": turn["dia_id"], "event_at": when, "thread": key})
     return out
 
 
@@ -68,8 +68,9 @@ def clean_evidence(evidence: list[str], known: set[str]) -> set[str]:
 Question = tuple[str, str, int, set[str]]  # scope, question, category, evidence ids
 
 
-def load(node: Node) -> list[Question]:
-    """Store each conversation in a scope of its own; its questions with evidence."""
+def load(node: Node, *, threads: bool = True) -> list[Question]:
+    """Store each conversation in a scope of its own, each session of it a named thread
+    (unless not `threads`: then search infers them); its questions with evidence."""
     samples = json.loads(DATA.read_text())
     questions = []
     for sample in samples:
@@ -80,6 +81,7 @@ def load(node: Node) -> list[Question]:
                 "text": r["text"],
                 "scope": scope,
                 "event_at": r["event_at"],
+                "thread": r["thread"] if threads else None,
                 "metadata": {"dia_id": r["dia_id"]},
             }
             for r in rows
@@ -120,22 +122,28 @@ def recall(
 def run() -> dict[str, Any]:
     """The figures, and whether they pass: hybrid recall@10 at least 0.80 overall and
     0.45 on multi-hop questions, and at least 0.05 above the better of words alone and
-    meaning alone."""
+    meaning alone; with each session a named thread, and with threads inferred
+    (`hybrid_inferred`: the same turns stored without thread names)."""
     with Node.open(temp_dir("locomo")) as node:
         questions = load(node)
         report = recall(node, questions)
-    overall = {m: report[m]["all"] for m in MODES}
+    with Node.open(temp_dir("locomo-inferred")) as node:
+        report["hybrid_inferred"] = recall(node, load(node, threads=False), ("hybrid",))["hybrid"]
+    overall = {m: report[m]["all"] for m in report}
     margin = overall["hybrid"]["recall@10"] - max(
         overall["text"]["recall@10"], overall["vector"]["recall@10"]
     )
-    multi_hop = report["hybrid"]["multi_hop"]["recall@10"]
+    passed = margin >= 0.05 and all(
+        report[m]["all"]["recall@10"] >= 0.80 and report[m]["multi_hop"]["recall@10"] >= 0.45
+        for m in ("hybrid", "hybrid_inferred")
+    )
     return {
         "questions": len(questions),
         "overall": overall,
         "hybrid_minus_best_baseline_at_10": round(margin, 4),
         "by_category": report,
         "reference": "LoCoMo paper DRAGON turn-level: @5 0.567 @10 0.662 @25 0.767 (full set)",
-        "pass": margin >= 0.05 and overall["hybrid"]["recall@10"] >= 0.80 and multi_hop >= 0.45,
+        "pass": passed,
     }
 
 

@@ -14,6 +14,7 @@ from common import emit, temp_dir
 
 from cis import Node
 from cis.index import fields, hybrid
+from cis.memory import context
 
 DATA = Path(__file__).parent / "data"
 PARAMETERS = {
@@ -22,6 +23,7 @@ PARAMETERS = {
     "WEAK_WORDS": hybrid,
     "TIME": hybrid,
     "WIDE": fields,
+    "EXPLICIT": context,
 }
 
 

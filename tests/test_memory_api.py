@@ -227,6 +227,9 @@ def test_add_many_is_all_or_nothing(node: Node) -> None:
         ({"text": "ok", "event_at": "yesterday"}, "ISO-8601"),
         ({"text": "ok", "event_at": datetime(2024, 1, 1)}, "time zone"),
         ({"text": "ok", "key": " padded "}, "surrounding spaces"),
+        ({"text": "ok", "thread": ""}, "thread must be 1-256 characters"),
+        ({"text": "ok", "thread": "a\x01b"}, "thread must not hold control characters"),
+        ({"text": "ok", "thread": 7}, "thread must be 1-256 characters"),
     ],
 )
 def test_bad_input_is_a_clear_error(node: Node, kwargs: dict[str, Any], message: str) -> None:

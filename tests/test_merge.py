@@ -24,7 +24,7 @@ def _start() -> State:
 actions = st.lists(
     st.tuples(
         st.integers(0, 2),  # which replica acts
-        st.sampled_from(["text", "tags", "delete", "category", "sync"]),
+        st.sampled_from(["text", "tags", "delete", "category", "thread", "sync"]),
         st.integers(0, 2),  # a value, or the replica synced from
         st.integers(0, 3),  # how far its clock moves (0: a tie with another replica)
     ),
@@ -48,6 +48,8 @@ def _replay(steps: list[tuple[int, str, int, int]]) -> list[State]:
                 state = edit(state, clocks[who], origin, {"text": f"text {value}"})
             elif kind == "category":
                 state = edit(state, clocks[who], origin, {"category": f"c{value}"})
+            elif kind == "thread":  # a thread first named on one replica: an optional register
+                state = edit(state, clocks[who], origin, {"thread": f"t{value}"})
             elif kind == "tags":
                 state = edit(state, clocks[who], origin, {}, TAGS[: value + 1][::-1])
             else:

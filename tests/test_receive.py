@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from cis import Node
 from cis.clock import Clock, now_ms
+from cis.memory.apply import stored_state
+from cis.memory.rows import to_state
 from cis.net import oplog
 from cis.net.merge import edit
 
@@ -274,5 +276,29 @@ def test_vectors_travel_with_their_ops_and_serve_only_their_own_text(tmp_path: P
             with Node.open(tmp_path / "d", background=False) as d:
                 d.memory.receive(signed, vectors=[late])
                 assert d.memory.pending() == 2
+    finally:
+        a.close(), b.close()
+
+
+def test_a_thread_travels_and_a_state_without_one_names_no_thread_register(
+    tmp_path: Path,
+) -> None:
+    """A memory's thread reaches the peer and can be renamed there; a memory without one
+    carries no `thread` register, so a peer of an older CIS still takes it."""
+    a, b = _nodes(tmp_path, 2)
+    try:
+        named = a.memory.add("we sail at dawn", domain="public", thread="boat trip")
+        plain = a.memory.add("the sails are new", domain="public")
+        _pull(b, a)
+        assert b.memory.get(named.id).thread == "boat trip"
+        assert b.memory.get(plain.id).thread is None
+        with a.db.read() as conn:
+            row = stored_state(conn, plain.id)
+        assert row is not None and "thread" not in to_state(row).registers
+        a.memory.set("trip", "we leave on Friday", domain="public", thread="boat trip")
+        _pull(b, a)
+        b.memory.set("trip", "we leave on Friday", thread="sailing")
+        _pull(a, b)
+        assert a.memory.get("trip").thread == "sailing"
     finally:
         a.close(), b.close()

@@ -110,14 +110,14 @@ def test_coverage_ranks_full_matches_first(node: Node) -> None:
     assert hits[0].score > hits[1].score
 
 
-def test_threads_stay_in_scope_and_time(node: Node) -> None:
+def test_inferred_threads_stay_in_scope_and_time(node: Node) -> None:
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
     texts = ["the boat needs new sails", "we sail the boat at dawn", "boat sails are costly"]
     ids = [
-        node.memory.add(texts[0], scope="session/a", event_at=t0).id,
-        node.memory.add(texts[1], scope="session/b", event_at=t0).id,
-        node.memory.add(texts[1], scope="session/a", event_at=t0 + timedelta(minutes=5)).id,
-        node.memory.add(texts[2], scope="session/a", event_at=t0 + timedelta(days=3)).id,
+        node.memory.add(texts[0], scope="project/a", event_at=t0).id,
+        node.memory.add(texts[1], scope="project/b", event_at=t0).id,
+        node.memory.add(texts[1], scope="project/a", event_at=t0 + timedelta(minutes=5)).id,
+        node.memory.add(texts[2], scope="project/a", event_at=t0 + timedelta(days=3)).id,
     ]
     node.memory.flush()  # coherence needs the vectors
     with node.db.read() as conn:
@@ -127,6 +127,31 @@ def test_threads_stay_in_scope_and_time(node: Node) -> None:
     assert found.neighbours(a0) == [a1]  # b0 is another scope; a2 is days later
     assert found.neighbours(a1) == [a0]
     assert found.neighbours(b0) == [] and found.neighbours(a2) == []
+
+
+def test_explicit_threads_span_time_and_keep_to_themselves(node: Node) -> None:
+    """A named thread (or a session scope) is one thread however far apart its memories
+    are; a memory of it lends nothing to the unnamed memories beside it, nor they to it."""
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    add = node.memory.add
+    ids = [
+        add("the boat needs new sails", scope="project/a", thread="boat", event_at=t0).id,
+        add("we sail the boat at dawn", scope="project/a", event_at=t0 + timedelta(minutes=1)).id,
+        add(
+            "sails are costly", scope="project/a", thread="boat", event_at=t0 + timedelta(days=3)
+        ).id,
+        add("the kite string snapped", scope="session/s", event_at=t0).id,
+        add("I fixed it with tape", scope="session/s", event_at=t0 + timedelta(days=2)).id,
+    ]
+    node.memory.flush()
+    with node.db.read() as conn:
+        rid = {r[1]: r[0] for r in conn.execute("SELECT rid, id FROM memories")}
+        found = threads(conn, node.memory.index, [rid[i] for i in ids])
+    boat0, loose, boat1, kite, tape = (rid[i] for i in ids)
+    assert found.neighbours(boat0) == [boat1] and found.neighbours(boat1) == [boat0]
+    assert found.neighbours(loose) == []
+    assert found.neighbours(kite) == [tape]  # unrelated words: a session is one thread
+    assert node.memory.get(ids[0]).thread == "boat"
 
 
 def test_an_answer_gets_its_questions_words_from_the_turn_before(node: Node) -> None:
@@ -152,9 +177,10 @@ def test_an_answer_gets_its_questions_words_from_the_turn_before(node: Node) -> 
     counts=st.lists(st.lists(st.integers(0, 5), min_size=2, max_size=2), min_size=1, max_size=12),
     links=st.lists(st.floats(-1, 1), min_size=11, max_size=11),
     gap_ms=st.integers(0, 3_600_000),
+    timed=st.booleans(),
 )
 def test_thread_words_are_bounded_and_only_add_from_coherent_neighbours(
-    counts: list[list[int]], links: list[float], gap_ms: int
+    counts: list[list[int]], links: list[float], gap_ms: int, timed: bool
 ) -> None:
     n = len(counts)
     tf = np.array(counts, dtype=np.float64)
@@ -162,15 +188,17 @@ def test_thread_words_are_bounded_and_only_add_from_coherent_neighbours(
     idf = np.array([1.5, 0.7])
     times = [k * gap_ms for k in range(n)]
     runs = np.array([k >= n // 2 + 1 for k in range(n)], dtype=np.int64)  # two runs
-    around = pairs(runs, np.array(times), np.array(links[:n]), 30 * 60 * 1000)
+    around = pairs(runs, np.array(times), np.array(links[:n]), 30 * 60 * 1000, np.full(n, timed))
     own, with_thread = bm25f(idf, float(idf.sum()), tf, lengths, around)
     assert ((own >= 0) & (own <= 1)).all() and ((with_thread >= 0) & (with_thread <= 1)).all()
     assert (around[2] > 0).all()  # incoherent or distant neighbours lend nothing
     assert (runs[around[0]] == runs[around[1]]).all()  # nor do other runs' memories
     alone = bm25f(idf, float(idf.sum()), tf, lengths, tuple(a[:0] for a in around))  # type: ignore[arg-type]
     assert np.allclose(alone[0], alone[1]) and np.allclose(alone[0], own)
-    if gap_ms > 30 * 60 * 1000 or all(c <= 0 for c in links[: n - 1]):
-        assert len(around[0]) == 0
+    if (timed and gap_ms > 30 * 60 * 1000) or all(c <= 0 for c in links[: n - 1]):
+        assert len(around[0]) == 0  # an explicit thread (not timed) spans any time
+    elif not timed and n >= 2 and links[0] > 0:
+        assert len(around[0]) > 0
 
 
 def test_a_word_count_above_the_total_is_no_domain_error() -> None:

@@ -105,6 +105,7 @@ records = st.lists(
                 max_size=3,
             ),
             "event_at": st.integers(0, 2**41),
+            "thread": st.from_regex(r"[a-z0-9/_-]{1,12}", fullmatch=True),
         },
     ),
     min_size=1,

@@ -31,7 +31,9 @@ class Memory(msgspec.Struct, frozen=True, kw_only=True):
 
     `origin` is the DID of the node that made its latest change and `hlc` that change's
     clock (hybrid logical: wall milliseconds << 16 plus a counter); `version` counts
-    the changes this node applied to it (it is local: replicas count differently)."""
+    the changes this node applied to it (it is local: replicas count differently).
+    `thread` names the memories that explain each other (turns of one conversation,
+    steps of one task) where the writer knows it; search reads a thread's words together."""
 
     id: str
     text: str
@@ -44,6 +46,7 @@ class Memory(msgspec.Struct, frozen=True, kw_only=True):
     created_at: int = 0
     updated_at: int = 0
     event_at: int | None = None
+    thread: str | None = None
     version: int = 1
     origin: str = ""
     hlc: int = 0

@@ -186,7 +186,9 @@ class CliShell:
         filters = ("scope", "domain", "category", "tags", "since", "until")
         if op == "add":
             argv = ["memory", "add", args["text"]]
-            argv += _flags(args, ("key", "scope", "domain", "category", "tags", "metadata"))
+            argv += _flags(
+                args, ("key", "scope", "domain", "category", "tags", "metadata", "thread")
+            )
         elif op in ("get", "delete", "history"):
             argv = ["memory", op, args["id_or_key"], *_flags(args, ("scope",))]
         elif op == "update":

@@ -89,8 +89,11 @@ TABLE: list[Step] = [
             "domain": "public",
             "category": "preference",
             "tags": ["ui"],
+            "thread": "editor setup",
         },
-        lambda m, _: (m["scope"], m["domain"]) == ("agent/claude", "public"),
+        lambda m, _: (
+            (m["scope"], m["domain"], m["thread"]) == ("agent/claude", "public", "editor setup")
+        ),
         save="alice",
     ),
     Step(

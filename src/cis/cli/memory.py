@@ -25,6 +25,10 @@ CategoryOpt = Annotated[str | None, typer.Option("--category", help="Memory cate
 TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeatable).")]
 MetaOpt = Annotated[str | None, typer.Option("--metadata", help="A JSON object.")]
 EventOpt = Annotated[str | None, typer.Option("--event-at", help="ISO-8601 time or epoch ms.")]
+ThreadOpt = Annotated[
+    str | None,
+    typer.Option("--thread", help="Name shared by memories that explain each other."),
+]
 WHEN_HELP = "ISO-8601 time, a date (2026-12-01, UTC), a time ago (90m, 7d) or epoch ms"
 SinceOpt = Annotated[str | None, typer.Option("--since", help=f"From this time on: {WHEN_HELP}.")]
 UntilOpt = Annotated[str | None, typer.Option("--until", help=f"Before this time: {WHEN_HELP}.")]
@@ -70,6 +74,7 @@ def add(
     tag: TagOpt = None,
     metadata: MetaOpt = None,
     event_at: EventOpt = None,
+    thread: ThreadOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Add a memory (a new id every time)."""
@@ -84,6 +89,7 @@ def add(
             tags=tag or (),
             metadata=_metadata(metadata),
             event_at=event_at,
+            thread=thread,
         )
     output.emit_json(memory) if as_json else print(memory.id)
 
@@ -99,6 +105,7 @@ def set_(
     tag: TagOpt = None,
     metadata: MetaOpt = None,
     event_at: EventOpt = None,
+    thread: ThreadOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Set the memory under KEY: replace its text, or add it."""
@@ -110,6 +117,7 @@ def set_(
         ("tags", tag),
         ("metadata", _metadata(metadata)),
         ("event_at", event_at),
+        ("thread", thread),
     ):
         if given is not None:
             fields[name] = given

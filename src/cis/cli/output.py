@@ -63,6 +63,7 @@ def memory_detail(memory: Memory) -> str:
         ("created", when(memory.created_at)),
         ("updated", when(memory.updated_at)),
         ("event", when(memory.event_at)),
+        ("thread", memory.thread or "-"),
         ("version", str(memory.version)),
         ("origin", f"{memory.origin} (clock {clock(memory.hlc)})"),
         ("text", memory.text),

@@ -33,12 +33,14 @@ def distance_weight(distance: int) -> float:
     return (1.0 if distance <= NEAR else 0.0) + WIDE
 
 
-def pairs(segments: Ints, times: Ints, links: Floats, window_ms: int) -> tuple[Ints, Ints, Floats]:
+def pairs(
+    segments: Ints, times: Ints, links: Floats, window_ms: int, timed: npt.NDArray[np.bool_]
+) -> tuple[Ints, Ints, Floats]:
     """For memories 0..n-1 laid out run after run (`segments`: each one's run number;
-    within a run they are consecutive in their thread), their `times`, and the cosine of
-    each with the next (`links`; any value at a run's end): every (memory, neighbour,
-    weight) of one run within FAR places and `window_ms` of each other, both ways, with
-    a weight above 0."""
+    within a run they are consecutive in their thread), their `times`, and the coherence
+    of each with the next (`links`; any value at a run's end): every (memory, neighbour,
+    weight) of one run within FAR places of each other, both ways, with a weight above
+    0; where `timed` (all of a run or none), also within `window_ms` of each other."""
     n = len(segments)
     t = np.asarray(times, dtype=np.int64)
     coherence = np.concatenate([[0.0], np.cumsum(np.maximum(np.asarray(links, float), 0.0))])
@@ -47,7 +49,8 @@ def pairs(segments: Ints, times: Ints, links: Floats, window_ms: int) -> tuple[I
         i = np.arange(n - d)
         j = i + d
         w = distance_weight(d) * (coherence[j] - coherence[i]) / d
-        keep = (segments[i] == segments[j]) & (np.abs(t[j] - t[i]) <= window_ms) & (w > 0)
+        near = (np.abs(t[j] - t[i]) <= window_ms) | ~timed[i]
+        keep = (segments[i] == segments[j]) & near & (w > 0)
         for a, b in ((i, j), (j, i)):
             mine.append(a[keep])
             theirs.append(b[keep])

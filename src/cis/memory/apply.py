@@ -75,6 +75,7 @@ def materialize(state: State, version: int) -> Memory:
         created_at=state.created_at,
         updated_at=wall_ms(hlc),
         event_at=value("event_at"),
+        thread=value("thread"),
         version=version,
         origin=origin,
         hlc=hlc,
@@ -101,7 +102,7 @@ def stored_states(conn: apsw.Connection, ids: builtins.list[str]) -> dict[str, t
 
 _MEMORY_VALUES = (
     "key, scope, created_at, domain, category, text, tags, metadata, updated_at, event_at,"
-    " version, deleted, content_hash, clocks, hlc, origin"
+    " version, deleted, content_hash, clocks, hlc, origin, thread"
 )
 
 
@@ -137,6 +138,7 @@ class _Writes:
             clocks(state),
             m.hlc,
             m.origin,
+            m.thread,
         )
         if new:
             self.inserts.append((rid, m.id, *values))
@@ -198,7 +200,7 @@ class _Writes:
         try:
             many(
                 f"INSERT INTO memories(rid, id, {_MEMORY_VALUES})"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 self.inserts,
             )
         except apsw.ConstraintError as exc:

@@ -1,9 +1,13 @@
 """A memory's thread: the memories around it in its scope, in the order every replica
-shares (event time, else creation time, then id; never local row order), within
-WINDOW_MS of it. Search reads their words as a second field of a memory
-(cis.index.fields); the thread is inferred (same scope, close in time, and weighted by
-how coherent the stretch is), so notes of one sitting about unrelated things do not
-lend each other words.
+shares (event time, else creation time, then id; never local row order). Search reads
+their words as a second field of a memory (cis.index.fields).
+
+A thread is explicit where the writer knows it: the memories of one `thread` name in a
+scope, or of one session scope (session/<id>); there every neighbour lends its words at
+EXPLICIT weight, however far apart in time. Otherwise it is inferred: the memories of the
+scope without a thread name, within WINDOW_MS of each other, weighted by how coherent
+the stretch between them is, so notes of one sitting about unrelated things do not lend
+each other words.
 """
 
 from __future__ import annotations
@@ -18,14 +22,18 @@ import numpy as np
 from ..index.fields import FAR, NEAR, Floats, Ints, pairs
 from ..index.vectors import VectorIndex
 
-WINDOW_MS = 30 * 60 * 1000  # a thread's memories stand within half an hour of each other
+WINDOW_MS = 30 * 60 * 1000  # an inferred thread's memories stand within half an hour
+# an explicit thread's coherence: the writer says its memories belong together, but a
+# conversation's turns still drift from subject to subject (chosen on LoCoMo's dev
+# conversations with each session a thread; 1.0 lent too much, see the README)
+EXPLICIT = 0.5
 REACH = FAR + NEAR  # memories read on either side of a word hit
 
 _T = "coalesce({m}.event_at, {m}.created_at)"
 _PART = (
     "SELECT * FROM (SELECT n.rid AS rid, " + _T.format(m="n") + " AS t, n.id AS id"
-    " FROM memories n WHERE n.scope = c.scope AND n.deleted = 0 AND {where}"
-    " ORDER BY " + _T.format(m="n") + " {order}, n.id {order} LIMIT {count})"
+    " FROM memories n WHERE n.scope = c.scope AND n.thread IS c.thread AND n.deleted = 0"
+    " AND {where} ORDER BY " + _T.format(m="n") + " {order}, n.id {order} LIMIT {count})"
 )
 # the memories on one side: those of the same time past its id, then those of a later
 # (earlier) time; two ranges of the index memories_scope_time, each a few rows long
@@ -37,7 +45,8 @@ _SIDE = (
     + " ORDER BY t {order}, id {order} LIMIT {count}))"
 )
 _SQL = (
-    "SELECT c.rid, coalesce(c.event_at, c.created_at), "
+    "SELECT c.rid, coalesce(c.event_at, c.created_at),"
+    " c.thread IS NOT NULL OR c.scope LIKE 'session/%', "
     + _SIDE.format(op="<", order="DESC", count=REACH)
     + ", "
     + _SIDE.format(op=">", order="ASC", count=REACH)
@@ -59,13 +68,19 @@ class Threads(msgspec.Struct, frozen=True):
         return [self.rids[int(j)] for j in theirs[mine == at]]
 
 
-def _runs(conn: apsw.Connection, rids: Sequence[int]) -> tuple[list[list[int]], dict[int, int]]:
-    """For each rowid, the ordered run of memories around it (itself included)."""
+def _runs(
+    conn: apsw.Connection, rids: Sequence[int]
+) -> tuple[list[list[int]], dict[int, int], set[int]]:
+    """For each rowid, the ordered run of memories around it (itself included); every
+    memory's time; the rowids whose thread is explicit (so is their run's)."""
     runs: list[list[int]] = []
     times: dict[int, int] = {}
+    explicit: set[int] = set()
     sql = _SQL.format(marks=",".join("?" * len(rids)))
-    for rid, when, before, after in conn.execute(sql, list(rids)):
+    for rid, when, named, before, after in conn.execute(sql, list(rids)):
         times[int(rid)] = int(when)
+        if named:
+            explicit.add(int(rid))
         sides: list[list[int]] = []
         for side in (before, after):
             members = []
@@ -76,7 +91,7 @@ def _runs(conn: apsw.Connection, rids: Sequence[int]) -> tuple[list[list[int]], 
                     times[int(other)] = int(other_when)
             sides.append(members)
         runs.append([*reversed(sides[0]), int(rid), *sides[1]])
-    return runs, times
+    return runs, times, explicit
 
 
 def _segments(runs: list[list[int]]) -> list[list[int]]:
@@ -100,15 +115,28 @@ def threads(conn: apsw.Connection, index: VectorIndex, rids: Sequence[int]) -> T
     if not rids:
         empty = np.empty(0, np.int64)
         return Threads([], (empty, empty, np.empty(0)))
-    runs, times = _runs(conn, rids)
+    runs, times, explicit = _runs(conn, rids)
     segments = _segments(runs)
+    named = [not explicit.isdisjoint(s) for s in segments]  # a segment is of one thread
     members = [r for segment in segments for r in segment]
-    links = index.links([(a, b) for s in segments for a, b in itertools.pairwise(s)])
+    links = index.links(
+        [
+            (a, b)
+            for s, n in zip(segments, named, strict=True)
+            if not n
+            for a, b in itertools.pairwise(s)
+        ]
+    )
     runs_of = np.array([n for n, s in enumerate(segments) for _ in s], dtype=np.int64)
     flat_links = np.array(
-        [links.get((a, b), 0.0) for s in segments for a, b in [*itertools.pairwise(s), (0, 0)]]
+        [
+            EXPLICIT if n else links.get((a, b), 0.0)
+            for s, n in zip(segments, named, strict=True)
+            for a, b in [*itertools.pairwise(s), (0, 0)]
+        ]
     )
-    around = pairs(runs_of, np.array([times[r] for r in members]), flat_links, WINDOW_MS)
+    timed = np.array([not n for s, n in zip(segments, named, strict=True) for _ in s])
+    around = pairs(runs_of, np.array([times[r] for r in members]), flat_links, WINDOW_MS, timed)
     return Threads(members, around)
 
 

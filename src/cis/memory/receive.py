@@ -60,6 +60,7 @@ def check_state(state: State, max_text_bytes: int) -> None:
             check.metadata(values["metadata"])
         if values.get("event_at") is not None:
             check.when(values["event_at"], "event_at")
+        check.thread(values.get("thread"))
         if not isinstance(values.get("alive", False), bool):
             raise InvalidInput("alive must be true or false")
         if len(state.tags) + len(state.untags) > MAX_TAG_ADDS:

@@ -11,7 +11,7 @@ from ..net.merge import Register, State, Tag
 
 COLUMNS = (
     "rid, id, key, scope, domain, category, text, tags, metadata, "
-    "created_at, updated_at, event_at, version, origin, hlc"
+    "created_at, updated_at, event_at, version, origin, hlc, thread"
 )
 STATE_COLUMNS = f"{COLUMNS}, deleted, clocks"  # a row both to_memory and to_state read
 
@@ -38,6 +38,7 @@ def to_memory(row: tuple[Any, ...]) -> Memory:
         version=row[12],
         origin=row[13],
         hlc=row[14],
+        thread=row[15],
     )
 
 
@@ -99,6 +100,7 @@ def to_state(row: tuple[Any, ...]) -> State:
         "category": row[5],
         "metadata": _decode_meta.decode(row[8]),
         "event_at": row[11],
+        "thread": row[15],
         "alive": not row[-2],
     }
     origins = stored.origins

@@ -64,6 +64,7 @@ class NewMemory(msgspec.Struct, kw_only=True):
     tags: tuple[str, ...]
     metadata: dict[str, Any]
     event_at: int | None
+    thread: str | None
     created_at: int
     stamp: int | None = None
     origin: str | None = None
@@ -78,6 +79,7 @@ class NewMemory(msgspec.Struct, kw_only=True):
             "category": self.category,
             "metadata": self.metadata,
             "event_at": self.event_at,
+            "thread": self.thread,
         }
 
 
@@ -91,6 +93,7 @@ _ADD_FIELDS = frozenset(
         "tags",
         "metadata",
         "event_at",
+        "thread",
         "embedding",
         "id",
         "created_at",
@@ -101,7 +104,7 @@ _ADD_FIELDS = frozenset(
     ]
 )
 _shared = msgspec.msgpack.Encoder(order="deterministic")
-_CHANGEABLE = frozenset(["text", "metadata", "tags", "domain", "category", "event_at"])
+_CHANGEABLE = frozenset(["text", "metadata", "tags", "domain", "category", "event_at", "thread"])
 
 
 class MemoryService:
@@ -166,6 +169,7 @@ class MemoryService:
             tags=check.tags(fields.get("tags")),
             metadata=check.metadata(fields.get("metadata")),
             event_at=check.when(fields.get("event_at"), "event_at"),
+            thread=check.thread(fields.get("thread")),
             created_at=created,
             stamp=stamp
             if stamp is not None
@@ -248,6 +252,7 @@ class MemoryService:
         tags: Iterable[str] = (),
         metadata: dict[str, Any] | None = None,
         event_at: object = None,
+        thread: str | None = None,
         embedding: object = None,
     ) -> Memory:
         """Store a memory; durable and findable by words when this returns."""
@@ -261,6 +266,7 @@ class MemoryService:
                 "tags": tags,
                 "metadata": metadata,
                 "event_at": event_at,
+                "thread": thread,
                 "embedding": embedding,
             }
         )
@@ -326,6 +332,8 @@ class MemoryService:
                 new[name] = fn(new[name])
         if "event_at" in new:
             new["event_at"] = check.when(new["event_at"], "event_at")
+        if "thread" in new:
+            new["thread"] = check.thread(new["thread"])
         if "embedding" in new:
             new["embedding"] = self.index.check(new["embedding"])
         return new

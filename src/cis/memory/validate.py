@@ -132,15 +132,20 @@ def category(value: object) -> str:
     return str(value)
 
 
-def key(value: object) -> str | None:
+def key(value: object, what: str = "key") -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value or len(value) > MAX_KEY_CHARS:
-        raise InvalidInput(f"key must be 1-{MAX_KEY_CHARS} characters")
-    _utf8(value, "key")
+        raise InvalidInput(f"{what} must be 1-{MAX_KEY_CHARS} characters")
+    _utf8(value, what)
     if _CONTROL.search(value) or value != value.strip():
-        raise InvalidInput("key must not hold control characters or surrounding spaces")
+        raise InvalidInput(f"{what} must not hold control characters or surrounding spaces")
     return value
+
+
+def thread(value: object) -> str | None:
+    """A thread's name: what a key may be (the memories that explain each other share it)."""
+    return key(value, "thread")
 
 
 def tags(value: object) -> tuple[str, ...]:

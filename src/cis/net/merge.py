@@ -16,15 +16,19 @@ from typing import Any
 
 import msgspec
 
-REGISTERS = ("text", "domain", "category", "metadata", "event_at", "alive")
+REGISTERS = ("text", "domain", "category", "metadata", "event_at", "thread", "alive")
 _DEFAULTS: dict[str, Any] = {
     "text": "",
     "domain": "private",
     "category": "context",
     "metadata": {},
     "event_at": None,
+    "thread": None,
     "alive": False,
 }
+# written on creation only when given: a peer of an older CIS refuses a register it does
+# not know, so memories without a thread still travel to it
+OPTIONAL = frozenset({"thread"})
 _SORTED = sorted(_DEFAULTS)
 _canonical = msgspec.msgpack.Encoder(order="deterministic")
 
@@ -153,7 +157,11 @@ def create(
         scope=scope,
         key=key,
         created_at=created_at,
-        registers={name: Register(hlc, origin, given[name]) for name in _SORTED},
+        registers={
+            name: Register(hlc, origin, given[name])
+            for name in _SORTED
+            if given[name] is not None or name not in OPTIONAL
+        },
         tags=tuple(Tag(hlc, origin, i, name) for i, name in enumerate(dict.fromkeys(tags))),
     )
 

@@ -53,6 +53,13 @@ class AddBody(Body):
     event_at: Annotated[
         int | str | None, Doc(description=f"when what it tells happened: {WHEN}")
     ] = None
+    thread: Annotated[
+        str | None,
+        Doc(
+            description="the memories that explain each other share it: one conversation,"
+            " one task; search reads their words together"
+        ),
+    ] = None
     embedding: VectorArg = None
 
 

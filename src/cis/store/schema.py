@@ -227,6 +227,14 @@ MIGRATIONS: tuple[str, ...] = (
         heard_at INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 13: a memory's thread where its writer names one; a memory's neighbours in search
+    # are those of its scope and thread (no thread: the others without one), in order.
+    """
+    ALTER TABLE memories ADD COLUMN thread TEXT;
+    DROP INDEX memories_scope_time;
+    CREATE INDEX memories_scope_time
+        ON memories(scope, thread, coalesce(event_at, created_at), id) WHERE deleted = 0;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
