@@ -5,12 +5,15 @@ earlier deletes."""
 from __future__ import annotations
 
 import itertools
+import json
 from functools import reduce
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cis.memory.rows import Clocks, clocks, to_state
 from cis.net.merge import State, create, edit, merge, retraction
 
 ORIGINS = ("did:key:zA", "did:key:zB", "did:key:zC")
@@ -130,3 +133,35 @@ def test_creation_time_and_identity_fields_merge_deterministically() -> None:
     b = create("k", "global", "key", 3, 11, ORIGINS[1], {"text": "b"})
     for x, y in itertools.permutations([a, b]):
         assert merge(x, y).created_at == 3 and merge(x, y).value("text") == "b"
+
+
+def _row(state: State, clocks_blob: bytes) -> tuple[object, ...]:
+    """A memories row (STATE_COLUMNS) holding `state`, as apply.py writes it."""
+    hlc, origin = state.last()
+    v = state.value
+    return (
+        *(1, state.id, state.key, state.scope, v("domain"), v("category"), v("text")),
+        *("[]", json.dumps(v("metadata")), state.created_at, 0, v("event_at"), 1),
+        *(origin, hlc, v("thread"), int(not v("alive")), clocks_blob),
+    )
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(actions)
+def test_a_state_survives_its_row_compact_or_in_the_older_full_form(
+    steps: list[tuple[int, str, int, int]],
+) -> None:
+    for state in _replay(steps):
+        assert to_state(_row(state, clocks(state))) == state
+        origins = list(
+            dict.fromkeys(r.origin for r in (*state.registers.values(), *state.tags, *state.untags))
+        )
+        full = Clocks(
+            origins,
+            [(n, r.hlc, origins.index(r.origin)) for n, r in state.registers.items()],
+            *(
+                [(t.hlc, origins.index(t.origin), t.position, t.name) for t in given]
+                for given in (state.tags, state.untags)
+            ),
+        )
+        assert to_state(_row(state, msgspec.msgpack.encode(full))) == state

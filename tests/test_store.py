@@ -133,3 +133,42 @@ def test_garbage_file_is_not_mistaken_for_a_database(data_dir: Path) -> None:
     with pytest.raises(StorageError, match="is damaged"):
         Node.open(data_dir)
     assert apsw.sqlite_lib_version()
+
+
+def test_a_schema_12_database_with_full_clocks_opens_and_keeps_its_memories(
+    data_dir: Path,
+) -> None:
+    """A database of the layout before threads (schema 12, clocks in full) migrates: its
+    memories read, change and search as before, and new rows use the compact clocks."""
+    import msgspec
+
+    from cis.memory.apply import stored_state
+    from cis.memory.rows import Clocks, to_state
+
+    with Node.open(data_dir, background=False) as node:
+        kept = node.memory.add("the kayak is stored in the garage", tags=["boat"], key="kayak")
+        with node.db.write() as conn:
+            row = stored_state(conn, kept.id)
+            assert row is not None
+            state = to_state(row)
+            origins = [state.last()[1]]
+            full = Clocks(
+                origins,
+                [(name, r.hlc, 0) for name, r in state.registers.items() if name != "thread"],
+                [(t.hlc, 0, t.position, t.name) for t in state.tags],
+                [],
+            )
+            conn.execute("UPDATE memories SET clocks = ?", (msgspec.msgpack.encode(full),))
+            conn.execute("DROP INDEX memories_scope_time")
+            conn.execute(
+                "CREATE INDEX memories_scope_time ON memories(scope,"
+                " coalesce(event_at, created_at), id) WHERE deleted = 0"
+            )
+            conn.execute("ALTER TABLE memories DROP COLUMN thread")
+            conn.execute("PRAGMA user_version = 12")
+    with Node.open(data_dir, background=False) as node:
+        assert node.db.pragma("user_version") == SCHEMA_VERSION
+        assert node.memory.get("kayak") == kept
+        changed = node.memory.set("kayak", "the kayak hangs in the shed", thread="boats")
+        assert (changed.version, changed.tags, changed.thread) == (2, ("boat",), "boats")
+        assert [h.memory.id for h in node.memory.search("kayak shed", mode="text")] == [kept.id]

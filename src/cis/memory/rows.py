@@ -57,14 +57,24 @@ def to_history(memory_id: str, row: tuple[Any, ...]) -> HistoryEntry:
     )
 
 
+# the registers by number in the compact `clocks` column; append only (stored numbers)
+_NUMBERED = ("text", "domain", "category", "metadata", "event_at", "alive", "thread")
+_NUMBER = {name: n for n, name in enumerate(_NUMBERED)}
+
+
 class Clocks(msgspec.Struct, array_like=True):
     """The clocks of a memory's state as its row keeps them: the values live in the
-    row's own columns, each origin DID once."""
+    row's own columns. Compact (every row written since): registers by number, each
+    clock as its distance below the memory's latest (the row's `hlc`), origin 0 the
+    latest writer (the row's `origin`) and the others listed once from 1; most rows
+    then hold a few bytes per register. Older rows name registers, clocks and origins
+    in full."""
 
     origins: list[str]
-    registers: list[tuple[str, int, int]]  # name, hlc, origin
+    registers: list[tuple[str | int, int, int]]  # name (number), hlc (distance), origin
     tags: list[_StoredTag]
     untags: list[_StoredTag]
+    compact: bool = False
 
 
 _encode_clocks = msgspec.msgpack.Encoder()
@@ -72,23 +82,25 @@ _decode_clocks = msgspec.msgpack.Decoder(Clocks)
 
 
 def clocks(state: State) -> bytes:
-    """The `clocks` column of a state."""
-    origins: dict[str, int] = {}
-    registers: list[tuple[str, int, int]] = []
-    tags: list[_StoredTag] = []
-    untags: list[_StoredTag] = []
-    for name, r in state.registers.items():
-        at = origins.get(r.origin)
+    """The `clocks` column of a state (compact: its row keeps state.last() as hlc and
+    origin)."""
+    latest, writer = state.last()
+    origins: dict[str, int] = {writer: 0}
+
+    def number(origin: str) -> int:
+        at = origins.get(origin)
         if at is None:
-            at = origins[r.origin] = len(origins)
-        registers.append((name, r.hlc, at))
-    for into, given in ((tags, state.tags), (untags, state.untags)):
-        for t in given:
-            at = origins.get(t.origin)
-            if at is None:
-                at = origins[t.origin] = len(origins)
-            into.append((t.hlc, at, t.position, t.name))
-    return _encode_clocks.encode(Clocks(list(origins), registers, tags, untags))
+            at = origins[origin] = len(origins)
+        return at
+
+    registers: list[tuple[str | int, int, int]] = [
+        (_NUMBER[name], latest - r.hlc, number(r.origin)) for name, r in state.registers.items()
+    ]
+    tags, untags = (
+        [(latest - t.hlc, number(t.origin), t.position, t.name) for t in given]
+        for given in (state.tags, state.untags)
+    )
+    return _encode_clocks.encode(Clocks(list(origins)[1:], registers, tags, untags, True))
 
 
 def to_state(row: tuple[Any, ...]) -> State:
@@ -103,13 +115,22 @@ def to_state(row: tuple[Any, ...]) -> State:
         "thread": row[15],
         "alive": not row[-2],
     }
-    origins = stored.origins
+    origins, latest, sign = stored.origins, 0, 1
+    if stored.compact:
+        origins, latest, sign = [row[13], *origins], row[14], -1
+
+    def name(n: str | int) -> str:
+        return _NUMBERED[n] if isinstance(n, int) else n
+
     return State(
         id=row[1],
         scope=row[3],
         key=row[2],
         created_at=row[9],
-        registers={n: Register(h, origins[o], values[n]) for n, h, o in stored.registers},
-        tags=tuple(Tag(h, origins[o], p, n) for h, o, p, n in stored.tags),
-        untags=tuple(Tag(h, origins[o], p, n) for h, o, p, n in stored.untags),
+        registers={
+            name(n): Register(latest + sign * h, origins[o], values[name(n)])
+            for n, h, o in stored.registers
+        },
+        tags=tuple(Tag(latest + sign * h, origins[o], p, n) for h, o, p, n in stored.tags),
+        untags=tuple(Tag(latest + sign * h, origins[o], p, n) for h, o, p, n in stored.untags),
     )
