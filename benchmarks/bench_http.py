@@ -1,5 +1,6 @@
 """HTTP search round trips against a real `cis serve` on 127.0.0.1 over 10k memories:
-one client in sequence (p50/p95/p99), then 8 concurrent clients (searches/s, errors).
+one client in sequence (p50/p95/p99), then 8 concurrent clients (searches/s, errors),
+from Python threads and, where wrk is installed, from wrk (its client costs far less).
 
 Memories are 12-word texts of real English words, Zipf-distributed by frequency rank;
 queries are 6 words drawn from the same distribution, every one distinct, so no result
@@ -12,14 +13,17 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
+import psutil
 from common import clustered_vectors, emit, english_sentences, median, percentile, temp_dir
 
 from cis import Node
@@ -87,6 +91,73 @@ def hammer(url: str, headers: dict[str, str], load: list[str]) -> dict[str, floa
     }
 
 
+# wrk's Lua: each of its threads takes every CLIENTS-th line of the paths file from its
+# own offset, so every request asks a distinct query; the token comes from the
+# environment, not from argv
+WRK_SCRIPT = """
+local paths = {}
+for line in io.lines(os.getenv("CIS_WRK_PATHS")) do paths[#paths + 1] = line end
+local count = 0
+function setup(thread) count = count + 1; thread:set("offset", count) end
+function init(args)
+  wrk.headers["Authorization"] = "Bearer " .. os.getenv("CIS_WRK_TOKEN")
+  at, step = tonumber(offset), tonumber(os.getenv("CIS_WRK_THREADS"))
+end
+function request()
+  local path = paths[at] or paths[1]
+  at = at + step
+  return wrk.format("GET", path)
+end
+"""
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def wrk_load(url: str, secret: str, load: list[str], server: psutil.Process) -> dict[str, float]:
+    """The distinct-query load again from wrk (C, 2 threads, CLIENTS connections), so the
+    client's cost is small; with the server's CPU time per search."""
+    work = temp_dir("wrk")
+    paths = work / "paths.txt"
+    paths.write_text("".join(f"/v1/search?{urlencode({'q': q, 'limit': 10})}\n" for q in load))
+    script = work / "search.lua"
+    script.write_text(WRK_SCRIPT)
+    env = {**os.environ, "CIS_WRK_PATHS": str(paths), "CIS_WRK_TOKEN": secret}
+    env["CIS_WRK_THREADS"] = "2"
+    before = server.cpu_times()
+    done = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{CLIENTS}",
+            f"-d{int(CONCURRENT_S)}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    after = server.cpu_times()
+    out = done.stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    latency = {
+        pct: float(value) * _UNITS[unit]
+        for pct, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", out, re.M)
+    }
+    cpu = (after.user + after.system) - (before.user + before.system)
+    return {
+        "searches_per_s": rate,
+        "p50_ms": latency["50"],
+        "p99_ms": latency["99"],
+        "errors": int(bad.group(1)) if bad else 0,
+        "server_cpu_ms_per_search": cpu / max(total, 1) * 1000,
+    }
+
+
 def embed_cost(texts: list[str]) -> float:
     """CPU seconds per query to embed `texts` in batches of 8 (the batcher's best case)."""
     embedder = MiniLMEmbedder()
@@ -126,6 +197,11 @@ def main() -> None:
 
         distinct = hammer(url, headers, queries(CLIENTS * 2000, seed=8))
         repeated = hammer(url, headers, queries(50, seed=9) * 400)
+        from_wrk = (
+            wrk_load(url, secret, queries(CLIENTS * 2000, seed=11), psutil.Process(process.pid))
+            if shutil.which("wrk")
+            else {}
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
@@ -141,11 +217,17 @@ def main() -> None:
         concurrent_clients=CLIENTS,
         **{f"concurrent_{k}": v for k, v in distinct.items()},
         **{f"concurrent_repeated_{k}": v for k, v in repeated.items()},
+        **{f"wrk_{k}": v for k, v in from_wrk.items()},
+        wrk_server_cpu_ms_per_search_embedding_aside=(
+            from_wrk["server_cpu_ms_per_search"] - embed_batched * 1000 if from_wrk else None
+        ),
         query_embedding_cpu_ms_batched=embed_batched * 1000,
         note="concurrent_*: every query distinct, so each is embedded (no cache hit);"
         " concurrent_repeated_*: 50 queries cycled, so results come from the search cache"
         " (the HTTP layer's own ceiling); query_embedding_cpu_ms_batched: CPU time to"
-        " embed one query in batches of 8, the floor of a distinct search's cost",
+        " embed one query in batches of 8, the floor of a distinct search's cost; wrk_*:"
+        " the distinct load from wrk (C; absent when wrk is not installed: apt-get install"
+        " wrk), with the server process's CPU time per search",
     )
 
 
