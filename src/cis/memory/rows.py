@@ -115,22 +115,21 @@ def to_state(row: tuple[Any, ...]) -> State:
         "thread": row[15],
         "alive": not row[-2],
     }
-    origins, latest, sign = stored.origins, 0, 1
-    if stored.compact:
-        origins, latest, sign = [row[13], *origins], row[14], -1
+    origins = [row[13], *stored.origins] if stored.compact else stored.origins
 
-    def name(n: str | int) -> str:
-        return _NUMBERED[n] if isinstance(n, int) else n
+    def stamp(h: int) -> int:
+        return row[14] - h if stored.compact else h
 
+    names = [_NUMBERED[n] if isinstance(n, int) else n for n, _, _ in stored.registers]
     return State(
         id=row[1],
         scope=row[3],
         key=row[2],
         created_at=row[9],
         registers={
-            name(n): Register(latest + sign * h, origins[o], values[name(n)])
-            for n, h, o in stored.registers
+            name: Register(stamp(h), origins[o], values[name])
+            for name, (_, h, o) in zip(names, stored.registers, strict=True)
         },
-        tags=tuple(Tag(latest + sign * h, origins[o], p, n) for h, o, p, n in stored.tags),
-        untags=tuple(Tag(latest + sign * h, origins[o], p, n) for h, o, p, n in stored.untags),
+        tags=tuple(Tag(stamp(h), origins[o], p, n) for h, o, p, n in stored.tags),
+        untags=tuple(Tag(stamp(h), origins[o], p, n) for h, o, p, n in stored.untags),
     )
