@@ -172,6 +172,24 @@ def test_an_answer_gets_its_questions_words_from_the_turn_before(node: Node) -> 
     assert [h.memory.text for h in hits[:2]] == turns[:2]
 
 
+def test_a_thread_known_from_an_earlier_search_takes_a_new_turn(node: Node) -> None:
+    """Runs are kept between searches; a write drops them, so a turn added later lends
+    its words at once."""
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    add = node.memory.add
+    add("Ana: any luck with the sourdough starter?", scope="session/c", event_at=t0)
+    add("Ana: the weather is grim", scope="session/c", event_at=t0 + timedelta(seconds=9))
+    node.memory.flush()
+    first = node.memory.search("sourdough starter", scope="session/c")
+    assert all(h.memory.text.startswith("Ana") for h in first)
+    later = t0 + timedelta(seconds=1)
+    reply = add("Ben: it bubbles nicely now", scope="session/c", event_at=later).id
+    node.memory.flush()
+    hits = node.memory.search("sourdough starter", scope="session/c")
+    found = next(h for h in hits if h.memory.id == reply)
+    assert found.context_score is not None and found.context_score > 0
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     counts=st.lists(st.lists(st.integers(0, 5), min_size=2, max_size=2), min_size=1, max_size=12),

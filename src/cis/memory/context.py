@@ -68,87 +68,123 @@ class Threads(msgspec.Struct, frozen=True):
         return [self.rids[int(j)] for j in theirs[mine == at]]
 
 
-def _runs(
-    conn: apsw.Connection, rids: Sequence[int]
-) -> tuple[list[list[int]], dict[int, int], set[int]]:
-    """For each rowid, the ordered run of memories around it (itself included); every
-    memory's time; the rowids whose thread is explicit (so is their run's)."""
-    runs: list[list[int]] = []
-    times: dict[int, int] = {}
-    explicit: set[int] = set()
+class Run(msgspec.Struct, frozen=True):
+    """The memories around one (itself among them) in its thread's order, their times,
+    whether the thread is explicit, and the cosine of each member with the next (0 where
+    one has no vector yet; unused in an explicit thread)."""
+
+    members: tuple[int, ...]
+    times: tuple[int, ...]
+    explicit: bool
+    links: tuple[float, ...]
+
+
+class Known:
+    """Runs and index lengths of memories, as of one state of the node (`token`: a write
+    anywhere or a new vector changes it, and everything known is dropped). Both are
+    properties of the data, not of a query, so every search after the first reads them
+    here instead of from the database."""
+
+    def __init__(self, capacity: int = 100_000):
+        self.capacity = capacity
+        self._token: object = None
+        self._runs: dict[int, Run] = {}
+        self._lengths: dict[int, float] = {}
+
+    def at(self, token: object) -> tuple[dict[int, Run], dict[int, float]]:
+        """The runs and lengths known at `token` (a reader that began before a write
+        fills the dicts of its own state, which the write's token then replaces)."""
+        if token != self._token or len(self._runs) + len(self._lengths) > self.capacity:
+            self._token, self._runs, self._lengths = token, {}, {}
+        return self._runs, self._lengths
+
+
+def _read_runs(conn: apsw.Connection, index: VectorIndex, rids: Sequence[int]) -> dict[int, Run]:
+    """The run of each rowid, from the database and the vector index."""
+    read: list[tuple[int, list[int], list[int], bool]] = []
     sql = _SQL.format(marks=",".join("?" * len(rids)))
     for rid, when, named, before, after in conn.execute(sql, list(rids)):
-        times[int(rid)] = int(when)
-        if named:
-            explicit.add(int(rid))
-        sides: list[list[int]] = []
+        sides: list[list[tuple[int, int]]] = []
         for side in (before, after):
-            members = []
-            for item in str(side or "").split(","):
-                if item:
-                    other, other_when = item.split(":")
-                    members.append(int(other))
-                    times[int(other)] = int(other_when)
-            sides.append(members)
-        runs.append([*reversed(sides[0]), int(rid), *sides[1]])
-    return runs, times, explicit
+            items = (i.split(":") for i in str(side or "").split(",") if i)
+            sides.append([(int(a), int(b)) for a, b in items])
+        ordered = [*reversed(sides[0]), (int(rid), int(when)), *sides[1]]
+        read.append((int(rid), [m for m, _ in ordered], [t for _, t in ordered], bool(named)))
+    cosines = index.links(
+        [pair for _, members, _, named in read if not named for pair in itertools.pairwise(members)]
+    )
+    return {
+        rid: Run(
+            tuple(members),
+            tuple(times),
+            named,
+            tuple(cosines.get(pair, 0.0) for pair in itertools.pairwise(members)),
+        )
+        for rid, members, times, named in read
+    }
 
 
-def _segments(runs: list[list[int]]) -> list[list[int]]:
-    """Overlapping runs joined into maximal stretches of consecutive memories."""
+def threads(
+    conn: apsw.Connection,
+    index: VectorIndex,
+    rids: Sequence[int],
+    known: dict[int, Run] | None = None,
+) -> Threads:
+    """The threads around `rids`: who lends whom words, and with what weight. `known`
+    holds runs read before (and takes those read now)."""
+    known = {} if known is None else known
+    wanted = list(dict.fromkeys(rids))
+    missing = [r for r in wanted if r not in known]
+    if missing:
+        known.update(_read_runs(conn, index, missing))
+    # overlapping runs joined into maximal stretches of consecutive memories (segments)
     after: dict[int, int] = {}
-    before: dict[int, int] = {}
-    for run in runs:
-        for a, b in itertools.pairwise(run):
-            after[a], before[b] = b, a
-    out = []
-    for start in sorted({r for run in runs for r in run if r not in before}):
-        segment = [start]
-        while segment[-1] in after:
-            segment.append(after[segment[-1]])
-        out.append(segment)
-    return out
-
-
-def threads(conn: apsw.Connection, index: VectorIndex, rids: Sequence[int]) -> Threads:
-    """The threads around `rids`: who lends whom words, and with what weight."""
-    if not rids:
+    time_of: dict[int, int] = {}
+    link_of: dict[int, float] = {}  # a member's coherence with the next
+    explicit: set[int] = set()
+    for run in (known[r] for r in wanted if r in known):
+        after.update(zip(run.members, run.members[1:], strict=False))
+        time_of.update(zip(run.members, run.times, strict=True))
+        link_of.update(zip(run.members, run.links, strict=False))  # the last has none
+        if run.explicit:
+            explicit.update(run.members)
+    members: list[int] = []
+    segment_of: list[int] = []
+    for n, start in enumerate(sorted(time_of.keys() - set(after.values()))):
+        members.append(start)
+        while members[-1] in after:
+            members.append(after[members[-1]])
+        segment_of.extend([n] * (len(members) - len(segment_of)))
+    if not members:
         empty = np.empty(0, np.int64)
         return Threads([], (empty, empty, np.empty(0)))
-    runs, times, explicit = _runs(conn, rids)
-    segments = _segments(runs)
-    named = [not explicit.isdisjoint(s) for s in segments]  # a segment is of one thread
-    members = [r for segment in segments for r in segment]
-    links = index.links(
-        [
-            (a, b)
-            for s, n in zip(segments, named, strict=True)
-            if not n
-            for a, b in itertools.pairwise(s)
-        ]
+    named = np.fromiter(map(explicit.__contains__, members), bool, len(members))
+    cohere = np.fromiter(map(link_of.get, members, itertools.repeat(0.0)), float, len(members))
+    around = pairs(
+        np.array(segment_of, dtype=np.int64),
+        np.fromiter(map(time_of.__getitem__, members), np.int64, len(members)),
+        np.where(named, EXPLICIT, cohere),  # a segment is of one thread: named or not
+        WINDOW_MS,
+        ~named,
     )
-    runs_of = np.array([n for n, s in enumerate(segments) for _ in s], dtype=np.int64)
-    flat_links = np.array(
-        [
-            EXPLICIT if n else links.get((a, b), 0.0)
-            for s, n in zip(segments, named, strict=True)
-            for a, b in [*itertools.pairwise(s), (0, 0)]
-        ]
-    )
-    timed = np.array([not n for s, n in zip(segments, named, strict=True) for _ in s])
-    around = pairs(runs_of, np.array([times[r] for r in members]), flat_links, WINDOW_MS, timed)
     return Threads(members, around)
 
 
-def lengths(conn: apsw.Connection, rids: Sequence[int]) -> dict[int, float]:
-    """Each memory's length in index terms (all columns), from FTS5's docsize table."""
-    if not rids:
-        return {}
-    marks = ",".join("?" * len(rids))
-    rows = conn.execute(
-        f"SELECT id, sz FROM memories_fts_docsize WHERE id IN ({marks})", list(rids)
-    )
-    return {int(rid): float(_total(bytes(sz))) for rid, sz in rows}
+def lengths(
+    conn: apsw.Connection, rids: Sequence[int], known: dict[int, float] | None = None
+) -> dict[int, float]:
+    """Each memory's length in index terms (all columns), from FTS5's docsize table;
+    `known` holds lengths read before (and takes those read now)."""
+    known = {} if known is None else known
+    missing = [r for r in rids if r not in known]
+    if missing:
+        marks = ",".join("?" * len(missing))
+        rows = conn.execute(
+            f"SELECT id, sz FROM memories_fts_docsize WHERE id IN ({marks})", missing
+        )
+        found = {int(rid): float(_total(bytes(sz))) for rid, sz in rows}
+        known.update((r, found.get(r, 0.0)) for r in missing)  # no words: length 0
+    return {r: known[r] for r in rids}
 
 
 def _total(blob: bytes) -> int:

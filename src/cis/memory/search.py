@@ -20,7 +20,7 @@ from ..index.vectors import VectorIndex
 from ..model import Hit
 from ..store.sqlite import Database
 from . import cachekeys
-from .context import lengths, threads
+from .context import Known, Run, lengths, threads
 from .freshness import Freshness
 from .rows import COLUMNS, to_memory
 
@@ -42,6 +42,7 @@ class Searcher:
         self.cache = cache
         self.fresh = fresh
         self.queries = QueryBatcher(embedder)
+        self.known = Known()
         self._warm: Future[np.ndarray] | None = None
 
     def run(
@@ -67,6 +68,7 @@ class Searcher:
         pool = max(CANDIDATES, limit * 5)
         words: dict[int, float] = {}
         sims: dict[int, float] = {}
+        known = self.known.at(self.fresh.scope_token(None))  # before the snapshot begins
         with self.db.read() as conn:
             embedding = None
             if mode != "text" and qvec is None:  # embedded on the batcher's thread meanwhile
@@ -79,7 +81,7 @@ class Searcher:
                 )
             words_found = None
             if mode == "hybrid" and query.strip():  # while the query still embeds
-                words_found = self._words(conn, query, flt, pool)
+                words_found = self._words(conn, query, flt, pool, known)
             if mode != "text":
                 allowed = None if flt.empty else self._allowed(conn, flt)
                 if embedding is not None:
@@ -121,7 +123,12 @@ class Searcher:
         ]
 
     def _words(
-        self, conn: apsw.Connection, query: str, flt: Filters, pool: int
+        self,
+        conn: apsw.Connection,
+        query: str,
+        flt: Filters,
+        pool: int,
+        known: tuple[dict[int, Run], dict[int, float]],
     ) -> tuple[dict[int, float], dict[int, float], bool]:
         """The word signals of a hybrid search: each memory's own score and its score
         with its thread (BM25F), and whether the words are strong evidence (the best
@@ -135,9 +142,9 @@ class Searcher:
         if not ranked:
             return {}, {}, False
         trusted = strong(terms.held(ranked[0][0]), terms.asked)
-        found = threads(conn, self.index, [rid for rid, _ in ranked[:pool]])
+        found = threads(conn, self.index, [rid for rid, _ in ranked[:pool]], known[0])
         missing = [r for r in found.rids if r not in terms.lengths]
-        length_of = {**terms.lengths, **lengths(conn, missing)}
+        length_of = {**terms.lengths, **lengths(conn, missing, known[1])}
         nothing = (0.0,) * len(terms.words)
         counts = np.array([terms.counts.get(r, nothing) for r in found.rids], dtype=np.float64)
         own, with_thread = bm25f(
