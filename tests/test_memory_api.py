@@ -203,6 +203,11 @@ def test_add_many_is_all_or_nothing(node: Node) -> None:
         node.memory.add_many([{"text": "ok"}, {"text": "fine"}, {"text": ""}])
     with pytest.raises(InvalidInput, match="unknown memory field"):
         node.memory.add_many([{"text": "ok", "colour": "red"}])
+    vector = [1.0] * node.memory.index.dim
+    with pytest.raises(InvalidInput, match="item 2: embedding is all zeros"):
+        node.memory.add_many(
+            [{"text": "a", "embedding": vector}, {"text": "b", "embedding": [0.0] * len(vector)}]
+        )
     assert node.memory.count() == 0
     assert len(node.memory.add_many([{"text": "a"}, {"text": "b", "tags": ["x"]}])) == 2
 

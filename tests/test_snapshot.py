@@ -55,3 +55,9 @@ def test_a_node_reopens_from_its_snapshot(data_dir: Path) -> None:
         assert [h.memory.id for h in after] == [h.memory.id for h in before]
         top = node.memory.search("x", embedding=vectors[9], mode="vector", limit=2)
         assert {h.memory.text for h in top} == {"item 9", "one more"}
+        # a deleted memory leaves the viewed graph: it is copied, then changed
+        node.memory.delete(before[1].memory.id)
+        again = node.memory.search("x", embedding=vectors[7], mode="vector", limit=5)
+        assert [h.memory.id for h in again] == [h.memory.id for h in before if h != before[1]] + [
+            again[-1].memory.id
+        ]

@@ -184,6 +184,18 @@ def test_rejects_bad_vectors() -> None:
     assert np.isclose(np.linalg.norm(index.check(np.ones(DIM))), 1.0)
 
 
+def test_checking_many_vectors_at_once_agrees_with_one_by_one() -> None:
+    index = VectorIndex(DIM)
+    rng = np.random.default_rng(4)
+    given = [rng.normal(size=DIM) * 3 for _ in range(5)] + [list(rng.normal(size=DIM))]
+    units = index.check_all(given)
+    assert units is not None
+    for row, vector in zip(units, given, strict=True):
+        assert np.allclose(row, index.check(vector), atol=1e-6)
+    for bad in (np.zeros(DIM), np.ones(DIM + 1), [np.nan] * DIM, None, "many"):
+        assert index.check_all([*given, bad]) is None  # check() of each then names it
+
+
 def test_model_loads_after_an_hnsw_index_was_built() -> None:
     """usearch 2.26 made a later `import onnxruntime` segfault; the pin must keep this safe."""
     import subprocess

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -14,7 +15,6 @@ from .access.tokens import TokenService
 from .cache import CacheStats, ShardedCache
 from .clock import Clock
 from .config import Config, default_data_dir, load_config
-from .dag.service import DagService
 from .dag.skill import WorkflowSkill
 from .errors import KeyMismatch
 from .index.batch import BatchIndexer
@@ -25,7 +25,6 @@ from .memory.service import MemoryService
 from .model import NodeInfo, Token
 from .net.network import Network
 from .net.peers import Peers
-from .net.service import SyncService
 from .skills.registry import SkillRegistry
 from .store import files
 from .store.crypto import resolve_key
@@ -33,6 +32,10 @@ from .store.files import DB_FILE
 from .store.schema import SCHEMA_VERSION
 from .store.snapshot import SnapshotFile
 from .store.sqlite import Database, scalar
+
+if TYPE_CHECKING:  # imported when first used: a CLI call that reads memory skips them
+    from .dag.service import DagService
+    from .net.service import SyncService
 
 SNAPSHOT_FILE = "vectors.snap"
 _FROM_ENV: Any = object()
@@ -65,11 +68,23 @@ class Node:
         self.identity = memory.writer.identity
         self.peers = Peers(db)
         self.network = Network(db, memory)
-        self.sync = SyncService(self.identity, memory, self.peers, self.network, data_dir)
         self.tokens = TokenService(db)
         self.skills = SkillRegistry(data_dir, memory)
-        self.dags = DagService(db, memory, data_dir, self.skills)
-        self.skills.runners["dag"] = WorkflowSkill(self.dags)
+        self.skills.runners["dag"] = WorkflowSkill(lambda: self.dags)
+
+    @cached_property
+    def sync(self) -> SyncService:
+        """Sync with peers (the WebSocket listener, discovery and sessions)."""
+        from .net.service import SyncService
+
+        return SyncService(self.identity, self.memory, self.peers, self.network, self.data_dir)
+
+    @cached_property
+    def dags(self) -> DagService:
+        """Workflows: start, run, resume and follow DAG runs."""
+        from .dag.service import DagService
+
+        return DagService(self.db, self.memory, self.data_dir, self.skills)
 
     @classmethod
     def open(
@@ -143,7 +158,7 @@ class Node:
 
     def access(self, token: Token | None = None) -> Access:
         """The memory API as a caller holding `token` may use it (no limits without one)."""
-        return Access(self.memory, token, self.dags, self.skills, self.status)
+        return Access(self.memory, token, lambda: self.dags, self.skills, self.status)
 
     def info(self) -> NodeInfo:
         """This node's identity as its peers know it."""
@@ -178,7 +193,8 @@ class Node:
         """Close the node; with `flush`, wait for pending embeddings first."""
         if flush:
             self.memory.flush()
-        self.sync.close()
+        if "sync" in self.__dict__:  # started
+            self.sync.close()
         self.memory.indexer.close()
         self.memory.queries.close()
         self.tokens.close()

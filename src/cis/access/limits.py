@@ -50,7 +50,7 @@ class Access:
         self,
         memory: MemoryService,
         token: Token | None = None,
-        dags: DagService | None = None,
+        dags: Callable[[], DagService] | None = None,
         skills: SkillRegistry | None = None,
         status: Callable[[], NodeStatus] | None = None,
     ):
@@ -194,7 +194,7 @@ class Access:
         self._trusted("run or manage workflows")
         if self._dags is None:
             raise Forbidden("workflows are not available to this caller")
-        return self._dags
+        return self._dags()
 
     @property
     def skills(self) -> SkillRegistry:

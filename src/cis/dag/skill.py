@@ -4,6 +4,7 @@ output maps each task to its output."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +21,8 @@ if TYPE_CHECKING:
 class WorkflowSkill:
     """The runner of `dag` skills, given to the skill registry by the node."""
 
-    def __init__(self, dags: DagService):
-        self.dags = dags
+    def __init__(self, dags: Callable[[], DagService]):
+        self.dags = dags  # the node's, made when first asked for
 
     def __call__(self, found: Manifest, directory: Path, payload: Any, group: CallGroup) -> Call:
         if not isinstance(payload, dict):
@@ -31,7 +32,7 @@ class WorkflowSkill:
             for k, v in payload.items()
         }
         began = time.perf_counter()
-        run = self.dags.run(directory / found.skill.entry, inputs=inputs)
+        run = self.dags().run(directory / found.skill.entry, inputs=inputs)
         outputs = {t.task_id: (t.output or "").strip() for t in run.tasks}
         if run.status != "succeeded":
             failed = [f"{t.task_id}: {t.error}" for t in run.tasks if t.status == "failed"]

@@ -99,6 +99,7 @@ class VectorIndex:
         self._waiting = 0  # callers holding or waiting for the lock: the mover lets them first
         self._fresh = ExactRows(dim)
         self._ann: Any = None
+        self._viewed: bytes | bytearray | memoryview | None = None  # the buffer _ann views
         self._mover: threading.Thread | None = None
         self._slice = 16
         self._holds = 0  # batches of edits under way: the mover waits for them
@@ -138,6 +139,21 @@ class VectorIndex:
         unit: np.ndarray = arr / np.float32(math.sqrt(squares))
         return unit
 
+    def check_all(self, vectors: Sequence[object]) -> np.ndarray | None:
+        """`check` for many at once: unit float32 rows, or None when any one is not a
+        usable vector (then `check` of each names which and why)."""
+        try:
+            matrix = np.asarray(vectors, dtype=np.float32)
+        except (TypeError, ValueError):
+            return None
+        if matrix.ndim != 2 or matrix.shape[1] != self.dim:
+            return None
+        squares = np.square(matrix, dtype=np.float64).sum(axis=1)
+        if not (np.isfinite(squares).all() and (squares > 0).all()):
+            return None
+        units: np.ndarray = matrix / np.sqrt(squares).astype(np.float32)[:, None]
+        return units
+
     def units(self, blobs: Sequence[bytes]) -> list[np.ndarray | None]:
         """Each stored blob (index/stored.py) as a unit row, or None where it is not a
         usable vector (the wrong size, NaN or infinite values, all zeros): `check` for
@@ -176,6 +192,10 @@ class VectorIndex:
                 self._ann_remove(np.asarray(rids, dtype=np.int64))
 
     def _ann_remove(self, rids: np.ndarray) -> None:
+        if self._viewed is not None:  # a viewed graph changes only as a copy of its own
+            ann = new_ann(self.dim)
+            ann.load(self._viewed)
+            self._ann, self._viewed = ann, None
         keys = _keys(rids)
         present = keys[np.asarray(self._ann.contains(keys), dtype=bool).reshape(-1)]
         if len(present):
@@ -184,7 +204,7 @@ class VectorIndex:
     def clear(self) -> None:
         with self._first():
             self._fresh.clear()
-            self._ann = None
+            self._ann = self._viewed = None
 
     # ---- the HNSW graph ----------------------------------------------------------
 
@@ -227,10 +247,14 @@ class VectorIndex:
                     self.on_built()
                 with self._lock:
                     if not self._due():
+                        # cleared in the same hold as the check: whoever makes moving due
+                        # after it (a batch's end, an upsert) sees no mover and starts one
+                        self._mover = None
                         return
         finally:
             with self._lock:
-                self._mover = None
+                if self._mover is threading.current_thread():
+                    self._mover = None
                 self._turn_at = None
                 self._changed.notify_all()
 
@@ -296,12 +320,16 @@ class VectorIndex:
             raise ValueError("not a vector index snapshot of this dimension")
         ann = new_ann(self.dim)
         try:
-            ann.load(blob, progress=_pauser())
+            if self.can_build:
+                ann.load(blob, progress=_pauser())
+            else:  # a process that only reads it: the graph viewed where it lies
+                ann.view(blob)
         except RuntimeError as exc:
             raise ValueError(f"vector index snapshot unreadable: {exc}") from exc
         with self._lock:
             self.clear()
             self._ann = ann
+            self._viewed = None if self.can_build else blob
 
     # ---- queries -----------------------------------------------------------------
 

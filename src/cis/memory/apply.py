@@ -31,7 +31,7 @@ from .freshness import Freshness
 from .rows import STATE_COLUMNS, clocks, encode, to_memory, to_state
 
 
-class Change(msgspec.Struct, kw_only=True):
+class Change(msgspec.Struct, kw_only=True, gc=False):
     """A memory's new state; with the vector of its text if the caller supplied one,
     and the version a new row starts at (an import keeps the exported one). `fresh`:
     its id was just made here, so nothing is stored under it yet. `replace`: the stored
@@ -48,7 +48,7 @@ class Change(msgspec.Struct, kw_only=True):
     replace: bool = False
 
 
-class Applied(msgspec.Struct, frozen=True):
+class Applied(msgspec.Struct, frozen=True, gc=False):
     """A memory before and after a change (before is None for a new one)."""
 
     before: Memory | None
@@ -167,7 +167,11 @@ class _Writes:
         if not now or (was and not text):
             return
         vector = change.vector
-        if vector is not None and change.vector_for not in (None, check.content_hash(after.text)):
+        if (
+            vector is not None
+            and change.vector_for is not None
+            and change.vector_for != check.content_hash(after.text)
+        ):
             vector = None  # a peer's vector of a text that lost
         if vector is not None:
             self.vectors.append((rid, change.model, stored.encode(vector)))

@@ -51,7 +51,7 @@ from .search import Searcher
 from .transfer import Records, export_lines, raise_errors, read_import
 
 
-class NewMemory(msgspec.Struct, kw_only=True):
+class NewMemory(msgspec.Struct, kw_only=True, gc=False):
     """A validated memory about to be written (`stamp` and `origin`, if an import gave
     them, are the clock and writer its fields keep)."""
 
@@ -134,7 +134,8 @@ class MemoryService:
 
     # ---- writing: every change goes through self.writer (memory/apply.py) --------
 
-    def _prepare(self, fields: dict[str, Any]) -> NewMemory:
+    def _prepare(self, fields: dict[str, Any], vector: np.ndarray | None = None) -> NewMemory:
+        """The item checked, with `vector` as its checked embedding if given."""
         unknown = set(fields) - _ADD_FIELDS
         if unknown:
             raise InvalidInput(f"unknown memory field(s): {', '.join(sorted(unknown))}")
@@ -178,7 +179,9 @@ class MemoryService:
             else None,
             origin=origin,
             version=version,
-            vector=None if embedding is None else self.index.check(embedding),
+            vector=vector
+            if vector is not None or embedding is None
+            else self.index.check(embedding),
             id_given=memory_id is not None and key is None,
         )
 
@@ -274,12 +277,17 @@ class MemoryService:
 
     def add_many(self, items: Iterable[dict[str, Any]]) -> builtins.list[Memory]:
         """Store many memories in one transaction: all of them, or none on any error."""
-        prepared = []
-        for number, fields in enumerate(items, 1):
+        given = list(items)
+        for number, fields in enumerate(given, 1):
             if not isinstance(fields, dict):
                 raise InvalidInput(f"item {number}: expected an object of memory fields")
+        # every vector checked in one go; where that fails, each alone, to name the item
+        vectors = self.index.check_all([fields.get("embedding") for fields in given])
+        prepared = []
+        for number, fields in enumerate(given, 1):
             try:
-                prepared.append(self._prepare(fields))
+                vector = None if vectors is None else vectors[number - 1]
+                prepared.append(self._prepare(fields, vector))
             except InvalidInput as exc:
                 raise InvalidInput(f"item {number}: {exc}") from exc
         return self._insert(prepared, backpressure=False) if prepared else []

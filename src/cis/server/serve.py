@@ -64,9 +64,10 @@ def serve_http(node: Node, host: str, port: int, sync: socket.socket | None = No
     With `sync`, peers sync on that socket (see net/service.py)."""
     listener = bind(host, port)
     plain_logging()
+    syncing = node.sync  # made here, before any request may ask for it
     if node.config.sync:
         where = None if sync is None else sync.getsockname()[:2]
-        node.sync.start(sync, node.config.discovery)  # the listener takes the socket over
+        syncing.start(sync, node.config.discovery)  # the listener takes the socket over
         if where is not None:
             print(f"CIS sync on wss://{where[0]}:{where[1]} as {node.identity.did}", flush=True)
     node.memory.embedder_warm()
@@ -86,7 +87,7 @@ def serve_http(node: Node, host: str, port: int, sync: socket.socket | None = No
     try:
         asyncio.run(_serve(server, listener, host))
     finally:
-        node.sync.close()
+        syncing.close()
         listener.close()
         for sig, handler in quiet.items():
             signal.signal(sig, handler)

@@ -9,6 +9,7 @@ from the database key with HKDF, so a snapshot opens only with the node's own ke
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from pathlib import Path
@@ -59,52 +60,53 @@ class SnapshotFile:
         tmp.replace(self.path)
 
     def load(self) -> tuple[int, memoryview] | None:
-        """(log position, payload), or None if missing, corrupt, foreign or of another model."""
+        """(log position, payload), or None if missing, corrupt, foreign or of another model.
+        Read a chunk at a time into one small buffer and opened into the payload, so the
+        file's bytes are never held whole beside it."""
         try:
-            data = _read(self.path)  # slices below copy nothing
-        except OSError:
+            with self.path.open("rb", buffering=0) as src:
+                return self._open(src, os.fstat(src.fileno()).st_size)
+        except (OSError, struct.error, InvalidTag, ValueError):
             return None
-        try:
-            magic, position, size = _HEAD.unpack_from(data)
-            if magic != MAGIC or data[_HEAD.size : _HEAD.size + size] != self.model:
-                return None
-            head = bytes(data[: _HEAD.size + size])
-            chunks, offset = [], len(head)
-            while True:  # first pass: where each chunk lies, and the payload's size
-                nonce, length, last = _CHUNK_HEAD.unpack_from(data, offset)
-                offset += _CHUNK_HEAD.size
-                if length < TAG or offset + length > len(data):
-                    return None
-                chunks.append((nonce, offset, length, last))
-                offset += length
-                if last:
-                    break
-            if offset != len(data):
-                return None
-            payload = _buffer(sum(length - TAG for _, _, length, _ in chunks))
-            out, at = payload, 0
-            for number, (nonce, start, length, last) in enumerate(chunks):
-                aad = head + struct.pack("<IB", number, last)
-                sealed = data[start : start + length]
-                self._aead.decrypt_into(nonce, sealed, aad, out[at : at + length - TAG])
-                at += length - TAG
-        except (struct.error, InvalidTag, ValueError):
+
+    def _open(self, src: io.RawIOBase, size: int) -> tuple[int, memoryview] | None:
+        fixed = _exactly(src, _HEAD.size)
+        magic, position, model_size = _HEAD.unpack(fixed)
+        if magic != MAGIC or _exactly(src, model_size) != self.model:
             return None
-        return position, payload
+        head = fixed + self.model
+        payload = _buffer(size)  # at most this; pages never written cost nothing
+        sealed = _buffer(CHUNK + TAG)
+        at, number, last = 0, 0, False
+        while not last:
+            nonce, length, last = _CHUNK_HEAD.unpack(_exactly(src, _CHUNK_HEAD.size))
+            if not TAG <= length <= CHUNK + TAG:
+                return None
+            _fill(src, sealed[:length])
+            aad = head + struct.pack("<IB", number, last)
+            self._aead.decrypt_into(nonce, sealed[:length], aad, payload[at : at + length - TAG])
+            at, number = at + length - TAG, number + 1
+        if src.read(1):
+            return None  # bytes after the last chunk
+        return position, payload[:at]
 
 
-def _read(path: Path) -> memoryview:
-    """The whole file, read a chunk at a time into one buffer (a single large read grows
-    its buffer by copies that hold other threads)."""
-    with path.open("rb", buffering=0) as src:
-        view = _buffer(os.fstat(src.fileno()).st_size)
-        got = 0
-        while got < len(view):
-            n = src.readinto(view[got : got + CHUNK])
-            if not n:
-                return view[:got]  # shrank while read: the checks refuse it
-            got += n
-        return view
+def _exactly(src: io.RawIOBase, size: int) -> bytes:
+    """The next `size` bytes; ValueError if the file ends first."""
+    data = bytearray(size)
+    _fill(src, memoryview(data))
+    return bytes(data)
+
+
+def _fill(src: io.RawIOBase, view: memoryview) -> None:
+    """Fill `view` from the file (a read may return less than asked); ValueError if the
+    file ends first."""
+    got = 0
+    while got < len(view):
+        n = src.readinto(view[got:])
+        if not n:
+            raise ValueError("snapshot file ends early")
+        got += n
 
 
 def _buffer(size: int) -> memoryview:
