@@ -34,15 +34,21 @@ _T = "coalesce({m}.event_at, {m}.created_at)"
 _PART = (
     "SELECT * FROM (SELECT n.rid AS rid, " + _T.format(m="n") + " AS t, n.id AS id"
     " FROM memories n WHERE n.scope = c.scope AND n.thread IS c.thread AND n.deleted = 0"
-    " AND {where} ORDER BY " + _T.format(m="n") + " {order}, n.id {order} LIMIT {count})"
+    " AND {where} ORDER BY {by} LIMIT {count})"
 )
 # the memories on one side: those of the same time past its id, then those of a later
-# (earlier) time; two ranges of the index memories_scope_time, each a few rows long
+# (earlier) time; two ranges of the index memories_scope_time, each a few rows long, read
+# in the index's order (the same-time range ordered by id alone: with the time in its
+# ORDER BY too, SQLite sorted the whole range, 5x slower for memories added in bulk)
 _SIDE = (
     "(SELECT group_concat(rid || ':' || t) FROM ("
-    + _PART.replace("{where}", _T.format(m="n") + " = " + _T.format(m="c") + " AND n.id {op} c.id")
+    + _PART.replace(
+        "{where}", _T.format(m="n") + " = " + _T.format(m="c") + " AND n.id {op} c.id"
+    ).replace("{by}", "n.id {order}")
     + " UNION ALL "
-    + _PART.replace("{where}", _T.format(m="n") + " {op} " + _T.format(m="c"))
+    + _PART.replace("{where}", _T.format(m="n") + " {op} " + _T.format(m="c")).replace(
+        "{by}", _T.format(m="n") + " {order}, n.id {order}"
+    )
     + " ORDER BY t {order}, id {order} LIMIT {count}))"
 )
 _SQL = (
