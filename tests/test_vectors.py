@@ -196,6 +196,27 @@ def test_checking_many_vectors_at_once_agrees_with_one_by_one() -> None:
         assert index.check_all([*given, bad]) is None  # check() of each then names it
 
 
+@given(st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60)), max_size=40))
+@settings(max_examples=60, deadline=None)
+def test_links_are_the_cosines_of_the_pairs_whose_ends_are_indexed(
+    pairs: list[tuple[int, int]],
+) -> None:
+    rng = np.random.default_rng(9)
+    data = _clustered(rng, 50, 8)
+    index = VectorIndex(8, ann_threshold=30)
+    index.upsert(np.arange(1, 41), data[:40])
+    assert index.wait_built(30)
+    with index.holding():  # 41..50 stay out of the graph meanwhile: scanned exactly
+        index.upsert(np.arange(41, 51), data[40:])
+        got = index.links(pairs)
+    held = {
+        p: float(data[p[0] - 1] @ data[p[1] - 1]) for p in pairs if all(1 <= r <= 50 for r in p)
+    }
+    assert got.keys() == held.keys()
+    for pair, cosine in held.items():
+        assert got[pair] == pytest.approx(cosine, abs=2e-3)  # the graph keeps float16
+
+
 def test_model_loads_after_an_hnsw_index_was_built() -> None:
     """usearch 2.26 made a later `import onnxruntime` segfault; the pin must keep this safe."""
     import subprocess
