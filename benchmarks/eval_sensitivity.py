@@ -1,6 +1,7 @@
-"""How much retrieval moves when each ranking parameter is moved 20% either way: LoCoMo
-recall@10 (overall and multi-hop) and hit@1 on the paraphrase and sitting sets, one JSON
-line. A method whose figures fall apart under that is fitted, not found."""
+"""How much retrieval moves when each ranking parameter is moved 20% either way (a count
+of words by one): LoCoMo recall@10 (overall and multi-hop) and hit@1 on the paraphrase
+and sitting sets, one JSON line. A method whose figures fall apart under that is fitted,
+not found."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ PARAMETERS = {
     "TRUSTED": hybrid,
     "WEAK_WORDS": hybrid,
     "TIME": hybrid,
+    "WEAK_HELD": hybrid,  # a count of words: moved by one either way, not by 20%
     "WIDE": fields,
     "EXPLICIT": context,
 }
@@ -62,10 +64,12 @@ def main() -> None:
         for name, module in PARAMETERS.items():
             value = getattr(module, name)
             moved[name] = {"value": value}
-            for factor in (0.8, 1.2):
-                setattr(module, name, value * factor)
+            steps = (-1, 1) if isinstance(value, int) else (0.8, 1.2)
+            for step in steps:
+                setattr(module, name, value + step if isinstance(value, int) else value * step)
                 try:
-                    moved[name][f"x{factor}"] = _figures(locomo, questions, sets)
+                    key = f"{step:+d}" if isinstance(value, int) else f"x{step}"
+                    moved[name][key] = _figures(locomo, questions, sets)
                 finally:
                     setattr(module, name, value)
     emit("retrieval_sensitivity", chosen=chosen, moved=moved)

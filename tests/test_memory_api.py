@@ -112,7 +112,9 @@ def test_paraphrase_is_found_by_meaning(node: Node) -> None:
     assert hits[0].memory.text == "Kim takes after-hours DBA pages"
     words = node.memory.search("what database does billing use")
     assert words[0].memory.text == "Billing runs on PostgreSQL 16"
-    assert 0 < words[0].text_score < 1  # holds "billing", not "database" nor "use"
+    # it holds one of the query's words ("billing"), and no memory holds most of them:
+    # one shared word is no evidence, so it is found by meaning and says so
+    assert words[0].text_score is None and words[0].context_score is None
     assert words[0].vector_score is not None
 
 

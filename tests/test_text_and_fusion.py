@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cis import Node
-from cis.index.fields import bm25f, pairs
+from cis.index.fields import bm25f, held, pairs
 from cis.index.filters import Filters
 from cis.index.hybrid import fuse, single
 from cis.index.text import _counted, idf, match_query, node_terms, query_words, stems
@@ -58,6 +58,41 @@ def test_weak_words_do_not_outweigh_meaning() -> None:
     fused = fuse(list(meaning), words, words, meaning, trusted=False)
     assert fused[0].rid == 8
     assert fuse(list(meaning), words, words, meaning, trusted=True)[0].rid == 7
+
+
+def test_weak_words_of_a_memory_holding_one_query_word_do_not_count() -> None:
+    """Under weak words a memory sharing one query word (with its thread) competes on
+    meaning alone and does not say words matched; two different words still count."""
+    meaning = {1: 0.60, 2: 0.62, 3: 0.2, 4: 0.1}
+    words = {1: 0.29, 3: 0.29}
+    fused = fuse(list(meaning), words, words, meaning, trusted=False, held={1: 1, 3: 2})
+    assert fused[0].rid == 2
+    one = next(s for s in fused if s.rid == 1)
+    assert one.text_score is None and one.context_score is None
+    assert next(s for s in fused if s.rid == 3).text_score == 0.29
+    lifted = fuse(list(meaning), words, words, meaning, trusted=False, held={1: 2, 3: 2})
+    assert lifted[0].rid == 1
+    strong = fuse(list(meaning), words, words, meaning, trusted=True, held={1: 1, 3: 1})
+    assert next(s for s in strong if s.rid == 1).text_score == 0.29  # strong words: all count
+
+
+@given(
+    counts=st.lists(st.lists(st.integers(0, 2), min_size=3, max_size=3), min_size=1, max_size=8),
+    links=st.lists(st.floats(0, 1), min_size=7, max_size=7),
+)
+def test_a_memory_holds_the_words_it_or_a_lending_neighbour_holds(
+    counts: list[list[int]], links: list[float]
+) -> None:
+    n = len(counts)
+    tf = np.array(counts, dtype=np.float64)
+    around = pairs(
+        np.zeros(n, np.int64), np.zeros(n, np.int64), np.array(links[:n]), 1, np.full(n, False)
+    )
+    got = held(tf, around)
+    for i in range(n):
+        lenders = {int(j) for m, j in zip(*around[:2], strict=True) if m == i}
+        words = {w for w in range(3) if tf[i, w] > 0 or any(tf[j, w] > 0 for j in lenders)}
+        assert got[i] == len(words)
 
 
 def test_a_memory_of_the_named_month_gets_more() -> None:

@@ -84,6 +84,18 @@ def bm25f(
     return np.minimum(own, 1.0), np.minimum(with_thread, 1.0)
 
 
+def held(counts: Floats, around: tuple[Ints, Ints, Floats]) -> Ints:
+    """For memories 0..n-1 with `counts` (n x words) and `around`: how many of the query's
+    words each one holds with its thread (itself or a neighbour that lends it words)."""
+    has = counts > 0
+    mine, theirs, _ = around  # every triple lends (its weight is above 0)
+    if len(mine):
+        lent = np.zeros_like(has)
+        np.logical_or.at(lent, mine, has[theirs])
+        has |= lent
+    return has.sum(axis=1)  # type: ignore[no-any-return]
+
+
 def saturated(tf: Floats, length: Floats, idf: Floats, typical: float) -> Floats:
     """BM25 of each row of `tf` (n x words) with `length`, against a `typical` length."""
     norm = K1 * (1 - B + B * length / typical)

@@ -11,7 +11,10 @@ spread in this search is its unit) and added, meaning weighed MEANING against wo
 Then a gate: when the memory that holds most of the query's words holds less than
 TRUSTED of them (by count), the words are weak evidence (a question asked in other words, where a
 memory shares one stray word with it) and count on a fixed scale instead, squared,
-WEAK_WORDS x words², so that stray word weighs next to nothing. A memory of the month
+WEAK_WORDS x words², so that stray word weighs next to nothing; and they count only
+for a memory that holds, with its thread, at least WEAK_HELD different query words: one
+shared word alone ("the previous router" against "the router sits in the cupboard") is
+what two unrelated notes have in common by chance. A memory of the month
 or year the query names gets TIME more. The sum is mapped into (0, 1) by the logistic
 function: a score compares hits of one search, it is not a probability.
 
@@ -31,6 +34,7 @@ MEANING = 0.7  # meaning's weight next to words': on conversations words carry m
 TRUSTED = 0.6  # words are strong evidence when one memory holds most of the query's words
 WEAK_WORDS = 10.0  # weak words' scale: 1 of 5 words held (0.2) adds 0.4, a whole match 10
 TIME = 1.0  # a memory of the month/year the query names: one standard deviation more
+WEAK_HELD = 2  # weak words count for a memory holding this many query words (thread too)
 
 
 class Scored(msgspec.Struct, frozen=True):
@@ -61,12 +65,17 @@ def fuse(
     *,
     trusted: bool,
     timely: frozenset[int] = frozenset(),
+    held: Mapping[int, int] | None = None,
 ) -> list[Scored]:
     """Scores for `candidates`, best first: `own` and `words` their word scores without
     and with their thread, `meaning` their cosines, `trusted` whether the words are
-    strong evidence in this search, `timely` those of the time the query names."""
+    strong evidence in this search, `timely` those of the time the query names, `held`
+    how many of the query's words each holds with its thread (None: enough, all)."""
     if not candidates:
         return []
+    if not trusted and held is not None:  # a stray shared word is no evidence
+        words = {r: v for r, v in words.items() if held.get(r, 0) >= WEAK_HELD}
+        own = {r: v for r, v in own.items() if r in words}
     w = np.array([words.get(r, 0.0) for r in candidates])
     m = np.array([meaning.get(r, 0.0) for r in candidates])
     fused = (_z(w) if trusted else WEAK_WORDS * w**2) + MEANING * _z(m)

@@ -7,12 +7,13 @@ from concurrent.futures import Future
 from typing import Any
 
 import apsw
+import msgspec
 import numpy as np
 
 from ..cache import ShardedCache
 from ..index import text as text_index
 from ..index.embed import Embedder, QueryBatcher
-from ..index.fields import bm25f
+from ..index.fields import bm25f, held
 from ..index.filters import Filters
 from ..index.hybrid import Scored, fuse, single, strong
 from ..index.timecue import Named
@@ -25,6 +26,21 @@ from .freshness import Freshness
 from .rows import COLUMNS, to_memory
 
 CANDIDATES = 50  # each signal's pool before fusion, at least
+
+
+class WordSignals(msgspec.Struct, frozen=True):
+    """The word signals of a hybrid search, by rowid: each memory's own score, its score
+    with its thread (BM25F), how many of the query's words it holds with its thread; and
+    whether the words are strong evidence (the best word hit holds at least TRUSTED of
+    the query's words)."""
+
+    own: dict[int, float]
+    words: dict[int, float]
+    held: dict[int, int]
+    trusted: bool
+
+
+NO_WORDS = WordSignals({}, {}, {}, False)
 
 
 class Searcher:
@@ -129,10 +145,8 @@ class Searcher:
         flt: Filters,
         pool: int,
         known: tuple[dict[int, Run], dict[int, float]],
-    ) -> tuple[dict[int, float], dict[int, float], bool]:
-        """The word signals of a hybrid search: each memory's own score and its score
-        with its thread (BM25F), and whether the words are strong evidence (the best
-        word hit holds at least TRUSTED of the query's words)."""
+    ) -> WordSignals:
+        """The word signals of a hybrid search."""
         terms = (
             text_index.node_terms(conn, query, flt, pool, self.cache)
             if flt.scope is None
@@ -140,34 +154,40 @@ class Searcher:
         )
         ranked = terms.scores()
         if not ranked:
-            return {}, {}, False
+            return NO_WORDS
         trusted = strong(terms.held(ranked[0][0]), terms.asked)
         found = threads(conn, self.index, [rid for rid, _ in ranked[:pool]], known[0])
         missing = [r for r in found.rids if r not in terms.lengths]
         length_of = {**terms.lengths, **lengths(conn, missing, known[1])}
         nothing = (0.0,) * len(terms.words)
         counts = np.array([terms.counts.get(r, nothing) for r in found.rids], dtype=np.float64)
+        counts = counts.reshape(len(found.rids), len(terms.words))
         own, with_thread = bm25f(
             np.asarray(terms.idf),
             terms.full,
-            counts.reshape(len(found.rids), len(terms.words)),
+            counts,
             np.array([length_of.get(r, 0.0) for r in found.rids]),
             found.around,
         )
-        own_of = {r: v for r, v in zip(found.rids, own.tolist(), strict=True) if v > 0}
-        words = {r: v for r, v in zip(found.rids, with_thread.tolist(), strict=True) if v > 0}
-        return own_of, words, trusted
+        rids = found.rids
+        return WordSignals(
+            own={r: v for r, v in zip(rids, own.tolist(), strict=True) if v > 0},
+            words={r: v for r, v in zip(rids, with_thread.tolist(), strict=True) if v > 0},
+            held=dict(zip(rids, held(counts, found.around).tolist(), strict=True)),
+            trusted=trusted,
+        )
 
     def _fused(
         self,
         conn: apsw.Connection,
         query: str,
-        words_found: tuple[dict[int, float], dict[int, float], bool] | None,
+        words_found: WordSignals | None,
         sims: dict[int, float],
         qvec: np.ndarray,
         pool: int,
     ) -> list[Scored]:
-        own, words, trusted = words_found or ({}, {}, False)
+        found = words_found or NO_WORDS
+        words = found.words
         best_words = sorted(words, key=lambda r: (-words[r], r))[:pool]
         candidates = list(dict.fromkeys([*best_words, *sims]))
         sims = {**sims, **self.index.similarity([r for r in candidates if r not in sims], qvec)}
@@ -184,7 +204,15 @@ class Searcher:
                 )
                 if named.holds(int(when))
             )
-        return fuse(candidates, own, words, sims, trusted=trusted, timely=timely)
+        return fuse(
+            candidates,
+            found.own,
+            words,
+            sims,
+            trusted=found.trusted,
+            timely=timely,
+            held=found.held,
+        )
 
     def _allowed(self, conn: apsw.Connection, flt: Filters) -> np.ndarray:
         key = cachekeys.compound("a", self.fresh.scope_token(flt.scope), flt)
