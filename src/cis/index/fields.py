@@ -74,11 +74,8 @@ def bm25f(
         zero = np.zeros(len(lengths))
         return zero, zero
     mine, theirs, weight = around
-    tf = counts.copy()
-    length = lengths.astype(np.float64).copy()
-    if len(mine):
-        np.add.at(tf, mine, counts[theirs] * weight[:, None])
-        np.add.at(length, mine, lengths[theirs] * weight)
+    tf = counts + lent(counts[theirs] * weight[:, None], mine, len(lengths))
+    length = lengths + lent(lengths[theirs] * weight, mine, len(lengths))
     own = saturated(counts, lengths, idf, max(1e-9, float(lengths.mean()))) / full
     with_thread = saturated(tf, length, idf, max(1e-9, float(length.mean()))) / full
     return np.minimum(own, 1.0), np.minimum(with_thread, 1.0)
@@ -87,13 +84,21 @@ def bm25f(
 def held(counts: Floats, around: tuple[Ints, Ints, Floats]) -> Ints:
     """For memories 0..n-1 with `counts` (n x words) and `around`: how many of the query's
     words each one holds with its thread (itself or a neighbour that lends it words)."""
-    has = counts > 0
     mine, theirs, _ = around  # every triple lends (its weight is above 0)
-    if len(mine):
-        lent = np.zeros_like(has)
-        np.logical_or.at(lent, mine, has[theirs])
-        has |= lent
-    return has.sum(axis=1)  # type: ignore[no-any-return]
+    has = counts > 0
+    found = has | (lent(has[theirs].astype(np.float64), mine, len(counts)) > 0)
+    return found.sum(axis=1)  # type: ignore[no-any-return]
+
+
+def lent(values: Floats, mine: Ints, n: int) -> Floats:
+    """The sum of `values` (one row per triple) for each of memories 0..n-1 by `mine`:
+    np.add.at, column by column through np.bincount (many times faster)."""
+    if values.ndim == 1:
+        return np.bincount(mine, weights=values, minlength=n).astype(np.float64)
+    out = np.zeros((n, values.shape[1]))
+    for column in range(values.shape[1]):
+        out[:, column] = np.bincount(mine, weights=values[:, column], minlength=n)
+    return out
 
 
 def saturated(tf: Floats, length: Floats, idf: Floats, typical: float) -> Floats:

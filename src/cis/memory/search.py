@@ -173,7 +173,9 @@ class Searcher:
         return WordSignals(
             own={r: v for r, v in zip(rids, own.tolist(), strict=True) if v > 0},
             words={r: v for r, v in zip(rids, with_thread.tolist(), strict=True) if v > 0},
-            held=dict(zip(rids, held(counts, found.around).tolist(), strict=True)),
+            held={}  # only weak words ask how many of the query's words a memory holds
+            if trusted
+            else dict(zip(rids, held(counts, found.around).tolist(), strict=True)),
             trusted=trusted,
         )
 
