@@ -26,7 +26,7 @@ CATEGORIES: tuple[str, ...] = (
 SCOPE_KINDS: tuple[str, ...] = ("project", "agent", "session")
 
 
-class Memory(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class Memory(msgspec.Struct, frozen=True, kw_only=True):
     """One stored memory, as the API returns it. Times are epoch milliseconds (UTC).
 
     `origin` is the DID of the node that made its latest change and `hlc` that change's

@@ -31,7 +31,7 @@ from .freshness import Freshness
 from .rows import STATE_COLUMNS, clocks, encode, to_memory, to_state
 
 
-class Change(msgspec.Struct, kw_only=True, gc=False):
+class Change(msgspec.Struct, kw_only=True):
     """A memory's new state; with the vector of its text if the caller supplied one,
     and the version a new row starts at (an import keeps the exported one). `fresh`:
     its id was just made here, so nothing is stored under it yet. `replace`: the stored
@@ -48,7 +48,7 @@ class Change(msgspec.Struct, kw_only=True, gc=False):
     replace: bool = False
 
 
-class Applied(msgspec.Struct, frozen=True, gc=False):
+class Applied(msgspec.Struct, frozen=True):
     """A memory before and after a change (before is None for a new one)."""
 
     before: Memory | None

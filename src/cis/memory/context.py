@@ -75,7 +75,7 @@ class Threads(msgspec.Struct, frozen=True):
         return [self.rids[int(j)] for j in theirs[mine == at]]
 
 
-class Run(msgspec.Struct, frozen=True, gc=False):
+class Run(msgspec.Struct, frozen=True):
     """The memories around one (itself among them) in its thread's order, their times,
     whether the thread is explicit, and the cosine of each member with the next (0 where
     one has no vector yet; unused in an explicit thread). Packed arrays: a Known full of

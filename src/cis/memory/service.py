@@ -51,7 +51,7 @@ from .search import Searcher
 from .transfer import Records, export_lines, raise_errors, read_import
 
 
-class NewMemory(msgspec.Struct, kw_only=True, gc=False):
+class NewMemory(msgspec.Struct, kw_only=True):
     """A validated memory about to be written (`stamp` and `origin`, if an import gave
     them, are the clock and writer its fields keep)."""
 

@@ -33,7 +33,7 @@ _SORTED = sorted(_DEFAULTS)
 _canonical = msgspec.msgpack.Encoder(order="deterministic")
 
 
-class Register(msgspec.Struct, frozen=True, array_like=True, gc=False):
+class Register(msgspec.Struct, frozen=True, array_like=True):
     hlc: int
     origin: str
     value: Any
@@ -44,7 +44,7 @@ class Register(msgspec.Struct, frozen=True, array_like=True, gc=False):
         return self.hlc, self.origin, _canonical.encode(self.value)
 
 
-class Tag(msgspec.Struct, frozen=True, array_like=True, order=True, gc=False):
+class Tag(msgspec.Struct, frozen=True, array_like=True, order=True):
     """One add of a tag; `position` keeps the order of the tags one change gave."""
 
     hlc: int
@@ -53,7 +53,7 @@ class Tag(msgspec.Struct, frozen=True, array_like=True, order=True, gc=False):
     name: str
 
 
-class State(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class State(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     scope: str
     key: str | None
