@@ -64,11 +64,14 @@ def main() -> None:
         for name, module in PARAMETERS.items():
             value = getattr(module, name)
             moved[name] = {"value": value}
-            steps = (-1, 1) if isinstance(value, int) else (0.8, 1.2)
-            for step in steps:
-                setattr(module, name, value + step if isinstance(value, int) else value * step)
+            steps = (
+                {"-1": value - 1, "+1": value + 1}
+                if isinstance(value, int)
+                else {"x0.8": value * 0.8, "x1.2": value * 1.2}
+            )
+            for key, step in steps.items():
+                setattr(module, name, step)
                 try:
-                    key = f"{step:+d}" if isinstance(value, int) else f"x{step}"
                     moved[name][key] = _figures(locomo, questions, sets)
                 finally:
                     setattr(module, name, value)
