@@ -25,6 +25,7 @@ PARAMETERS = {
     "TIME": hybrid,
     "WEAK_HELD": hybrid,  # a count of words: moved by one either way, not by 20%
     "WIDE": fields,
+    "MIN_WEIGHT": fields,
     "EXPLICIT": context,
 }
 

@@ -10,12 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cis import Node
-from cis.index.fields import bm25f, held, pairs
+from cis.index.fields import MIN_WEIGHT, bm25f, distance_weight, held, pairs
 from cis.index.filters import Filters
 from cis.index.hybrid import fuse, single
 from cis.index.text import _counted, idf, match_query, node_terms, query_words, stems
 from cis.index.timecue import Named
-from cis.memory.context import threads
+from cis.memory.context import _taking_part, threads
 
 
 def test_stopwords_are_dropped_unless_nothing_is_left() -> None:
@@ -244,14 +244,42 @@ def test_thread_words_are_bounded_and_only_add_from_coherent_neighbours(
     around = pairs(runs, np.array(times), np.array(links[:n]), 30 * 60 * 1000, np.full(n, timed))
     own, with_thread = bm25f(idf, float(idf.sum()), tf, lengths, around)
     assert ((own >= 0) & (own <= 1)).all() and ((with_thread >= 0) & (with_thread <= 1)).all()
-    assert (around[2] > 0).all()  # incoherent or distant neighbours lend nothing
+    assert (around[2] > MIN_WEIGHT).all()  # incoherent or distant neighbours lend nothing
     assert (runs[around[0]] == runs[around[1]]).all()  # nor do other runs' memories
     alone = bm25f(idf, float(idf.sum()), tf, lengths, tuple(a[:0] for a in around))  # type: ignore[arg-type]
     assert np.allclose(alone[0], alone[1]) and np.allclose(alone[0], own)
     if (timed and gap_ms > 30 * 60 * 1000) or all(c <= 0 for c in links[: n - 1]):
         assert len(around[0]) == 0  # an explicit thread (not timed) spans any time
-    elif not timed and n >= 2 and links[0] > 0:
+    elif not timed and n >= 2 and links[0] * distance_weight(1) > MIN_WEIGHT:
         assert len(around[0]) > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(1, 30),
+    triples=st.lists(st.tuples(st.integers(0, 29), st.integers(0, 29)), max_size=40),
+    hits=st.sets(st.integers(0, 29), max_size=10),
+)
+def test_only_the_memories_taking_part_stay_in_a_thread(
+    n: int, triples: list[tuple[int, int]], hits: set[int]
+) -> None:
+    members = [100 + 7 * k for k in range(n)]
+    kept = [(a, b) for a, b in triples if a < n and b < n]
+    around = (
+        np.array([a for a, _ in kept], dtype=np.int64),
+        np.array([b for _, b in kept], dtype=np.int64),
+        np.arange(1, len(kept) + 1, dtype=np.float64),
+    )
+    hit_rids = {members[h] for h in hits if h < n}
+    found = _taking_part(members, hit_rids, around)
+    lending = {members[a] for a, _ in kept} | {members[b] for _, b in kept}
+    assert set(found.rids) == hit_rids | lending
+    assert found.rids == sorted(found.rids)  # the thread's order is kept
+    mine, theirs, weight = found.around
+    assert [(found.rids[a], found.rids[b]) for a, b in zip(mine, theirs, strict=True)] == [
+        (members[a], members[b]) for a, b in kept
+    ]
+    assert weight.tolist() == around[2].tolist()
 
 
 def test_a_word_count_above_the_total_is_no_domain_error() -> None:

@@ -176,7 +176,21 @@ def threads(
         WINDOW_MS,
         ~named,
     )
-    return Threads(members, around)
+    return _taking_part(members, set(wanted), around)
+
+
+def _taking_part(members: list[int], hits: set[int], around: tuple[Ints, Ints, Floats]) -> Threads:
+    """The threads of only the memories that take part: the hits, and those that lend
+    or are lent words (any other one has no score, and no length that matters)."""
+    mine, theirs, weight = around
+    part = np.fromiter(map(hits.__contains__, members), bool, len(members))
+    part[mine] = True
+    part[theirs] = True
+    if part.all():
+        return Threads(members, around)
+    at = np.cumsum(part) - 1  # each member's position among those taking part
+    kept = [m for m, taking in zip(members, part.tolist(), strict=True) if taking]
+    return Threads(kept, (at[mine], at[theirs], weight))
 
 
 def lengths(
