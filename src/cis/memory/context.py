@@ -181,7 +181,8 @@ def threads(
 
 def _taking_part(members: list[int], hits: set[int], around: tuple[Ints, Ints, Floats]) -> Threads:
     """The threads of only the memories that take part: the hits, and those that lend
-    or are lent words (any other one has no score, and no length that matters)."""
+    or are lent words. Any other one has no score; left out, its length is not read and
+    does not count in the typical length BM25F scores against."""
     mine, theirs, weight = around
     part = np.fromiter(map(hits.__contains__, members), bool, len(members))
     part[mine] = True
