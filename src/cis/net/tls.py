@@ -43,11 +43,18 @@ def certificate(identity: Identity) -> x509.Certificate:
 
 
 def server_context(identity: Identity, workdir: Path) -> ssl.SSLContext:
-    """TLS 1.3 only, presenting this node's certificate. Python's ssl loads a key only
-    from a file: it is written encrypted under a one-time password that never leaves
-    memory, to a 0600 file that is removed before this returns."""
+    """TLS 1.3 only, presenting this node's certificate, with no session tickets.
+    Python's ssl loads a key only from a file: it is written encrypted under a one-time
+    password that never leaves memory, to a 0600 file that is removed before this
+    returns."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_3
+    # No session tickets: a TLS 1.3 ticket arrives after the handshake, while the
+    # client's reader thread (websockets) reads it and its other thread sends the
+    # upgrade request on the same SSL object. About 1 in 800 such requests was lost
+    # on 2 busy cores and the open timed out (0 in 12,000 without tickets). No
+    # client resumes a session here: each connection makes a new context.
+    context.num_tickets = 0
     password = os.urandom(32).hex().encode()
     cert = certificate(identity).public_bytes(Encoding.PEM)
     key = identity.private_key().private_bytes(
