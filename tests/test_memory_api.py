@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -101,6 +102,18 @@ def test_identical_text_is_embedded_once(node: Node) -> None:
     assert node.memory.indexer.embedded == 1
     assert node.memory.indexer.reused == 2
     assert node.status().vectors == 3
+
+
+def test_written_memories_are_left_out_of_the_cycle_collector(node: Node) -> None:
+    """A bulk add makes thousands of these; tracked, each full collection walked them."""
+    nested = {"source": "wiki", "n": [1, {"deep": [2.5, None]}]}
+    added = node.memory.add_many(
+        [{"text": f"fact {i} about billing", "tags": ["x"], "metadata": nested} for i in range(3)]
+    )
+    hits = node.memory.search("billing", mode="text")
+    assert hits and not any(gc.is_tracked(x) for x in [*added, *hits])
+    gc.collect()  # what they hold is intact after a collection
+    assert node.memory.get(added[0].id).metadata == nested == hits[0].memory.metadata
 
 
 def test_paraphrase_is_found_by_meaning(node: Node) -> None:

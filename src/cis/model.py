@@ -26,7 +26,8 @@ CATEGORIES: tuple[str, ...] = (
 SCOPE_KINDS: tuple[str, ...] = ("project", "agent", "session")
 
 
-class Memory(msgspec.Struct, frozen=True, kw_only=True):
+# gc=False: see cis.net.merge.Register
+class Memory(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One stored memory, as the API returns it. Times are epoch milliseconds (UTC).
 
     `origin` is the DID of the node that made its latest change and `hlc` that change's
@@ -52,7 +53,8 @@ class Memory(msgspec.Struct, frozen=True, kw_only=True):
     hlc: int = 0
 
 
-class Hit(msgspec.Struct, frozen=True, kw_only=True):
+# gc=False: see cis.net.merge.Register
+class Hit(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One search result.
 
     `score` is in (0, 1] and compares hits of one search. Why it matched: `text_score`,

@@ -31,7 +31,8 @@ from .freshness import Freshness
 from .rows import STATE_COLUMNS, clocks, encode, to_memory, to_state
 
 
-class Change(msgspec.Struct, kw_only=True):
+# gc=False: see cis.net.merge.Register
+class Change(msgspec.Struct, kw_only=True, gc=False):
     """A memory's new state; with the vector of its text if the caller supplied one,
     and the version a new row starts at (an import keeps the exported one). `fresh`:
     its id was just made here, so nothing is stored under it yet. `replace`: the stored
@@ -48,7 +49,8 @@ class Change(msgspec.Struct, kw_only=True):
     replace: bool = False
 
 
-class Applied(msgspec.Struct, frozen=True):
+# gc=False: see cis.net.merge.Register
+class Applied(msgspec.Struct, frozen=True, gc=False):
     """A memory before and after a change (before is None for a new one)."""
 
     before: Memory | None

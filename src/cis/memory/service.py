@@ -51,7 +51,8 @@ from .search import Searcher
 from .transfer import Records, export_lines, raise_errors, read_import
 
 
-class NewMemory(msgspec.Struct, kw_only=True):
+# gc=False: see cis.net.merge.Register
+class NewMemory(msgspec.Struct, kw_only=True, gc=False):
     """A validated memory about to be written (`stamp` and `origin`, if an import gave
     them, are the clock and writer its fields keep)."""
 
