@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+from pathlib import Path
 
 from cis import Node
+from cis.yielding import SWITCH_S
 
 
 def test_searches_and_writes_from_many_threads(node: Node) -> None:
@@ -45,3 +48,18 @@ def test_searches_and_writes_from_many_threads(node: Node) -> None:
     assert status.vectors == 90 and status.pending_embeddings == 0
     found = node.memory.search("harbour note", scope="agent/w1", mode="text", limit=50)
     assert len(found) == 20
+
+
+def test_a_node_with_background_threads_shares_the_interpreter(tmp_path: Path) -> None:
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        with Node.open(tmp_path / "a", background=False):
+            assert sys.getswitchinterval() == 0.005  # a short CLI call changes nothing
+        with Node.open(tmp_path / "a"):
+            assert sys.getswitchinterval() == SWITCH_S
+        sys.setswitchinterval(SWITCH_S / 2)
+        with Node.open(tmp_path / "a"):
+            assert sys.getswitchinterval() == SWITCH_S / 2  # a host's shorter one stays
+    finally:
+        sys.setswitchinterval(before)

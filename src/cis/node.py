@@ -32,6 +32,7 @@ from .store.files import DB_FILE
 from .store.schema import SCHEMA_VERSION
 from .store.snapshot import SnapshotFile
 from .store.sqlite import Database, scalar
+from .yielding import share_interpreter
 
 if TYPE_CHECKING:  # imported when first used: a CLI call that reads memory skips them
     from .dag.service import DagService
@@ -102,8 +103,10 @@ class Node:
 
         The key comes from `passphrase` (default: CIS_PASSPHRASE) or the node's key file.
         With `background` (the default) memories are embedded on a background thread as
-        they arrive; without it (short-lived CLI calls) only flush() embeds, and what is
-        left stays queued in the database for the next opener. `clock` orders this
+        they arrive, and the interpreter's switch interval goes down to 1 ms so that no
+        thread waits long beside them (cis.yielding); without it (short-lived CLI calls)
+        only flush() embeds, and what is left stays queued in the database for the next
+        opener. `clock` orders this
         node's changes (tests give one with a wall clock of their own).
         """
         data_dir = Path(path).expanduser() if path is not None else default_data_dir()
@@ -132,6 +135,8 @@ class Node:
             background=background,
         )
         index = VectorIndex(embedder.dim, config.ann_threshold, build=background)
+        if background:
+            share_interpreter()  # its threads run beside the caller's (see yielding)
         snapshot = SnapshotFile(data_dir / SNAPSHOT_FILE, key, embedder.model_id)
         clock = clock or Clock()
         try:
