@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+import time
 from pathlib import Path
 
 import apsw
@@ -13,7 +15,7 @@ from cis import KeyMismatch, Node, NotInitialized, StorageError
 from cis.config import Config
 from cis.store.crypto import KEY_FILE
 from cis.store.schema import SCHEMA_VERSION
-from cis.store.sqlite import Database
+from cis.store.sqlite import BEHIND, Database
 
 MARKER = "zanzibar-quokka-7731 secret plan"
 
@@ -172,3 +174,57 @@ def test_a_schema_12_database_with_full_clocks_opens_and_keeps_its_memories(
         changed = node.memory.set("kayak", "the kayak hangs in the shed", thread="boats")
         assert (changed.version, changed.tags, changed.thread) == (2, ("boat",), "boats")
         assert [h.memory.id for h in node.memory.search("kayak shed", mode="text")] == [kept.id]
+
+
+def _wal_database(tmp_path: Path, pages: int) -> Database:
+    return Database(tmp_path / "cis.db", os.urandom(32), Config(wal_autocheckpoint_pages=pages))
+
+
+def _fill(db: Database, transactions: int) -> list[int]:
+    """WAL sizes after each of `transactions` writes of about 21 pages."""
+    sizes = []
+    for _ in range(transactions):
+        with db.write() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS t(x)")
+            conn.executemany("INSERT INTO t VALUES (randomblob(3000))", [()] * 20)
+        sizes.append((db.path.parent / "cis.db-wal").stat().st_size)
+    return sizes
+
+
+def _copied(db: Database, count: int) -> bool:
+    """Whether the checkpoint thread ran `count` checkpoints (waiting for it)."""
+    deadline = time.monotonic() + 60
+    while db._checkpoints.copies < count and time.monotonic() < deadline:
+        time.sleep(0.01)  # the event is the thread's checkpoint
+    return db._checkpoints.copies >= count
+
+
+def test_the_wal_is_copied_back_on_a_thread_of_its_own(tmp_path: Path) -> None:
+    db = _wal_database(tmp_path, pages=8)
+    try:
+        for n in range(1, 11):
+            sizes = _fill(db, 1)  # each write passes the 8 pages: the thread copies it
+            assert _copied(db, n)
+        # each write started the WAL over: it holds about one write, not all ten
+        assert sizes[0] <= 3 * 21 * (4096 + 24)
+        with db.read() as conn:
+            assert conn.execute("SELECT count(*) FROM t").fetchall()[0][0] == 200
+    finally:
+        db.close()
+    assert not [t for t in threading.enumerate() if t.name == "cis-checkpoint"]
+
+
+def test_the_writer_copies_the_wal_back_when_the_thread_cannot(tmp_path: Path) -> None:
+    db = _wal_database(tmp_path, pages=8)
+
+    def refuse() -> apsw.Connection:
+        raise apsw.IOError("cannot open a connection")
+
+    db._checkpoints._connect = refuse  # the thread fails every time
+    try:
+        sizes = _fill(db, 40)  # about 840 pages in all
+        assert db._checkpoints.copies == 0
+        # the WAL starts over once it passed BEHIND x 8 pages: at most that and a write
+        assert max(sizes) <= (BEHIND * 8 + 2 * 21) * (4096 + 24)
+    finally:
+        db.close()

