@@ -61,24 +61,30 @@ class Checkpointer:
         self.threshold = threshold
         self.behind = False  # the WAL grew past BEHIND thresholds: the writer steps in
         self.copies = 0  # checkpoints this thread ran
+        self._seen = 0  # the WAL's pages as of the last checkpoint (0: it started over)
         self._due = threading.Event()
         self._lock = threading.Lock()
         self._closing = False
         self._thread: threading.Thread | None = None
 
     def wal_grew(self, _conn: apsw.Connection, _name: str, pages: int) -> int:
-        """The writer's WAL hook: after each commit, the pages the WAL holds."""
-        if pages >= self.threshold:
+        """The writer's WAL hook: after each commit, the pages the WAL holds. The thread
+        wakes once `threshold` pages came since its last checkpoint: woken after every
+        commit, it copied while the next one wrote, so the WAL could never start over
+        (and every add waited on its syncs: p50 0.30 -> 0.44 ms)."""
+        with self._lock:
+            if pages <= self._seen:  # a commit adds pages: fewer, the WAL started over
+                self._seen = 0
+            if pages - self._seen < self.threshold or self._closing:
+                return apsw.SQLITE_OK
+            self._seen = pages
             self.behind = pages >= BEHIND * self.threshold
-            with self._lock:
-                if self._closing:
-                    return apsw.SQLITE_OK
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._run, name="cis-checkpoint", daemon=True
-                    )
-                    self._thread.start()
-            self._due.set()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="cis-checkpoint", daemon=True
+                )
+                self._thread.start()
+        self._due.set()
         return apsw.SQLITE_OK
 
     def _run(self) -> None:
