@@ -196,6 +196,25 @@ def test_checking_many_vectors_at_once_agrees_with_one_by_one() -> None:
         assert index.check_all([*given, bad]) is None  # check() of each then names it
 
 
+def test_stored_blobs_become_unit_rows_or_none_as_check_would_judge_them() -> None:
+    index = VectorIndex(DIM)
+    rng = np.random.default_rng(5)
+    good = [rng.normal(size=DIM) * 2 for _ in range(3)]
+    blobs = [
+        good[0].astype("<f2").tobytes(),  # as stored now
+        good[1].astype("<f4").tobytes(),  # as older versions stored it
+        np.zeros(DIM, "<f2").tobytes(),
+        np.full(DIM, np.nan, "<f2").tobytes(),
+        np.full(DIM, np.inf, "<f4").tobytes(),
+        good[2].astype("<f2").tobytes()[:-2],  # one number short
+        good[2].astype("<f2").tobytes(),
+    ]
+    rows = index.units(blobs)
+    assert [r is None for r in rows] == [False, False, True, True, True, True, False]
+    for row, vector in zip([rows[0], rows[1], rows[6]], good, strict=True):
+        assert row is not None and np.allclose(row, index.check(vector), atol=2e-3)
+
+
 @given(st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60)), max_size=40))
 @settings(max_examples=60, deadline=None)
 def test_links_are_the_cosines_of_the_pairs_whose_ends_are_indexed(

@@ -73,6 +73,17 @@ def _pauser() -> Callable[[int, int], bool]:
     return pause
 
 
+def unit_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of a float32 matrix scaled to unit length, and which of them could be
+    (finite and not all zeros: a sum of squares cannot cancel, so NaN or inf in a row
+    makes its sum so)."""
+    squares = np.square(matrix, dtype=np.float64).sum(axis=1)
+    usable = np.isfinite(squares) & (squares > 0)
+    with np.errstate(all="ignore"):  # the rows that are not usable are not used
+        units: np.ndarray = matrix / np.sqrt(squares).astype(np.float32)[:, None]
+    return units, usable
+
+
 class VectorIndex:
     """Maps memory rowids to vectors; thread-safe.
 
@@ -148,11 +159,8 @@ class VectorIndex:
             return None
         if matrix.ndim != 2 or matrix.shape[1] != self.dim:
             return None
-        squares = np.square(matrix, dtype=np.float64).sum(axis=1)
-        if not (np.isfinite(squares).all() and (squares > 0).all()):
-            return None
-        units: np.ndarray = matrix / np.sqrt(squares).astype(np.float32)[:, None]
-        return units
+        units, usable = unit_rows(matrix)
+        return units if usable.all() else None
 
     def units(self, blobs: Sequence[bytes]) -> list[np.ndarray | None]:
         """Each stored blob (index/stored.py) as a unit row, or None where it is not a
@@ -162,10 +170,7 @@ class VectorIndex:
         fit, matrix = stored.decode(blobs, self.dim)
         if not fit:
             return out
-        with np.errstate(all="ignore"):
-            norms = np.linalg.norm(matrix, axis=1)
-            usable = np.isfinite(matrix).all(axis=1) & np.isfinite(norms) & (norms > 0)
-            units = matrix / norms[:, None]
+        units, usable = unit_rows(matrix)
         for row, i in enumerate(fit):
             if usable[row]:
                 out[i] = units[row]
