@@ -106,8 +106,8 @@ class Node:
         they arrive, and the interpreter's switch interval goes down to 1 ms so that no
         thread waits long beside them (cis.yielding); without it (short-lived CLI calls)
         only flush() embeds, and what is left stays queued in the database for the next
-        opener. `clock` orders this
-        node's changes (tests give one with a wall clock of their own).
+        opener. `clock` orders this node's changes (tests give one with a wall clock of
+        their own).
         """
         data_dir = Path(path).expanduser() if path is not None else default_data_dir()
         if passphrase is _FROM_ENV:

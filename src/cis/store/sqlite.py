@@ -50,6 +50,17 @@ def translate_errors(path: Path) -> Iterator[None]:
         raise StorageError(f"{path}: {exc}") from exc
 
 
+def _checkpoint(conn: apsw.Connection) -> bool:
+    """A PASSIVE checkpoint on `conn`; whether it ran (busy: another process copies;
+    a full disk: the copy is left for later, the WAL keeps every commit)."""
+    try:
+        conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+    except apsw.Error as exc:
+        log.info("WAL checkpoint left for later: %s", exc)
+        return False
+    return True
+
+
 class Checkpointer:
     """Copies the WAL back into the database on a thread of its own, so that no COMMIT
     waits for it: the writer's WAL hook only wakes it. A bulk import of 100k ran at
@@ -61,7 +72,7 @@ class Checkpointer:
         self.threshold = threshold
         self.behind = False  # the WAL grew past BEHIND thresholds: the writer steps in
         self.copies = 0  # checkpoints this thread ran
-        self._seen = 0  # the WAL's pages as of the last checkpoint (0: it started over)
+        self._seen = 0  # the WAL's pages when the thread was last woken (0: it started over)
         self._due = threading.Event()
         self._lock = threading.Lock()
         self._closing = False
@@ -96,19 +107,17 @@ class Checkpointer:
                 return
             try:
                 conn = conn or self._connect()
-                conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
-                self.copies += 1
-            except (apsw.Error, CISError) as exc:  # busy (another process copies), disk full
+            except (apsw.Error, CISError) as exc:
                 log.info("WAL checkpoint left for later: %s", exc)
+                continue
+            if _checkpoint(conn):
+                self.copies += 1
 
     def catch_up(self, writer: apsw.Connection) -> None:
         """On the writer, after its COMMIT: copy the WAL back now (it is committed; a
         failure here only leaves the copy for later)."""
         self.behind = False
-        try:
-            writer.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
-        except apsw.Error as exc:
-            log.info("WAL checkpoint left for later: %s", exc)
+        _checkpoint(writer)
 
     def close(self) -> None:
         """Stop the thread (after the checkpoint under way); its connection closes with
