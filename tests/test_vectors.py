@@ -333,3 +333,29 @@ def test_searchers_writers_and_the_mover_all_get_through() -> None:
         assert not thread.is_alive()
     assert not failures
     assert len(index) == 8000 - 8 and index.pending == 0
+
+
+def test_a_large_scan_split_over_two_threads_ranks_as_one_scan() -> None:
+    """From SPLIT_ROWS rows on, half the blocks are scanned on a helper thread; the
+    ranking, filtered or not, is the one a single matrix product gives."""
+    import threading
+
+    from cis.index import exact
+
+    n = exact.SPLIT_ROWS + 3 * exact.BLOCK + 123  # a last block only partly filled
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(n, 8)).astype(np.float32)
+    rids = rng.permutation(np.arange(1, 3 * n))[:n]
+    rows = exact.ExactRows(8)
+    rows.put(rids, vectors)
+    query = rng.normal(size=8).astype(np.float32)
+    sims = vectors @ query
+    allowed = np.sort(rids[::3])
+    for keep in (None, allowed):
+        mask = np.ones(n, bool) if keep is None else np.isin(rids, keep)
+        order = np.argsort(-sims[mask], kind="stable")[:25]
+        found = rows.best(query, 25, keep)
+        assert [r for r, _ in found] == rids[mask][order].tolist()
+        assert [s for _, s in found] == pytest.approx(sims[mask][order].tolist(), rel=1e-5)
+    if exact._cores() > 1:
+        assert any(t.name.startswith("cis-scan") for t in threading.enumerate())

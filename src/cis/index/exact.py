@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 BLOCK = 4096  # rows per block of the exact part
+# from this many rows on, a scan's second half runs on a helper thread: numpy lets go of
+# the interpreter while it multiplies, so the halves run on two cores (100k rows here:
+# 9.9 -> 5.6 ms; 16k: 0.78 -> 0.52 ms; BLAS is kept to one thread, see the README)
+SPLIT_ROWS = 16_384
+_helper: ThreadPoolExecutor | None = None
+_helper_lock = threading.Lock()
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _scan_helper() -> ThreadPoolExecutor | None:
+    """The one thread that scans second halves; None on a single core."""
+    global _helper
+    with _helper_lock:
+        if _helper is None and _cores() > 1:
+            _helper = ThreadPoolExecutor(1, thread_name_prefix="cis-scan")
+        return _helper
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -141,12 +167,24 @@ class ExactRows:
             return []
         rids = self.rids[:n]
         keep = None if allowed is None else members(rids, allowed)
-        sims = []
-        for block, lo in enumerate(range(0, n, BLOCK)):
-            rows = self.blocks[block][: min(BLOCK, n - lo)]
-            if keep is not None:
-                rows = rows[keep[lo : lo + BLOCK]]
-            sims.append(rows @ query)
+        starts = list(range(0, n, BLOCK))
+
+        def scan(part: list[int]) -> list[np.ndarray]:
+            sims = []
+            for lo in part:
+                rows = self.blocks[lo // BLOCK][: min(BLOCK, n - lo)]
+                if keep is not None:
+                    rows = rows[keep[lo : lo + BLOCK]]
+                sims.append(rows @ query)
+            return sims
+
+        helper = _scan_helper() if n >= SPLIT_ROWS else None
+        if helper is None:
+            sims = scan(starts)
+        else:
+            half = len(starts) // 2
+            second = helper.submit(scan, starts[half:])
+            sims = scan(starts[:half]) + second.result()
         if keep is not None:
             rids = rids[keep]
         return ranked(rids, np.concatenate(sims), k)
