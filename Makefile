@@ -6,7 +6,7 @@ RUNTIME := $(VENV)/.runtime
 DEV := $(VENV)/.dev
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: install dev run test lint bench eval skills clean
+.PHONY: install dev run test lint bench eval skills query-model clean
 
 install: $(RUNTIME)
 
@@ -36,8 +36,8 @@ run: install
 	$(BIN)/cis serve
 
 lint: dev
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/ruff format --check src tests benchmarks tools
 	$(BIN)/mypy
 
 test: lint
@@ -59,6 +59,11 @@ skills: dev
 	@for src in $(SKILL_SOURCES); do \
 		$(BIN)/python -m ziglang cc --target=wasm32-wasi -Os -s -Wl,-z,stack-size=65536 \
 			$$src -o $${src%.c}.wasm || exit 1; echo "built $${src%.c}.wasm"; done
+
+# rewrite the query graph (src/cis/index/data/minilm-query.onnx) from the model wheel;
+# it is committed, and a test checks that this writes it byte for byte
+query-model: dev
+	$(BIN)/python tools/query_model.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
