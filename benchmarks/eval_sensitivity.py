@@ -1,4 +1,4 @@
-"""How much retrieval moves when each ranking parameter is moved 20% either way (a count
+"""How much retrieval moves when each ranking parameter is moved 20% either way (the count
 of words by one): LoCoMo recall@10 (overall and multi-hop) and hit@1 on the paraphrase
 and sitting sets, one JSON line. A method whose figures fall apart under that is fitted,
 not found."""
@@ -14,7 +14,7 @@ import eval_paraphrase
 from common import emit, temp_dir
 
 from cis import Node
-from cis.index import fields, hybrid
+from cis.index import centred, fields, hybrid
 from cis.memory import context
 
 DATA = Path(__file__).parent / "data"
@@ -27,7 +27,10 @@ PARAMETERS = {
     "WIDE": fields,
     "MIN_WEIGHT": fields,
     "EXPLICIT": context,
+    "NEIGHBOURHOOD": centred,  # a count of memories, but moved by 20% too
+    "SHRINK": centred,
 }
+BY_ONE = {"WEAK_HELD"}
 
 
 def _figures(
@@ -67,8 +70,8 @@ def main() -> None:
             moved[name] = {"value": value}
             steps = (
                 {"-1": value - 1, "+1": value + 1}
-                if isinstance(value, int)
-                else {"x0.8": value * 0.8, "x1.2": value * 1.2}
+                if name in BY_ONE
+                else {"x0.8": type(value)(value * 0.8), "x1.2": type(value)(value * 1.2)}
             )
             for key, step in steps.items():
                 setattr(module, name, step)

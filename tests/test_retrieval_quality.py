@@ -16,8 +16,9 @@ import eval_paraphrase  # noqa: E402
 
 def test_paraphrased_questions_find_short_facts() -> None:
     """Hybrid finds at least what meaning alone finds, at hit@1 and hit@5, on the
-    paraphrase set and on the sitting set (independent facts stored one after another),
-    and there no wrong first hit is there by its thread's words."""
+    paraphrase set (there hit@1 >= 0.92 and hit@5 >= 0.98) and on the sitting set
+    (independent facts stored one after another), and there no wrong first hit is there
+    by its thread's words."""
     result = eval_paraphrase.run()
     assert result["paraphrase"]["pass"], result["paraphrase"]
     assert result["sitting"]["pass"], result["sitting"]

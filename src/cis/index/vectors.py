@@ -371,13 +371,10 @@ class VectorIndex:
         both = np.concatenate([vectors, graph.reshape(len(present), self.dim)])
         return found + present.astype(np.int64).tolist(), both
 
-    def similarity(self, rids: list[int], query: np.ndarray) -> dict[int, float]:
-        """Exact cosine of `query` to each indexed rowid in `rids`."""
+    def vectors(self, rids: list[int]) -> tuple[list[int], np.ndarray]:
+        """The rowids of `rids` that are indexed, and their vectors (float32 rows)."""
         with self._first():
-            found, vectors = self._vectors(rids)
-            if not found:
-                return {}
-            return dict(zip(found, (vectors @ query).tolist(), strict=True))
+            return self._vectors(rids)
 
     def links(self, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], float]:
         """The cosine of each pair of indexed rowids (pairs with a rowid not indexed are

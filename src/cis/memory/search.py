@@ -12,6 +12,7 @@ import numpy as np
 
 from ..cache import ShardedCache
 from ..index import text as text_index
+from ..index.centred import Meaning, nearest
 from ..index.embed import Embedder, QueryBatcher
 from ..index.fields import bm25f, held
 from ..index.filters import Filters
@@ -84,6 +85,7 @@ class Searcher:
         pool = max(CANDIDATES, limit * 5)
         words: dict[int, float] = {}
         sims: dict[int, float] = {}
+        meaning: Meaning | None = None
         known = self.known.at(self.fresh.scope_token(None))  # before the snapshot begins
         with self.db.read() as conn:
             embedding = None
@@ -104,10 +106,11 @@ class Searcher:
                     qvec = embedding.result()
                     self.cache.set(cachekeys.query_vector(self.embedder.model_id, query), qvec)
                 assert qvec is not None
-                sims = dict(self.index.search(qvec, pool, allowed))
+                near, meaning = nearest(self.index, qvec, pool, allowed)
+                sims = dict(near)
             if mode == "hybrid":
-                assert qvec is not None
-                scored = self._fused(conn, query, words_found, sims, qvec, pool)
+                assert meaning is not None
+                scored = self._fused(conn, query, words_found, sims, meaning, pool)
             else:
                 scored = single(words if mode == "text" else sims, words=mode == "text")
             if len(scored) > limit:  # ties at the cut stay, so that ids break them below
@@ -185,14 +188,14 @@ class Searcher:
         query: str,
         words_found: WordSignals | None,
         sims: dict[int, float],
-        qvec: np.ndarray,
+        meaning: Meaning,
         pool: int,
     ) -> list[Scored]:
         found = words_found or NO_WORDS
         words = found.words
         best_words = sorted(words, key=lambda r: (-words[r], r))[:pool]
         candidates = list(dict.fromkeys([*best_words, *sims]))
-        sims = {**sims, **self.index.similarity([r for r in candidates if r not in sims], qvec)}
+        sims = {**sims, **meaning.of([r for r in candidates if r not in sims])}
         named = Named(query)
         timely: frozenset[int] = frozenset()
         if named:
