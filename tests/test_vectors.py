@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -360,3 +364,48 @@ def test_a_large_scan_split_over_two_threads_ranks_as_one_scan() -> None:
         assert [s for _, s in found] == pytest.approx(sims[mask][order].tolist(), rel=1e-5)
     if exact._cores() > 1:
         assert any(t.name.startswith("cis-scan") for t in threading.enumerate())
+
+
+class _HeldSave:
+    """A graph whose save waits until `go` is set (everything else is the graph's own)."""
+
+    def __init__(self, ann: object) -> None:
+        self.ann = ann
+        self.saving = threading.Event()
+        self.go = threading.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.ann, name)
+
+    def __len__(self) -> int:
+        return len(self.ann)  # type: ignore[arg-type]
+
+    def save(self, **kwargs: object) -> object:
+        self.saving.set()
+        assert self.go.wait(60)
+        return self.ann.save(**kwargs)  # type: ignore[attr-defined]
+
+
+def test_searches_go_on_while_the_graph_is_saved_and_edits_wait() -> None:
+    rng = np.random.default_rng(11)
+    index = VectorIndex(DIM, ann_threshold=100)
+    data = _unit(rng, 300)
+    index.upsert(np.arange(1, 301), data)
+    assert index.wait_built(60) and index.uses_ann
+    held = _HeldSave(index._ann)
+    index._ann = held
+    with ThreadPoolExecutor(3) as pool:
+        try:
+            saved = pool.submit(index.snapshot)
+            assert held.saving.wait(60)
+            found = pool.submit(index.search, data[4], 1)
+            assert found.result(timeout=30)[0][0] == 5  # it did not wait for the save
+            edit = pool.submit(index.upsert, np.array([301]), _unit(rng, 1))
+            with pytest.raises(FuturesTimeout):
+                edit.result(timeout=0.2)  # it waits for the save, as it must
+            assert len(index) == 300
+        finally:
+            held.go.set()
+        assert saved.result(60) is not None
+        edit.result(60)
+    assert len(index) == 301

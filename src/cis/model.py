@@ -61,7 +61,8 @@ class Hit(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     how much of the query's words the memory holds (BM25 over the query's full score, in
     [0, 1]); `context_score`, the same with the words of its thread (the memories around
     it in its scope, close in time, as far as they are coherent; BM25F); `vector_score`,
-    the cosine of query and memory clipped to [0, 1]; `time_score`, 1 when its time is in
+    the cosine of query and memory taken from the centre of the query's neighbourhood
+    (cis.index.centred), clipped to [0, 1]; `time_score`, 1 when its time is in
     a month or year the query names. Each is None where that signal did not reach it.
     """
 

@@ -3,7 +3,8 @@
 The signals of a candidate (cis.memory.search gathers them):
 - words: how much of the query its words and its thread's hold (BM25F over the query's
   full score, in [0, 1]; cis.index.fields);
-- meaning: the cosine of query and memory;
+- meaning: the cosine of query and memory, from the centre of the query's neighbourhood
+  (cis.index.centred);
 - time: whether its time falls in a month or year the query names.
 
 Words and meaning are standardised over the candidate pool (z-scores: each signal's
