@@ -38,7 +38,7 @@ def test_what_every_memory_shares_counts_for_nothing() -> None:
         mean = data.mean(0)
         query = _unit((mean + 0.3 * (data[41] - mean))[None])[0]
         plain += index.search(query, 1)[0][0] == 42
-        found += nearest(index, query, 1)[0][0][0] == 42
+        found += nearest(index, query, 10)[0][0][0] == 42
     assert plain <= 8 and found >= 16
 
 

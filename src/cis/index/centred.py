@@ -58,9 +58,12 @@ class Meaning:
 def nearest(
     index: VectorIndex, query: np.ndarray, k: int, allowed: np.ndarray | None = None
 ) -> tuple[list[tuple[int, float]], Meaning]:
-    """The k memories nearest to `query` (unit length) by centred cosine, best first (ties
-    by rowid), among `allowed` (rowids sorted ascending) if given; and the measure, for
-    more candidates of the same search."""
+    """The k memories nearest to `query` (unit length), among `allowed` (rowids sorted
+    ascending) if given, scored by centred cosine, best first (ties by rowid); and the
+    measure, for more candidates of the same search. The k are the nearest by plain
+    cosine, reordered: the centring measures what the nearest hold, it does not reach
+    past them into the tail, where the plain cosines are close and an approximate graph
+    and an exact scan disagree on which memories are there."""
     near = index.search(query, max(k, NEIGHBOURHOOD), allowed)
     found, vectors = index.vectors([rid for rid, _ in near])
     centre = np.zeros_like(query)
@@ -70,8 +73,10 @@ def nearest(
         total = vectors[close].sum(axis=0, dtype=np.float64)
         centre = (total / (len(close) + SHRINK)).astype(np.float32)
     meaning = Meaning(index, query, centre)
-    if not found:
+    picked = [row[rid] for rid, _ in near[:k] if rid in row] if found else []
+    if not picked:
         return [], meaning
-    scored = list(zip(found, meaning.scores(vectors).tolist(), strict=True))
+    scores = meaning.scores(vectors[picked]).tolist()
+    scored = [(found[i], score) for i, score in zip(picked, scores, strict=True)]
     scored.sort(key=lambda pair: (-pair[1], pair[0]))
-    return scored[:k], meaning
+    return scored, meaning
