@@ -64,8 +64,7 @@ def nearest(
     cosine, reordered: the centring measures what the nearest hold, it does not reach
     past them into the tail, where the plain cosines are close and an approximate graph
     and an exact scan disagree on which memories are there."""
-    near = index.search(query, max(k, NEIGHBOURHOOD), allowed)
-    found, vectors = index.vectors([rid for rid, _ in near])
+    near, found, vectors = index.search_with_vectors(query, max(k, NEIGHBOURHOOD), allowed)
     centre = np.zeros_like(query)
     if found:
         row = {rid: i for i, rid in enumerate(found)}

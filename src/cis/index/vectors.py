@@ -415,22 +415,37 @@ class VectorIndex:
         """The k nearest rowids to `query` (unit length), restricted to `allowed` (rowids
         sorted ascending) if given."""
         with self._first():
-            if len(self) == 0 or k <= 0:
-                return []
-            graph = self._ann is not None and len(self._ann) > 0
-            if graph and allowed is not None and len(allowed) <= GATHER_MAX:
+            return self._search(query, k, allowed)
+
+    def search_with_vectors(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[list[tuple[int, float]], list[int], np.ndarray]:
+        """search(), and vectors() of what it found, in one hold of the index (so the
+        mover takes no slice of the graph's build between the two)."""
+        with self._first():
+            near = self._search(query, k, allowed)
+            found, vectors = self._vectors([rid for rid, _ in near])
+        return near, found, vectors
+
+    def _search(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> list[tuple[int, float]]:
+        if len(self) == 0 or k <= 0:
+            return []
+        graph = self._ann is not None and len(self._ann) > 0
+        if graph and allowed is not None and len(allowed) <= GATHER_MAX:
+            return self._gathered(query, k, allowed)
+        found = self._fresh.best(query, k, allowed)
+        if graph and allowed is None:
+            found += self._ann_search(query, k)
+        elif graph:
+            assert allowed is not None
+            more = self._ann_filtered(query, k, allowed)
+            if more is None:
                 return self._gathered(query, k, allowed)
-            found = self._fresh.best(query, k, allowed)
-            if graph and allowed is None:
-                found += self._ann_search(query, k)
-            elif graph:
-                assert allowed is not None
-                more = self._ann_filtered(query, k, allowed)
-                if more is None:
-                    return self._gathered(query, k, allowed)
-                found += more
-            found.sort(key=lambda pair: (-pair[1], pair[0]))
-            return found[:k]
+            found += more
+        found.sort(key=lambda pair: (-pair[1], pair[0]))
+        return found[:k]
 
     def _gathered(self, query: np.ndarray, k: int, allowed: np.ndarray) -> list[tuple[int, float]]:
         """Exact: the vectors of every allowed rowid, scanned."""
