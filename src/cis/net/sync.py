@@ -234,12 +234,7 @@ class Session:
         sent: dict[str, int] = {}
         quiet_since = time.monotonic()
         while not self.stop.is_set():
-            standing = self.network.standing(self.peer)
-            if not standing.allowed:
-                ws.send(wire.encode(wire.Bye("this node no longer syncs with you")))
-                raise SyncRefused(f"{self.peer} was removed")
-            if standing.held != self.held:  # what each side holds of the other changed
-                ws.send(wire.encode(wire.Bye("trust changed: connect again")))
+            if not self._trusted_as_before():
                 return self.report
             if self.superseded is not None and self.superseded():
                 ws.send(wire.encode(wire.Bye("your session with this node serves instead")))
@@ -268,12 +263,26 @@ class Session:
                 theirs = message.vector
                 self._forks(message)
             elif isinstance(message, wire.Ops):
+                if not self._trusted_as_before():  # a frame that came after a removal
+                    return self.report
                 self._take(message)
             elif isinstance(message, wire.Bye):
                 return self.report
             else:
                 raise SyncRefused(f"{type(message).__name__} in the middle of a session")
         return self.report
+
+    def _trusted_as_before(self) -> bool:
+        """Whether the session goes on as it began; False (the peer told) once what each
+        side holds of the other changed; SyncRefused (the peer told) once it was removed."""
+        standing = self.network.standing(self.peer)
+        if not standing.allowed:
+            self.ws.send(wire.encode(wire.Bye("this node no longer syncs with you")))
+            raise SyncRefused(f"{self.peer} was removed")
+        if standing.held != self.held:
+            self.ws.send(wire.encode(wire.Bye("trust changed: connect again")))
+            return False
+        return True
 
     def _tell(self) -> None:
         """Send a Have: what this node holds, with the hashes of its chains' ends."""
