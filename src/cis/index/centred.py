@@ -64,18 +64,11 @@ def nearest(
     cosine, reordered: the centring measures what the nearest hold, it does not reach
     past them into the tail, where the plain cosines are close and an approximate graph
     and an exact scan disagree on which memories are there."""
-    near, found, vectors = index.search_with_vectors(query, max(k, NEIGHBOURHOOD), allowed)
-    centre = np.zeros_like(query)
-    if found:
-        row = {rid: i for i, rid in enumerate(found)}
-        close = [row[rid] for rid, _ in near[:NEIGHBOURHOOD] if rid in row]
-        total = vectors[close].sum(axis=0, dtype=np.float64)
-        centre = (total / (len(close) + SHRINK)).astype(np.float32)
+    near, vectors = index.search_with_vectors(query, max(k, NEIGHBOURHOOD), allowed)
+    total = vectors[:NEIGHBOURHOOD].sum(axis=0, dtype=np.float64)
+    centre = (total / (min(len(near), NEIGHBOURHOOD) + SHRINK)).astype(np.float32)
     meaning = Meaning(index, query, centre)
-    picked = [row[rid] for rid, _ in near[:k] if rid in row] if found else []
-    if not picked:
-        return [], meaning
-    scores = meaning.scores(vectors[picked]).tolist()
-    scored = [(found[i], score) for i, score in zip(picked, scores, strict=True)]
+    scores = meaning.scores(vectors[:k]).tolist()
+    scored = [(rid, score) for (rid, _), score in zip(near[:k], scores, strict=True)]
     scored.sort(key=lambda pair: (-pair[1], pair[0]))
     return scored, meaning

@@ -419,13 +419,15 @@ class VectorIndex:
 
     def search_with_vectors(
         self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
-    ) -> tuple[list[tuple[int, float]], list[int], np.ndarray]:
-        """search(), and vectors() of what it found, in one hold of the index (so the
-        mover takes no slice of the graph's build between the two)."""
+    ) -> tuple[list[tuple[int, float]], np.ndarray]:
+        """search(), with the vector of each hit (row i that of hit i), in one hold of the
+        index (so the mover takes no slice of the graph's build between the two)."""
         with self._first():
             near = self._search(query, k, allowed)
             found, vectors = self._vectors([rid for rid, _ in near])
-        return near, found, vectors
+        row = {rid: i for i, rid in enumerate(found)}
+        kept = [hit for hit in near if hit[0] in row]
+        return kept, vectors[np.asarray([row[rid] for rid, _ in kept], dtype=np.intp)]
 
     def _search(
         self, query: np.ndarray, k: int, allowed: np.ndarray | None
