@@ -19,7 +19,7 @@ from ..errors import InvalidInput, NotFound, SyncRefused
 from ..net import oplog
 from ..store.sqlite import Database, scalar
 from .apply import Writer
-from .receive import Received, group, verified
+from .receive import Gate, Received, group, verified
 
 MAX_HELD_BYTES = 64 * 1024 * 1024  # all held op bodies together; past it a sender is refused
 PREVIEW_CHARS = 120
@@ -51,13 +51,17 @@ def hold(
     max_text_bytes: int,
     denied: Callable[[str], bool],
     vectors: Sequence[SharedVector],
+    gate: Gate | None = None,
 ) -> Received:
     """Verify a held sender's ops and keep them apart; each origin's are held or
-    refused whole (denied, rejected here before, broken, or the quarantine full)."""
+    refused whole (denied, rejected here before, broken, or the quarantine full).
+    `gate` runs first inside the write, as in receive."""
     by_origin = group(signed)
     refused: dict[str, str] = {}
     held = 0
     with writer.db.write() as conn:
+        if gate is not None:
+            gate(conn)
         _purge(conn)
         last = int(scalar(conn, "SELECT value FROM meta WHERE name = 'hlc'"))
         used = int(scalar(conn, "SELECT coalesce(sum(length(ops)), 0) FROM held"))

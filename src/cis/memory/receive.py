@@ -19,6 +19,7 @@ from . import validate as check
 from .apply import Change, Writer, stored_states
 from .rows import encode, to_state
 
+Gate = Callable[[apsw.Connection], None]  # raises unless the sender may still send
 MAX_TAG_ADDS = 4096  # adds and removals of tags one memory's state may carry
 MAX_DID_CHARS = 64
 
@@ -116,13 +117,17 @@ def receive(
     max_text_bytes: int,
     denied: Callable[[str], bool] | None = None,
     vectors: Vectors | None = None,
+    gate: Gate | None = None,
 ) -> Received:
     """Verify and apply a peer's ops. Each origin's ops are taken or refused whole; the
     ops of an origin `denied` names are refused, whoever passes them on. `vectors` are
-    the peer's of the memories' texts, used where that text wins (no embedding again)."""
+    the peer's of the memories' texts, used where that text wins (no embedding again).
+    `gate` runs first inside the write; what it raises ends the call, nothing written."""
     by_origin = group(signed)
     refused: dict[str, str] = {}
     with writer.db.write() as conn:
+        if gate is not None:
+            gate(conn)
         last = int(scalar(conn, "SELECT value FROM meta WHERE name = 'hlc'"))
         taken: list[tuple[oplog.Op, bytes | None]] = []
         for origin, ops in by_origin.items():

@@ -45,7 +45,7 @@ from . import validate as check
 from .apply import Change, Writer, stored_state, stored_states
 from .freshness import Freshness
 from .quarantine import HeldBatch, SharedVector
-from .receive import Received, receive
+from .receive import Gate, Received, receive
 from .rows import COLUMNS, STATE_COLUMNS, to_history, to_memory, to_state
 from .search import Searcher
 from .transfer import Records, export_lines, raise_errors, read_import
@@ -392,6 +392,7 @@ class MemoryService:
         signed: Sequence[Signed],
         denied: Callable[[str], bool] | None = None,
         vectors: Sequence[SharedVector] = (),
+        gate: Gate | None = None,
     ) -> Received:
         """Verify a peer's ops and merge them in (see memory/receive.py); the peer's
         vectors of their texts serve when they are of this node's model (or the caller's
@@ -404,7 +405,7 @@ class MemoryService:
             )
             if unit is not None  # else this node embeds the text itself
         }
-        return receive(self.writer, signed, self.config.max_text_bytes, denied, usable)
+        return receive(self.writer, signed, self.config.max_text_bytes, denied, usable, gate)
 
     def hold(
         self,
@@ -412,10 +413,11 @@ class MemoryService:
         sender: str,
         denied: Callable[[str], bool],
         vectors: Sequence[SharedVector] = (),
+        gate: Gate | None = None,
     ) -> Received:
         """Verify the ops of a sender in quarantine and hold them, unapplied."""
         return quarantine.hold(
-            self.writer, signed, sender, self.config.max_text_bytes, denied, vectors
+            self.writer, signed, sender, self.config.max_text_bytes, denied, vectors, gate
         )
 
     def held(self) -> builtins.list[HeldBatch]:

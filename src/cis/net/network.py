@@ -89,6 +89,19 @@ def _mode(conn: apsw.Connection) -> str:
     return str(found[0][0]) if found else "whitelist"
 
 
+def standing_in(conn: apsw.Connection, did: str) -> Standing:
+    """`did`'s standing as `conn` sees it (inside a write: as the write commits)."""
+    current, said = _mode(conn), verdict(conn, did)
+    peer = bool(conn.execute("SELECT 1 FROM peers WHERE did = ?", (did,)).fetchall())
+    if current == "solitary" or said == "deny":
+        return Standing(False, False)
+    if said == "quarantine":
+        return Standing(True, True)
+    trusted = peer or said == "allow"
+    held = not trusted and current == "quarantine"
+    return Standing(trusted or current == "open" or held, held)
+
+
 class Network:
     def __init__(self, db: Database, memory: MemoryService):
         self.db = db
@@ -97,15 +110,7 @@ class Network:
     def standing(self, did: str) -> Standing:
         """Whether `did` may sync with this node now, and whether it is held."""
         with self.db.read() as conn:
-            current, said = _mode(conn), verdict(conn, did)
-            peer = bool(conn.execute("SELECT 1 FROM peers WHERE did = ?", (did,)).fetchall())
-        if current == "solitary" or said == "deny":
-            return Standing(False, False)
-        if said == "quarantine":
-            return Standing(True, True)
-        trusted = peer or said == "allow"
-        held = not trusted and current == "quarantine"
-        return Standing(trusted or current == "open" or held, held)
+            return standing_in(conn, did)
 
     def allowed(self, did: str) -> bool:
         """Whether `did` may sync with this node now."""

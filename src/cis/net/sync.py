@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+import apsw
 import msgspec
 from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.frames import CloseCode
@@ -26,13 +27,17 @@ from ..errors import NetworkError, SyncRefused
 from ..memory.service import MemoryService
 from . import handshake, oplog, tls, wire
 from .identity import Identity
-from .network import Network
+from .network import Network, Standing, standing_in
 from .peers import Peer, Peers, split_address
 
 POLL_S = 0.25  # how often a session looks for new local ops and for its peer's removal
 IDLE_S = 2.0  # a one-shot session with nothing moving for this long is done
 HANDSHAKE_S = 10.0
 SEEN_EVERY_S = 5.0  # a session in progress writes the peer's last_seen this often
+
+
+class _StandingChanged(Exception):
+    """The peer's standing changed while a frame of its ops was being taken."""
 
 
 class SyncReport(msgspec.Struct, kw_only=True):
@@ -263,9 +268,8 @@ class Session:
                 theirs = message.vector
                 self._forks(message)
             elif isinstance(message, wire.Ops):
-                if not self._trusted_as_before():  # a frame that came after a removal
+                if not self._take(message):
                     return self.report
-                self._take(message)
             elif isinstance(message, wire.Bye):
                 return self.report
             else:
@@ -283,6 +287,13 @@ class Session:
             self.ws.send(wire.encode(wire.Bye("trust changed: connect again")))
             return False
         return True
+
+    def _still_as_before(self, conn: apsw.Connection) -> None:
+        """Inside the write that takes a frame: _StandingChanged unless the peer's
+        standing is the one the session began with (so a frame that comes after a
+        removal is never applied, however close the two)."""
+        if standing_in(conn, self.peer) != Standing(True, self.held):
+            raise _StandingChanged
 
     def _tell(self) -> None:
         """Send a Have: what this node holds, with the hashes of its chains' ends."""
@@ -317,13 +328,21 @@ class Session:
         self.report.sent += len(ops)
         return True
 
-    def _take(self, message: wire.Ops) -> None:
-        network = self.network
+    def _take(self, message: wire.Ops) -> bool:
+        """Apply (or hold) a frame of ops and answer with a Have; False (the peer told)
+        if the peer's standing changed, the frame not taken."""
+        network, gate = self.network, self._still_as_before
         try:
             if self.held:
-                received = self.memory.hold(message.ops, self.peer, network.denied, message.vectors)
+                received = self.memory.hold(
+                    message.ops, self.peer, network.denied, message.vectors, gate
+                )
             else:
-                received = self.memory.receive(message.ops, network.denied, message.vectors)
+                received = self.memory.receive(message.ops, network.denied, message.vectors, gate)
+        except _StandingChanged:
+            if self._trusted_as_before():  # changed and back again: end all the same
+                self.ws.send(wire.encode(wire.Bye("trust changed: connect again")))
+            return False
         except SyncRefused as exc:
             received = None
             self.report.refused[self.peer] = str(exc)
@@ -338,6 +357,7 @@ class Session:
                 self.report.refused[origin] = why
                 network.audit(self.peer, "ops-refused", f"ops of {origin}: {why}")
         self._tell()
+        return True
 
 
 def sync_with(
