@@ -24,7 +24,7 @@ def test_get_set_pop_clear_and_stats() -> None:
     assert 0 < stats.hit_ratio < 1
 
 
-def test_entries_expire_after_ttl_and_go_first_on_eviction() -> None:
+def test_entries_expire_after_ttl_and_leave_room() -> None:
     cache: ShardedCache[int] = ShardedCache(capacity=2, ttl=0.05, shards=1)
     cache.set("old", 1)
     assert cache.get("old") == 1
@@ -37,6 +37,20 @@ def test_entries_expire_after_ttl_and_go_first_on_eviction() -> None:
     cache.set("b", 3)  # over capacity: the expired entry goes, not the live ones
     assert (cache.get("a"), cache.get("b")) == (2, 3)
     assert cache.stats().size == 2
+
+
+def test_an_expired_entry_gets_no_second_chance() -> None:
+    cache: ShardedCache[int] = ShardedCache(capacity=2, ttl=0.05, shards=1)
+    cache.set("old", 1)
+    assert cache.get("old") == 1  # read: a live entry would be kept once more
+    expires = time.monotonic() + 0.05
+    while time.monotonic() <= expires:  # past the TTL; the coarse clock may lag behind
+        time.sleep(0.01)
+    cache.ttl = 60
+    cache.set("a", 2)
+    cache.set("b", 3)  # over capacity: the expired entry goes, not a live one
+    assert cache.stats().size == 2 and cache.stats().evictions == 1
+    assert (cache.get("a"), cache.get("b")) == (2, 3)
 
 
 def test_least_recently_used_is_evicted() -> None:

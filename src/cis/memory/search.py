@@ -3,6 +3,7 @@ read together, fused, filtered, and cached until a write can change them."""
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future
 from typing import Any
 
@@ -61,6 +62,7 @@ class Searcher:
         self.queries = QueryBatcher(embedder)
         self.known = Known()
         self._warm: Future[np.ndarray] | None = None
+        self._one_at_a_time = threading.Lock()
 
     def run(
         self, query: str, qvec: np.ndarray | None, flt: Filters, limit: int, mode: str
@@ -74,7 +76,8 @@ class Searcher:
             cached = self.cache.get(cache_key)
             if cached is not None:
                 return cached  # type: ignore[no-any-return]
-        hits = self._search(query, qvec, flt, limit, mode)
+        with self._one_at_a_time:
+            hits = self._search(query, qvec, flt, limit, mode)
         if cache_key is not None:
             self.cache.set(cache_key, hits)
         return hits

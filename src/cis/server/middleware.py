@@ -95,6 +95,9 @@ class Gate:
         self.open_paths = open_paths
         self.max_body = max_body
         self.large_bodies = large_bodies
+        # token checks take turns on one worker thread: each is a short read, and
+        # several at once beside a search only fight it for the interpreter
+        self._checks = anyio.CapacityLimiter(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -148,7 +151,9 @@ class Gate:
         kind, _, secret = header.partition(" ")
         if kind.lower() != "bearer" or not secret.strip():
             raise Unauthorized("send the token as 'Authorization: Bearer <token>'")
-        token = await anyio.to_thread.run_sync(self.tokens.verify, secret.strip())
+        token = await anyio.to_thread.run_sync(
+            self.tokens.verify, secret.strip(), limiter=self._checks
+        )
         if token is None:
             raise Unauthorized(
                 "the token is not valid (mistyped or revoked); create one with `cis token create`"
