@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -469,3 +470,20 @@ def test_peers_and_sync_over_http(server: Server) -> None:
     assert c.delete(f"/v1/peers/{other}").json()["did"] == other
     assert error_of(c.delete(f"/v1/peers/{other}"), 404)
     assert c.get("/v1/node").json()["did"].startswith("did:key:z6Mk")
+
+
+def test_no_request_reaches_an_opentelemetry_exporter_set_up_in_the_process(
+    tmp_path: Path,
+) -> None:
+    """FastAPI and the MCP SDK trace into any tracer provider the process has: query
+    strings and error messages that hold memory text would leave the node with them."""
+    probe = Path(__file__).parent.parent / "fixtures" / "telemetry" / "probe.py"
+    done = subprocess.run(
+        [sys.executable, str(probe), str(tmp_path / "node")],
+        capture_output=True,
+        text=True,
+        env=env_for(tmp_path / "node"),
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "0"  # spans started

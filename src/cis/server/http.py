@@ -19,6 +19,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response, StreamingResponse
+from fastapi.telemetry import TelemetryConfig
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -41,6 +42,13 @@ log = logging.getLogger("cis.http")
 EXPORT_CHUNK = 64 * 1024
 JSON_TYPES = ("application/json",)
 SEARCHES_AT_ONCE = 1
+NO_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
 
 
 class JSON(Response):
@@ -86,6 +94,10 @@ def create_app(node: Node, *, mcp_routes: list[Any] | None = None, lifespan: Any
         redoc_url=None,
         lifespan=lifespan,
         dependencies=[Depends(_known_query)],
+        # FastAPI traces requests into any OpenTelemetry provider set up in the process
+        # (or by FASTAPI_OTEL_AUTO_CONFIGURE): paths and errors that hold memory text
+        # would leave the node with them, so none of it runs
+        telemetry=NO_TELEMETRY,
     )
     _routes(app, node)
     _errors(app)

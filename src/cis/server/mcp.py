@@ -19,6 +19,7 @@ from contextvars import ContextVar
 from typing import Annotated, Any, get_args, get_origin
 
 import msgspec
+from mcp.server._otel import OpenTelemetryMiddleware as Traced
 from mcp.server.mcpserver import Context, MCPServer, UserMessage
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp_types import CallToolResult, TextContent
@@ -100,6 +101,9 @@ def build(node: Node, caller: Caller) -> MCPServer:
         log_level="WARNING",
         middleware=[Strict(caller)],
     )
+    # the SDK's span of every message would carry what calls and errors say into any
+    # OpenTelemetry exporter set up in the process; its docs: drop it to opt out
+    server.middleware[:] = [m for m in server.middleware if not isinstance(m, Traced)]
     for spec in TOOLS.values():
         _register(server, caller, spec)
     _resources(server, caller)
