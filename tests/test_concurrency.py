@@ -5,6 +5,9 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from cis import Node
 from cis.yielding import SWITCH_S
@@ -48,6 +51,40 @@ def test_searches_and_writes_from_many_threads(node: Node) -> None:
     assert status.vectors == 90 and status.pending_embeddings == 0
     found = node.memory.search("harbour note", scope="agent/w1", mode="text", limit=50)
     assert len(found) == 20
+
+
+def test_searches_from_many_threads_take_turns(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search is Python work under the interpreter lock: two at once only share a core
+    and pay for the switching, so a Searcher runs one at a time (README, Figures)."""
+    node.memory.add_many({"text": f"fact {i} about harbours and ships"} for i in range(20))
+    searcher = node.memory.searcher
+    inside, most, lock = [0], [0], threading.Lock()
+    search = searcher._search
+
+    def counted(*args: Any) -> Any:
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        try:
+            return search(*args)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(searcher, "_search", counted)
+    threads = [
+        threading.Thread(
+            target=lambda n=n: [
+                node.memory.search(f"ships {n} {i}", mode="text") for i in range(10)
+            ]
+        )
+        for n in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert most[0] == 1
 
 
 def test_a_node_with_background_threads_shares_the_interpreter(tmp_path: Path) -> None:
