@@ -114,7 +114,7 @@ def test_edits_while_the_mover_runs_are_kept() -> None:
     got = dict(zip(found, (vectors @ query).tolist(), strict=True))
     assert set(got) == set(truth)  # nothing removed comes back, nothing kept is lost
     expected = {rid: float(vector @ query) for rid, vector in truth.items()}
-    assert max(abs(got[r] - expected[r]) for r in got) < 5e-3  # f16 in the graph
+    assert max(abs(got[r] - expected[r]) for r in got) < 1e-2  # bf16 or f16 in the graph
     assert index.search(replaced[7], 1)[0][0] == 108
 
 
@@ -175,8 +175,12 @@ def test_filtered_search_matches_brute_force(
         sims = data[allowed - 1] @ q
         exact = allowed[np.argsort(-sims)[:10]].tolist()
         recall.append(len(set(exact) & {r for r, _ in got}) / 10)
-        if share <= gather_max or search_max < 100:  # answered exactly
-            assert [r for r, _ in got] == exact
+        if share <= gather_max or search_max < 100:  # answered exactly, to the graph's
+            # precision (bfloat16 or float16): ties closer than that may swap
+            true = dict(zip(allowed.tolist(), sims.tolist(), strict=True))
+            tenth = true[exact[-1]]
+            assert len(got) == 10
+            assert all(abs(s - true[r]) < 1e-2 and true[r] > tenth - 1e-2 for r, s in got)
     assert np.mean(recall) >= 0.95
 
 
@@ -238,7 +242,7 @@ def test_links_are_the_cosines_of_the_pairs_whose_ends_are_indexed(
     }
     assert got.keys() == held.keys()
     for pair, cosine in held.items():
-        assert got[pair] == pytest.approx(cosine, abs=2e-3)  # the graph keeps float16
+        assert got[pair] == pytest.approx(cosine, abs=1e-2)  # the graph keeps bfloat16 or float16
 
 
 def test_model_loads_after_an_hnsw_index_was_built() -> None:

@@ -13,6 +13,7 @@ restored (`snapshot`, `restore`), since building one takes a while.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -32,12 +33,26 @@ from .exact import ExactRows, members, ranked
 ANN_CONNECTIVITY = 20
 ANN_EXPANSION_ADD = 48
 ANN_EXPANSION_SEARCH = 160
-ANN_DTYPE = "f16"  # half the memory and snapshot of f32; recall@10 0.99 at 100k (measured)
 SLICE_S = 0.01  # the time one slice of graph insertions aims at (well under 50 ms)
 GRACE_S = 0.002  # how long callers of the index go before a slice that waits for them
 GATHER_MAX = 2048  # a filter this small or smaller is answered exactly
 FILTER_SEARCH_MAX = 4096  # graph candidates a filtered search asks for at most
 YIELD_S = 0.002  # how long a save or load holds the interpreter between pauses
+
+
+@functools.cache
+def ann_dtype() -> str:
+    """How the graph holds its vectors: half the memory and snapshot of f32 either way.
+
+    bfloat16 where this CPU has SIMD kernels for it: at 100k on 2 cores (AVX-512 BF16) it
+    builds at 13.6k vectors/s against 6.6k for float16, searches in 0.37 ms against 0.83,
+    at recall@10 0.988 against 0.990. Without them, float16 (F16C or NEON is common).
+    A snapshot keeps the type it was saved with.
+    """
+    from usearch.index import Index
+
+    probe = Index(ndim=8, metric="ip", dtype="bf16")
+    return "f16" if probe.hardware_acceleration == "serial" else "bf16"
 
 
 def new_ann(dim: int) -> Any:
@@ -46,7 +61,7 @@ def new_ann(dim: int) -> Any:
     return Index(
         ndim=dim,
         metric="ip",
-        dtype=ANN_DTYPE,
+        dtype=ann_dtype(),
         connectivity=ANN_CONNECTIVITY,
         expansion_add=ANN_EXPANSION_ADD,
         expansion_search=ANN_EXPANSION_SEARCH,
