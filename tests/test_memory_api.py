@@ -95,6 +95,27 @@ def test_update_reembeds_without_duplicating(node: Node) -> None:
     assert top[0].memory.id == m.id and top[0].vector_score > 0.3
 
 
+def test_a_search_after_an_edit_counts_the_new_words(node: Node) -> None:
+    from cis.memory.context import Known
+
+    m = node.memory.add("glacier after glacier")
+    for text in ("the harbour at dawn", "a glacier seen from afar on a long walk"):
+        node.memory.add(text)
+    node.memory.flush()
+
+    def score() -> float | None:
+        hit = next(h for h in node.memory.search("glacier", limit=3) if h.memory.id == m.id)
+        return hit.text_score
+
+    before = score()  # the searcher now knows the memory's words
+    node.memory.update(m.id, "a long trek in spring past one glacier, many lakes and a town")
+    node.memory.flush()
+    after = score()
+    node.memory.searcher.known = Known()  # nothing known: every word read afresh
+    assert before is not None and after is not None
+    assert after < before and after == score()
+
+
 def test_identical_text_is_embedded_once(node: Node) -> None:
     for _ in range(3):
         node.memory.add("the same sentence, three times")

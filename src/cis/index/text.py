@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import re
 import struct
+import sys
 import threading
 import weakref
 from typing import Any
@@ -58,12 +59,13 @@ def stems(word: str) -> list[str]:
     return _tokens(word, apsw.FTS5_TOKENIZE_QUERY)
 
 
-def _occurrences(tokens: list[str], phrase: list[str]) -> int:
+def _occurrences(tokens: tuple[str, ...], phrase: list[str]) -> int:
     """How often `phrase` (a word's index terms) stands in `tokens`, as FTS5 counts it."""
     n = len(phrase)
     if n == 1:
         return tokens.count(phrase[0])
-    return sum(1 for i in range(len(tokens) - n + 1) if tokens[i : i + n] == phrase)
+    wanted = tuple(phrase)
+    return sum(1 for i in range(len(tokens) - n + 1) if tokens[i : i + n] == wanted)
 
 
 def query_words(text: str) -> list[str]:
@@ -269,15 +271,41 @@ def _none(asked: int) -> Terms:
     return Terms([], [], 0.0, asked, {}, {})
 
 
+Columns = tuple[tuple[str, ...], tuple[str, ...]]  # a memory's index terms: text, tags
+
+
+def columns_of(conn: apsw.Connection, rids: list[int]) -> dict[int, Columns]:
+    """The index terms of each memory of `rids`, tokenized as FTS5 did (a contentless
+    index keeps no counts that can be read for a few rows without walking every posting
+    of the words). Terms are interned: many memories hold the same ones."""
+    marks = ",".join("?" * len(rids))
+    return {
+        int(rid): (
+            tuple(map(sys.intern, _tokens(str(text), apsw.FTS5_TOKENIZE_DOCUMENT))),
+            tuple(
+                map(
+                    sys.intern,
+                    _tokens(" ".join(_tag_list.decode(tags)), apsw.FTS5_TOKENIZE_DOCUMENT),
+                )
+            ),
+        )
+        for rid, text, tags in conn.execute(
+            f"SELECT rid, text, tags FROM memories WHERE rid IN ({marks})", rids
+        )
+    }
+
+
 def node_terms(
     conn: apsw.Connection,
     query: str,
     filters: Filters,
     limit: int,
     cache: ShardedCache[int] | None = None,
+    known: dict[int, Columns] | None = None,
 ) -> Terms:
     """The `limit` best word hits over the whole node (FTS5's BM25, the node's
-    statistics), with their word counts."""
+    statistics), with their word counts. `known` holds the index terms of memories read
+    before (and takes those read now)."""
     asked = len(query_words(query))
     planned = plan(conn, query, cache=cache)
     expr = match_query(planned.words)
@@ -286,20 +314,18 @@ def node_terms(
     found = [rid for rid, _ in text_search(conn, query, filters, limit, cache, planned)]
     if not found:
         return _none(asked)
-    # the hits' own words, tokenized as FTS5 did (a contentless index keeps no counts
-    # that can be read for a few rows without walking every posting of the words)
+    known = {} if known is None else known
+    missing = [rid for rid in found if rid not in known]
+    if missing:
+        known.update(columns_of(conn, missing))
     lengths: dict[int, float] = {}
     held: dict[int, tuple[float, ...]] = {}
-    marks = ",".join("?" * len(found))
-    for rid, text, tags in conn.execute(
-        f"SELECT rid, text, tags FROM memories WHERE rid IN ({marks})", found
-    ):
-        columns = [
-            _tokens(str(text), apsw.FTS5_TOKENIZE_DOCUMENT),
-            _tokens(" ".join(_tag_list.decode(tags)), apsw.FTS5_TOKENIZE_DOCUMENT),
-        ]
-        lengths[int(rid)] = float(sum(len(c) for c in columns))
-        held[int(rid)] = tuple(
+    for rid in found:
+        columns = known.get(rid)
+        if columns is None:  # a hit whose row the read above did not return
+            continue
+        lengths[rid] = float(len(columns[0]) + len(columns[1]))
+        held[rid] = tuple(
             sum(w * _occurrences(c, terms) for w, c in zip(COLUMN_WEIGHTS, columns, strict=True))
             for terms in planned.terms
         )

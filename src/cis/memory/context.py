@@ -21,6 +21,7 @@ import msgspec
 import numpy as np
 
 from ..index.fields import FAR, NEAR, Floats, Ints, pairs
+from ..index.text import Columns
 from ..index.vectors import VectorIndex
 
 WINDOW_MS = 30 * 60 * 1000  # an inferred thread's memories stand within half an hour
@@ -88,24 +89,36 @@ class Run(msgspec.Struct, frozen=True):
     links: array[float]
 
 
-class Known:
-    """Runs and index lengths of memories, as of one state of the node (`token`: a write
-    anywhere or a new vector changes it, and everything known is dropped). Both are
-    properties of the data, not of a query, so every search after the first reads them
-    here instead of from the database."""
+class Seen(msgspec.Struct):
+    """What is known of memories at one state of the node: runs, index lengths, and the
+    index terms of each column (cis.index.text.columns_of)."""
 
-    def __init__(self, capacity: int = 50_000):  # about 40 MB when full (760 bytes a run)
+    runs: dict[int, Run]
+    lengths: dict[int, float]
+    columns: dict[int, Columns]
+
+    def __len__(self) -> int:
+        return len(self.runs) + len(self.lengths) + len(self.columns)
+
+
+class Known:
+    """Runs, index lengths and index terms of memories, as of one state of the node
+    (`token`: a write anywhere or a new vector changes it, and everything known is
+    dropped). All are properties of the data, not of a query, so every search after the
+    first reads them here instead of from the database."""
+
+    # at most about 45 MB (760 bytes a run, 240 for the terms of a 12-word memory)
+    def __init__(self, capacity: int = 60_000):
         self.capacity = capacity
         self._token: object = None
-        self._runs: dict[int, Run] = {}
-        self._lengths: dict[int, float] = {}
+        self._seen = Seen({}, {}, {})
 
-    def at(self, token: object) -> tuple[dict[int, Run], dict[int, float]]:
-        """The runs and lengths known at `token` (a reader that began before a write
-        fills the dicts of its own state, which the write's token then replaces)."""
-        if token != self._token or len(self._runs) + len(self._lengths) > self.capacity:
-            self._token, self._runs, self._lengths = token, {}, {}
-        return self._runs, self._lengths
+    def at(self, token: object) -> Seen:
+        """What is known at `token` (a reader that began before a write fills the dicts
+        of its own state, which the write's token then replaces)."""
+        if token != self._token or len(self._seen) > self.capacity:
+            self._token, self._seen = token, Seen({}, {}, {})
+        return self._seen
 
 
 def _read_runs(conn: apsw.Connection, index: VectorIndex, rids: Sequence[int]) -> dict[int, Run]:

@@ -23,7 +23,7 @@ from ..index.vectors import VectorIndex
 from ..model import Hit
 from ..store.sqlite import Database
 from . import cachekeys
-from .context import Known, Run, lengths, threads
+from .context import Known, Seen, lengths, threads
 from .freshness import Freshness
 from .rows import COLUMNS, to_memory
 
@@ -150,11 +150,11 @@ class Searcher:
         query: str,
         flt: Filters,
         pool: int,
-        known: tuple[dict[int, Run], dict[int, float]],
+        known: Seen,
     ) -> WordSignals:
         """The word signals of a hybrid search."""
         terms = (
-            text_index.node_terms(conn, query, flt, pool, self.cache)
+            text_index.node_terms(conn, query, flt, pool, self.cache, known.columns)
             if flt.scope is None
             else text_index.scoped_terms(conn, query, flt)
         )
@@ -162,9 +162,9 @@ class Searcher:
         if not ranked:
             return NO_WORDS
         trusted = strong(terms.held(ranked[0][0]), terms.asked)
-        found = threads(conn, self.index, [rid for rid, _ in ranked[:pool]], known[0])
+        found = threads(conn, self.index, [rid for rid, _ in ranked[:pool]], known.runs)
         missing = [r for r in found.rids if r not in terms.lengths]
-        length_of = {**terms.lengths, **lengths(conn, missing, known[1])}
+        length_of = {**terms.lengths, **lengths(conn, missing, known.lengths)}
         nothing = (0.0,) * len(terms.words)
         counts = np.array([terms.counts.get(r, nothing) for r in found.rids], dtype=np.float64)
         counts = counts.reshape(len(found.rids), len(terms.words))
