@@ -1,4 +1,5 @@
-"""HTTP search round trips against a real `cis serve` on 127.0.0.1 over 10k memories:
+"""HTTP search round trips against a real `cis serve` on 127.0.0.1 over 10k memories (or
+as many as the first argument says: `bench_http.py 100000`):
 one client in sequence (p50/p95/p99), then 8 concurrent clients (searches/s, errors),
 from Python threads and, where wrk is installed, from wrk (its client costs far less).
 
@@ -29,7 +30,7 @@ from common import clustered_vectors, emit, english_sentences, median, percentil
 from cis import Node
 from cis.index.embed import MiniLMEmbedder
 
-N = 10_000
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
 SEQUENTIAL = 300
 CLIENTS = 8
 CONCURRENT_S = 20.0
@@ -172,10 +173,11 @@ def main() -> None:
     data_dir = temp_dir("http")
     texts = english_sentences(N, seed=3)
     vectors = clustered_vectors(N, seed=3)
-    with Node.open(data_dir, background=False) as node:
+    with Node.open(data_dir) as node:  # builds the graph (over 40k) and saves it on close
         node.memory.add_many(
             {"text": t, "embedding": v} for t, v in zip(texts, vectors, strict=True)
         )
+        node.memory.index.wait_built()
         asked = queries(SEQUENTIAL, seed=7)
         node.memory.search("warm up", limit=10)
         in_process = []
