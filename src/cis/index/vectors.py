@@ -415,14 +415,41 @@ class VectorIndex:
         if not pairs:
             return {}
         with self._first():
-            found, vectors = self._vectors(sorted({r for pair in pairs for r in pair}))
+            graphed = self._in_graph(sorted({r for pair in pairs for r in pair}))
+            inside = [(a, b) for a, b in pairs if a in graphed and b in graphed]
+            out = self._graph_links(inside)
+            rest = [(a, b) for a, b in pairs if a not in graphed or b not in graphed]
+            if not rest:
+                return out
+            found, vectors = self._vectors(sorted({r for pair in rest for r in pair}))
         row = {r: i for i, r in enumerate(found)}
-        kept = [(a, b) for a, b in pairs if a in row and b in row]
-        if not kept:
+        kept = [(a, b) for a, b in rest if a in row and b in row]
+        if kept:
+            left = vectors[[row[a] for a, _ in kept]]
+            right = vectors[[row[b] for _, b in kept]]
+            out.update(zip(kept, np.einsum("ij,ij->i", left, right).tolist(), strict=True))
+        return out
+
+    def _in_graph(self, rids: list[int]) -> set[int]:
+        """The rowids of `rids` whose vectors are in the graph."""
+        if self._ann is None:
+            return set()
+        keys = _keys([r for r in rids if r not in self._fresh])
+        if not len(keys):
+            return set()
+        present = keys[np.asarray(self._ann.contains(keys), dtype=bool).reshape(-1)]
+        return set(present.astype(np.int64).tolist())
+
+    def _graph_links(self, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], float]:
+        """The cosine of each pair, both in the graph, where the vectors lie: usearch
+        reads a bfloat16 vector back into float32 one number at a time (0.59 ms for 879
+        vectors, against 0.04 ms for the 450 pairs' distances)."""
+        if not pairs:
             return {}
-        left = vectors[[row[a] for a, _ in kept]]
-        right = vectors[[row[b] for _, b in kept]]
-        return dict(zip(kept, np.einsum("ij,ij->i", left, right).tolist(), strict=True))
+        left = _keys([a for a, _ in pairs])
+        right = _keys([b for _, b in pairs])
+        distances = np.asarray(self._ann.pairwise_distance(left, right), dtype=np.float64)
+        return dict(zip(pairs, (1.0 - distances.reshape(-1)).tolist(), strict=True))
 
     def search(
         self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
