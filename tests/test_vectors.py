@@ -413,3 +413,21 @@ def test_searches_go_on_while_the_graph_is_saved_and_edits_wait() -> None:
         assert saved.result(60) is not None
         edit.result(60)
     assert len(index) == 301
+
+
+def test_a_graph_saved_in_float16_restores_and_grows_in_float16() -> None:
+    """Snapshots made before the graph held bfloat16 stay usable as they are."""
+    from usearch.index import Index, ScalarKind
+
+    rng = np.random.default_rng(12)
+    data = _unit(rng, 300, 32)
+    old = Index(ndim=32, metric="ip", dtype="f16", connectivity=20, expansion_add=48)
+    old.add(np.arange(1, 201, dtype=np.uint64), data[:200])
+    index = VectorIndex(32, ann_threshold=100)
+    index.restore(old.save())
+    index.upsert(np.arange(201, 301), data[200:])
+    assert index.wait_built(60) and index.pending == 0
+    assert [index.search(data[i], 1)[0][0] for i in (5, 250)] == [6, 251]
+    blob = index.snapshot()
+    assert blob is not None
+    assert Index.metadata(blob)["kind_scalar"] == ScalarKind.F16
