@@ -45,8 +45,8 @@ def ann_dtype() -> str:
     """How the graph holds its vectors: half the memory and snapshot of f32 either way.
 
     bfloat16 where this CPU has SIMD kernels for it: at 100k on 2 cores (AVX-512 BF16) it
-    builds at 13.6k vectors/s against 6.6k for float16, searches in 0.37 ms against 0.83,
-    at recall@10 0.988 against 0.990. Without them, float16 (F16C or NEON is common).
+    builds at 2.0-2.2x the rate of float16 and searches in 0.6-0.8x the time, at the same
+    recall@10 (benchmarks/bench_graph_dtype.py). Without them, float16 (F16C or NEON).
     A snapshot keeps the type it was saved with.
     """
     from usearch.index import Index
