@@ -24,6 +24,16 @@ from ..conftest import CIS
 from .shells import env_for, served
 
 MAX_BODY = 50_000
+MCP_HELLO = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"},
+    },
+}
 
 
 class Server:
@@ -413,18 +423,8 @@ def test_oauth_discovery_finds_nothing_to_discover(server: Server) -> None:
 
 
 def test_mcp_traffic_is_labelled_in_metrics(server: Server) -> None:
-    hello = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "1"},
-        },
-    }
     server.client.post(
-        "/mcp", json=hello, headers={"accept": "application/json, text/event-stream"}
+        "/mcp", json=MCP_HELLO, headers={"accept": "application/json, text/event-stream"}
     )
     metrics = server.client.get("/metrics").text
     assert 'route="/mcp"' in metrics
@@ -480,6 +480,7 @@ def test_no_request_reaches_an_opentelemetry_exporter_set_up_in_the_process(
     probe = Path(__file__).parent.parent / "fixtures" / "telemetry" / "probe.py"
     done = subprocess.run(
         [sys.executable, str(probe), str(tmp_path / "node")],
+        input=json.dumps(MCP_HELLO),  # the MCP initialize it sends
         capture_output=True,
         text=True,
         env=env_for(tmp_path / "node"),

@@ -287,17 +287,13 @@ def columns_of(conn: apsw.Connection, rids: list[int]) -> dict[int, Columns]:
     """The index terms of each memory of `rids`, tokenized as FTS5 did (a contentless
     index keeps no counts that can be read for a few rows without walking every posting
     of the words). Terms are interned: many memories hold the same ones."""
+
+    def terms(text: str) -> tuple[str, ...]:
+        return tuple(map(sys.intern, _tokens(text, apsw.FTS5_TOKENIZE_DOCUMENT)))
+
     marks = ",".join("?" * len(rids))
     return {
-        int(rid): (
-            tuple(map(sys.intern, _tokens(str(text), apsw.FTS5_TOKENIZE_DOCUMENT))),
-            tuple(
-                map(
-                    sys.intern,
-                    _tokens(" ".join(_tag_list.decode(tags)), apsw.FTS5_TOKENIZE_DOCUMENT),
-                )
-            ),
-        )
+        int(rid): (terms(str(text)), terms(" ".join(_tag_list.decode(tags))))
         for rid, text, tags in conn.execute(
             f"SELECT rid, text, tags FROM memories WHERE rid IN ({marks})", rids
         )

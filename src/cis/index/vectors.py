@@ -217,8 +217,7 @@ class VectorIndex:
             ann = new_ann(self.dim)
             ann.load(self._viewed)
             self._ann, self._viewed = ann, None
-        keys = _keys(rids)
-        present = keys[np.asarray(self._ann.contains(keys), dtype=bool).reshape(-1)]
+        present = self._in_graph(rids.tolist())
         if len(present):
             self._ann.remove(present)
 
@@ -391,13 +390,8 @@ class VectorIndex:
     def _vectors(self, rids: list[int]) -> tuple[list[int], np.ndarray]:
         """The rowids of `rids` that are indexed, and their vectors."""
         found, vectors = self._fresh.get(rids)
-        if self._ann is None:
-            return found, vectors
-        keys = _keys([r for r in rids if r not in self._fresh])
-        if not len(keys):
-            return found, vectors
         # usearch's get() answers garbage for absent keys, so ask only for present ones
-        present = keys[np.asarray(self._ann.contains(keys), dtype=bool).reshape(-1)]
+        present = self._in_graph(rids)
         if not len(present):
             return found, vectors
         graph = np.asarray(self._ann.get(present, dtype=np.float32), dtype=np.float32)
@@ -415,7 +409,8 @@ class VectorIndex:
         if not pairs:
             return {}
         with self._first():
-            graphed = self._in_graph(sorted({r for pair in pairs for r in pair}))
+            in_graph = self._in_graph(sorted({r for pair in pairs for r in pair}))
+            graphed = set(in_graph.astype(np.int64).tolist())
             inside = [(a, b) for a, b in pairs if a in graphed and b in graphed]
             out = self._graph_links(inside)
             rest = [(a, b) for a, b in pairs if a not in graphed or b not in graphed]
@@ -430,15 +425,13 @@ class VectorIndex:
             out.update(zip(kept, np.einsum("ij,ij->i", left, right).tolist(), strict=True))
         return out
 
-    def _in_graph(self, rids: list[int]) -> set[int]:
-        """The rowids of `rids` whose vectors are in the graph."""
-        if self._ann is None:
-            return set()
+    def _in_graph(self, rids: list[int]) -> np.ndarray:
+        """The keys of the rowids of `rids` whose vectors are in the graph, in order."""
         keys = _keys([r for r in rids if r not in self._fresh])
-        if not len(keys):
-            return set()
-        present = keys[np.asarray(self._ann.contains(keys), dtype=bool).reshape(-1)]
-        return set(present.astype(np.int64).tolist())
+        if self._ann is None or not len(keys):
+            return keys[:0]
+        present: np.ndarray = keys[np.asarray(self._ann.contains(keys), dtype=bool).reshape(-1)]
+        return present
 
     def _graph_links(self, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], float]:
         """The cosine of each pair, both in the graph, where the vectors lie: usearch
