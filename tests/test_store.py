@@ -10,12 +10,14 @@ from pathlib import Path
 
 import apsw
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cis import KeyMismatch, Node, NotInitialized, StorageError
 from cis.config import Config
 from cis.store.crypto import KEY_FILE
 from cis.store.schema import SCHEMA_VERSION
-from cis.store.sqlite import BEHIND, Database
+from cis.store.sqlite import BEHIND, Database, marks
 
 MARKER = "zanzibar-quokka-7731 secret plan"
 
@@ -228,3 +230,15 @@ def test_the_writer_copies_the_wal_back_when_the_thread_cannot(tmp_path: Path) -
         assert max(sizes) <= (BEHIND * 8 + 2 * 21) * (4096 + 24)
     finally:
         db.close()
+
+
+@given(st.lists(st.integers(0, 40), max_size=300))
+def test_an_in_list_padded_to_its_size_class_selects_the_same_rows(values: list[int]) -> None:
+    listed, bound = marks(values)
+    assert listed.count("?") == len(bound) and set(bound) == set(values)
+    assert len(bound) == (0 if not values else 1 << (len(values) - 1).bit_length())
+    conn = apsw.Connection(":memory:")
+    conn.execute("CREATE TABLE t(x INTEGER PRIMARY KEY)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(x,) for x in range(0, 41, 3)])
+    rows = conn.execute(f"SELECT x FROM t WHERE x IN ({listed or 'NULL'})", bound).fetchall()
+    assert sorted(x for (x,) in rows) == sorted({x for x in values if x % 3 == 0})

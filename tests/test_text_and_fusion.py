@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from datetime import UTC, datetime, timedelta
 
 import apsw
@@ -15,7 +16,7 @@ from cis.index.filters import Filters
 from cis.index.hybrid import fuse, single
 from cis.index.text import _counted, idf, match_query, node_terms, query_words, stems
 from cis.index.timecue import Named
-from cis.memory.context import _taking_part, threads
+from cis.memory.context import Run, _taking_part, stretches, threads
 
 
 def test_stopwords_are_dropped_unless_nothing_is_left() -> None:
@@ -263,16 +264,16 @@ def test_thread_words_are_bounded_and_only_add_from_coherent_neighbours(
 def test_only_the_memories_taking_part_stay_in_a_thread(
     n: int, triples: list[tuple[int, int]], hits: set[int]
 ) -> None:
-    members = [100 + 7 * k for k in range(n)]
+    members = np.array([100 + 7 * k for k in range(n)], dtype=np.int64)
     kept = [(a, b) for a, b in triples if a < n and b < n]
     around = (
         np.array([a for a, _ in kept], dtype=np.int64),
         np.array([b for _, b in kept], dtype=np.int64),
         np.arange(1, len(kept) + 1, dtype=np.float64),
     )
-    hit_rids = {members[h] for h in hits if h < n}
-    found = _taking_part(members, hit_rids, around)
-    lending = {members[a] for a, _ in kept} | {members[b] for _, b in kept}
+    hit_rids = {int(members[h]) for h in hits if h < n}
+    found = _taking_part(members, np.array(sorted(hit_rids), dtype=np.int64), around)
+    lending = {int(members[a]) for a, _ in kept} | {int(members[b]) for _, b in kept}
     assert set(found.rids) == hit_rids | lending
     assert found.rids == sorted(found.rids)  # the thread's order is kept
     mine, theirs, weight = found.around
@@ -306,3 +307,65 @@ def test_node_wide_word_counts_are_fts5s(node: Node) -> None:
         )
     assert mine.counts == theirs.counts and mine.lengths == theirs.lengths
     assert len(mine.counts) == 2
+
+
+def _joined_by_hand(runs: list[Run]) -> list[tuple[int, int, int, bool, float]]:
+    """Runs joined by following each memory's successor from each first memory (those
+    no run puts after another), firsts by rowid: (memory, stretch, time, explicit, link)."""
+    after = {a: b for run in runs for a, b in zip(run.members, run.members[1:], strict=False)}
+    time_of = {m: t for run in runs for m, t in zip(run.members, run.times, strict=True)}
+    link_of = {m: x for run in runs for m, x in zip(run.members, run.links, strict=False)}
+    explicit = {m for run in runs if run.explicit for m in run.members}
+    out = []
+    for n, start in enumerate(sorted(time_of.keys() - set(after.values()))):
+        m = start
+        while True:
+            out.append((m, n, time_of[m], m in explicit, link_of.get(m, 0.0)))
+            if m not in after:
+                break
+            m = after[m]
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    threads_=st.lists(st.tuples(st.integers(1, 25), st.booleans()), min_size=1, max_size=4),
+    windows=st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 24), st.integers(1, 9)), max_size=12
+    ),
+    seed=st.integers(0, 2**16),
+)
+def test_runs_join_into_the_stretches_of_their_threads(
+    threads_: list[tuple[int, bool]], windows: list[tuple[int, int, int]], seed: int
+) -> None:
+    """Windows of a few threads (rowids interleaved across threads, as a store's are),
+    overlapping or not, join into maximal stretches as following successors by hand does."""
+    rng = np.random.default_rng(seed)
+    rids = rng.permutation(1000)[: sum(size for size, _ in threads_)].tolist()
+    order, at = [], 0
+    for size, _ in threads_:
+        order.append(rids[at : at + size])
+        at += size
+    runs = []
+    for which, start, length in windows:
+        thread = order[which % len(order)]
+        part = thread[start % len(thread) : start % len(thread) + length]
+        runs.append(
+            Run(
+                array("q", part),
+                array("q", [1000 * thread.index(m) for m in part]),
+                threads_[which % len(order)][1],
+                array("d", [0.01 * (m % 97) for m in part[:-1]]),
+            )
+        )
+    joined = stretches(runs)
+    assert list(
+        zip(
+            joined.members.tolist(),
+            joined.segments.tolist(),
+            joined.times.tolist(),
+            joined.explicit.tolist(),
+            joined.links.tolist(),
+            strict=True,
+        )
+    ) == [(m, n, t, e, x) for m, n, t, e, x in _joined_by_hand(runs)]

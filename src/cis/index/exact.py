@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -155,7 +156,8 @@ class ExactRows:
 
     def get(self, rids: list[int]) -> tuple[list[int], np.ndarray]:
         """The rowids of `rids` held here, and their vectors."""
-        slots = np.array([self.slots[r] for r in rids if r in self.slots], dtype=np.int64)
+        slots = np.fromiter(map(self.slots.get, rids, itertools.repeat(-1)), np.int64, len(rids))
+        slots = slots[slots >= 0]
         return self.rids[slots].tolist(), self._rows(slots)
 
     def best(

@@ -27,7 +27,7 @@ import msgspec
 import numpy as np
 
 from ..cache import ShardedCache
-from ..store.sqlite import scalar
+from ..store.sqlite import marks, scalar
 from .fields import saturated
 from .filters import Filters
 
@@ -114,10 +114,9 @@ def term_counts(
         else:
             counts[term] = known
     if missing:
-        marks = ",".join("?" * len(missing))
-        rows = conn.execute(
-            f"SELECT term, doc FROM memories_vocab WHERE term IN ({marks})", missing
-        )
+        listed, values = marks(missing)
+        sql = f"SELECT term, doc FROM memories_vocab WHERE term IN ({listed})"
+        rows = conn.execute(sql, values)
         found = {str(term): int(doc) for term, doc in rows}
         for term in missing:
             counts[term] = found.get(term, 0)
@@ -291,11 +290,11 @@ def columns_of(conn: apsw.Connection, rids: list[int]) -> dict[int, Columns]:
     def terms(text: str) -> tuple[str, ...]:
         return tuple(map(sys.intern, _tokens(text, apsw.FTS5_TOKENIZE_DOCUMENT)))
 
-    marks = ",".join("?" * len(rids))
+    listed, values = marks(rids)
     return {
         int(rid): (terms(str(text)), terms(" ".join(_tag_list.decode(tags))))
         for rid, text, tags in conn.execute(
-            f"SELECT rid, text, tags FROM memories WHERE rid IN ({marks})", rids
+            f"SELECT rid, text, tags FROM memories WHERE rid IN ({listed})", values
         )
     }
 
@@ -325,13 +324,19 @@ def node_terms(
         known.update(columns_of(conn, missing))
     lengths: dict[int, float] = {}
     held: dict[int, tuple[float, ...]] = {}
+    single = [terms[0] for terms in planned.terms if len(terms) == 1]
+    in_text, in_tags = COLUMN_WEIGHTS
     for rid in found:
         columns = known.get(rid)
         if columns is None:  # a hit whose row the read above did not return
             continue
-        lengths[rid] = float(len(columns[0]) + len(columns[1]))
+        text, tags = columns
+        lengths[rid] = float(len(text) + len(tags))
+        if len(single) == len(planned.terms):  # every word one term (the usual case)
+            held[rid] = tuple(in_text * text.count(t) + in_tags * tags.count(t) for t in single)
+            continue
         held[rid] = tuple(
-            sum(w * _occurrences(c, terms) for w, c in zip(COLUMN_WEIGHTS, columns, strict=True))
+            in_text * _occurrences(text, terms) + in_tags * _occurrences(tags, terms)
             for terms in planned.terms
         )
     return Terms(planned.words, planned.idf, planned.full_score, asked, lengths, held)

@@ -427,7 +427,8 @@ class VectorIndex:
 
     def _in_graph(self, rids: list[int]) -> np.ndarray:
         """The keys of the rowids of `rids` whose vectors are in the graph, in order."""
-        keys = _keys([r for r in rids if r not in self._fresh])
+        exact = self._fresh.slots
+        keys = _keys([r for r in rids if r not in exact])
         if self._ann is None or not len(keys):
             return keys[:0]
         present: np.ndarray = keys[np.asarray(self._ann.contains(keys), dtype=bool).reshape(-1)]
@@ -459,7 +460,10 @@ class VectorIndex:
         index (so the mover takes no slice of the graph's build between the two)."""
         with self._first():
             near = self._search(query, k, allowed)
-            found, vectors = self._vectors([rid for rid, _ in near])
+            wanted = [rid for rid, _ in near]
+            found, vectors = self._vectors(wanted)
+        if found == wanted:
+            return near, vectors
         row = {rid: i for i, rid in enumerate(found)}
         kept = [hit for hit in near if hit[0] in row]
         return kept, vectors[np.asarray([row[rid] for rid, _ in kept], dtype=np.intp)]

@@ -19,10 +19,12 @@ from collections.abc import Sequence
 import apsw
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
 from ..index.fields import FAR, NEAR, Floats, Ints, pairs
 from ..index.text import Columns
 from ..index.vectors import VectorIndex
+from ..store.sqlite import marks
 
 WINDOW_MS = 30 * 60 * 1000  # an inferred thread's memories stand within half an hour
 # an explicit thread's coherence: the writer says its memories belong together, but a
@@ -124,8 +126,8 @@ class Known:
 def _read_runs(conn: apsw.Connection, index: VectorIndex, rids: Sequence[int]) -> dict[int, Run]:
     """The run of each rowid, from the database and the vector index."""
     read: list[tuple[int, list[int], list[int], bool]] = []
-    sql = _SQL.format(marks=",".join("?" * len(rids)))
-    for rid, when, named, before, after in conn.execute(sql, list(rids)):
+    listed, values = marks(rids)
+    for rid, when, named, before, after in conn.execute(_SQL.format(marks=listed), values):
         sides: list[list[tuple[int, int]]] = []
         for side in (before, after):
             items = (i.split(":") for i in str(side or "").split(",") if i)
@@ -146,6 +148,66 @@ def _read_runs(conn: apsw.Connection, index: VectorIndex, rids: Sequence[int]) -
     }
 
 
+class Stretches(msgspec.Struct, frozen=True):
+    """Runs joined where they overlap into maximal stretches of consecutive memories of
+    one thread, laid out stretch after stretch (ordered by their first memory's rowid),
+    each in its thread's order: the memories, their stretch's number, their times,
+    whether their thread is explicit, and each one's coherence with the next (0 at a
+    stretch's end)."""
+
+    members: Ints
+    segments: Ints
+    times: Ints
+    explicit: npt.NDArray[np.bool_]
+    links: Floats
+
+
+def stretches(runs: Sequence[Run]) -> Stretches:
+    """The runs (of one state of the node, so that they agree on who follows whom)
+    joined into stretches, in numpy: each memory's successor, then each one's first
+    memory and distance from it by pointer jumping."""
+    sizes = np.fromiter(map(len, (run.members for run in runs)), np.int64, len(runs))
+    at = np.frombuffer(b"".join(run.members for run in runs), np.int64)
+    if not len(at):
+        empty = np.empty(0, np.int64)
+        return Stretches(empty, empty, empty, np.empty(0, bool), np.empty(0))
+    last = np.cumsum(sizes) - 1  # each run's last position
+    inner = np.ones(len(at), bool)
+    inner[last] = False
+    after = np.full(len(at), -1, np.int64)  # the next memory in the run, -1 at its end
+    after[inner] = at[1:][inner[:-1]]
+    link = np.zeros(len(at))
+    link[inner] = np.frombuffer(b"".join(run.links for run in runs), np.float64)
+    # one row a memory: the one of an occurrence with a successor where there is one
+    order = np.lexsort((-after, at))
+    first = np.ones(len(order), bool)
+    first[1:] = at[order][1:] != at[order][:-1]
+    row = order[first]
+    members = at[row]  # ascending
+    group = np.empty(len(at), np.int64)  # each position's memory (its row)
+    group[order] = np.cumsum(first) - 1
+    explicit = np.zeros(len(members), bool)
+    explicit[group[np.repeat([run.explicit for run in runs], sizes)]] = True
+    nxt = after[row]
+    has = nxt >= 0
+    back = np.arange(len(members))  # each memory's predecessor (itself for a first)
+    back[np.searchsorted(members, nxt[has])] = np.flatnonzero(has)
+    head, distance = back, (back != np.arange(len(members))).astype(np.int64)
+    for _ in range(len(members).bit_length() + 1):
+        further = head[head]
+        if (further == head).all():
+            break
+        distance, head = distance + distance[head], further
+    settled = head[head] == head  # a cycle (runs of different states) has no first
+    segment = np.unique(members[head], return_inverse=True)[1]
+    laid = np.lexsort((distance, segment))
+    laid = laid[settled[laid]]
+    times = np.frombuffer(b"".join(run.times for run in runs), np.int64)
+    return Stretches(
+        members[laid], segment[laid], times[row][laid], explicit[laid], link[row][laid]
+    )
+
+
 def threads(
     conn: apsw.Connection,
     index: VectorIndex,
@@ -159,52 +221,33 @@ def threads(
     missing = [r for r in wanted if r not in known]
     if missing:
         known.update(_read_runs(conn, index, missing))
-    # overlapping runs joined into maximal stretches of consecutive memories (segments)
-    after: dict[int, int] = {}
-    time_of: dict[int, int] = {}
-    link_of: dict[int, float] = {}  # a member's coherence with the next
-    explicit: set[int] = set()
-    for run in (known[r] for r in wanted if r in known):
-        after.update(zip(run.members, run.members[1:], strict=False))
-        time_of.update(zip(run.members, run.times, strict=True))
-        link_of.update(zip(run.members, run.links, strict=False))  # the last has none
-        if run.explicit:
-            explicit.update(run.members)
-    members: list[int] = []
-    segment_of: list[int] = []
-    for n, start in enumerate(sorted(time_of.keys() - set(after.values()))):
-        members.append(start)
-        while members[-1] in after:
-            members.append(after[members[-1]])
-        segment_of.extend([n] * (len(members) - len(segment_of)))
-    if not members:
+    joined = stretches([known[r] for r in wanted if r in known])
+    if not len(joined.members):
         empty = np.empty(0, np.int64)
         return Threads([], (empty, empty, np.empty(0)))
-    named = np.fromiter(map(explicit.__contains__, members), bool, len(members))
-    cohere = np.fromiter(map(link_of.get, members, itertools.repeat(0.0)), float, len(members))
+    named = joined.explicit
     around = pairs(
-        np.array(segment_of, dtype=np.int64),
-        np.fromiter(map(time_of.__getitem__, members), np.int64, len(members)),
-        np.where(named, EXPLICIT, cohere),  # a segment is of one thread: named or not
+        joined.segments,
+        joined.times,
+        np.where(named, EXPLICIT, joined.links),  # a segment is of one thread: named or not
         WINDOW_MS,
         ~named,
     )
-    return _taking_part(members, set(wanted), around)
+    return _taking_part(joined.members, np.asarray(wanted, dtype=np.int64), around)
 
 
-def _taking_part(members: list[int], hits: set[int], around: tuple[Ints, Ints, Floats]) -> Threads:
+def _taking_part(members: Ints, hits: Ints, around: tuple[Ints, Ints, Floats]) -> Threads:
     """The threads of only the memories that take part: the hits, and those that lend
     or are lent words. Any other one has no score; left out, its length is not read and
     does not count in the typical length BM25F scores against."""
     mine, theirs, weight = around
-    part = np.fromiter(map(hits.__contains__, members), bool, len(members))
+    part = np.isin(members, hits)
     part[mine] = True
     part[theirs] = True
     if part.all():
-        return Threads(members, around)
+        return Threads(members.tolist(), around)
     at = np.cumsum(part) - 1  # each member's position among those taking part
-    kept = [m for m, taking in zip(members, part.tolist(), strict=True) if taking]
-    return Threads(kept, (at[mine], at[theirs], weight))
+    return Threads(members[part].tolist(), (at[mine], at[theirs], weight))
 
 
 def lengths(
@@ -215,13 +258,12 @@ def lengths(
     known = {} if known is None else known
     missing = [r for r in rids if r not in known]
     if missing:
-        marks = ",".join("?" * len(missing))
-        rows = conn.execute(
-            f"SELECT id, sz FROM memories_fts_docsize WHERE id IN ({marks})", missing
-        )
+        listed, values = marks(missing)
+        sql = f"SELECT id, sz FROM memories_fts_docsize WHERE id IN ({listed})"
+        rows = conn.execute(sql, values)
         found = {int(rid): float(_total(bytes(sz))) for rid, sz in rows}
         known.update((r, found.get(r, 0.0)) for r in missing)  # no words: length 0
-    return {r: known[r] for r in rids}
+    return dict(zip(rids, map(known.__getitem__, rids), strict=True))
 
 
 def _total(blob: bytes) -> int:

@@ -3,6 +3,7 @@ read together, fused, filtered, and cached until a write can change them."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from concurrent.futures import Future
 from typing import Any
@@ -21,7 +22,7 @@ from ..index.hybrid import Scored, fuse, single, strong
 from ..index.timecue import Named
 from ..index.vectors import VectorIndex
 from ..model import Hit
-from ..store.sqlite import Database
+from ..store.sqlite import Database, marks
 from . import cachekeys
 from .context import Known, Seen, lengths, threads
 from .freshness import Freshness
@@ -43,6 +44,12 @@ class WordSignals(msgspec.Struct, frozen=True):
 
 
 NO_WORDS = WordSignals({}, {}, {}, False)
+
+
+def _positive(rids: list[int], values: np.ndarray) -> dict[int, float]:
+    """The rowids of `rids` whose value (same position) is above 0, with it."""
+    keep = np.flatnonzero(values > 0)
+    return dict(zip(np.asarray(rids)[keep].tolist(), values[keep].tolist(), strict=True))
 
 
 class Searcher:
@@ -121,13 +128,13 @@ class Searcher:
                 scored = [s for s in scored if s.score >= edge]
             if not scored:
                 return []
-            marks = ",".join("?" * len(scored))
+            listed, values = marks([s.rid for s in scored])
             where, params = flt.where("m")
             rows = {
                 r[0]: r
                 for r in conn.execute(
-                    f"SELECT {COLUMNS} FROM memories m WHERE m.rid IN ({marks}) AND {where}",
-                    [s.rid for s in scored] + params,
+                    f"SELECT {COLUMNS} FROM memories m WHERE m.rid IN ({listed}) AND {where}",
+                    values + params,
                 )
             }
         found = [(s, to_memory(rows[s.rid])) for s in scored if s.rid in rows]
@@ -163,22 +170,24 @@ class Searcher:
             return NO_WORDS
         trusted = strong(terms.held(ranked[0][0]), terms.asked)
         found = threads(conn, self.index, [rid for rid, _ in ranked[:pool]], known.runs)
-        missing = [r for r in found.rids if r not in terms.lengths]
-        length_of = {**terms.lengths, **lengths(conn, missing, known.lengths)}
-        nothing = (0.0,) * len(terms.words)
-        counts = np.array([terms.counts.get(r, nothing) for r in found.rids], dtype=np.float64)
-        counts = counts.reshape(len(found.rids), len(terms.words))
+        rids = found.rids
+        at = dict(zip(rids, range(len(rids)), strict=True))
+        length_of = lengths(conn, list(at.keys() - terms.lengths.keys()), known.lengths)
+        length_of.update(terms.lengths)
+        counts = np.zeros((len(rids), len(terms.words)))
+        hits = [r for r in terms.counts if r in at]
+        if hits:
+            counts[[at[r] for r in hits]] = [terms.counts[r] for r in hits]
         own, with_thread = bm25f(
             np.asarray(terms.idf),
             terms.full,
             counts,
-            np.array([length_of.get(r, 0.0) for r in found.rids]),
+            np.fromiter(map(length_of.get, rids, itertools.repeat(0.0)), np.float64, len(rids)),
             found.around,
         )
-        rids = found.rids
         return WordSignals(
-            own={r: v for r, v in zip(rids, own.tolist(), strict=True) if v > 0},
-            words={r: v for r, v in zip(rids, with_thread.tolist(), strict=True) if v > 0},
+            own=_positive(rids, own),
+            words=_positive(rids, with_thread),
             held={}  # only weak words ask how many of the query's words a memory holds
             if trusted
             else dict(zip(rids, held(counts, found.around).tolist(), strict=True)),
@@ -202,13 +211,13 @@ class Searcher:
         named = Named(query)
         timely: frozenset[int] = frozenset()
         if named:
-            marks = ",".join("?" * len(candidates))
+            listed, values = marks(candidates)
             timely = frozenset(
                 int(rid)
                 for rid, when in conn.execute(
                     f"SELECT rid, coalesce(event_at, created_at) FROM memories"
-                    f" WHERE rid IN ({marks})",
-                    candidates,
+                    f" WHERE rid IN ({listed})",
+                    values,
                 )
                 if named.holds(int(when))
             )

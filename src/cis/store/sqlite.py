@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import apsw
 
@@ -21,6 +21,18 @@ KDF_ITER = 1
 BEHIND = 16
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def marks(values: Sequence[T]) -> tuple[str, list[T]]:
+    """The `?` marks of an IN list of `values`, and the values to bind: padded to the next
+    power of two with the last value (IN is a set, so the rows are the same), so that a
+    statement of IN lists of every length is prepared once per size class and stays in
+    the statement cache (preparing them took 4% of a search at 10k)."""
+    padded = list(values)
+    if padded:
+        padded += padded[-1:] * ((1 << (len(padded) - 1).bit_length()) - len(padded))
+    return ",".join("?" * len(padded)), padded
 
 
 def scalar(conn: apsw.Connection, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
