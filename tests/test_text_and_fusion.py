@@ -16,7 +16,7 @@ from cis.index.filters import Filters
 from cis.index.hybrid import fuse, single
 from cis.index.text import _counted, idf, match_query, node_terms, query_words, stems
 from cis.index.timecue import Named
-from cis.memory.context import Run, _taking_part, stretches, threads
+from cis.memory.context import Known, Lengths, Run, _taking_part, stretches, threads
 
 
 def test_stopwords_are_dropped_unless_nothing_is_left() -> None:
@@ -369,3 +369,31 @@ def test_runs_join_into_the_stretches_of_their_threads(
             strict=True,
         )
     ) == [(m, n, t, e, x) for m, n, t, e, x in _joined_by_hand(runs)]
+
+
+def test_lengths_read_once_are_known_by_rowid(node: Node) -> None:
+    """From FTS5's docsize table the first time, from the array after; 0 for a memory
+    without words, and a rowid past the array's reach is read each time."""
+    a = node.memory.add("three words here")
+    b = node.memory.add("two words", tags=["x"])
+    node.memory.flush()
+    with node.db.read() as conn:
+        rid = {
+            i: int(r)
+            for i, r in conn.execute(
+                "SELECT id, rid FROM memories WHERE id IN (?, ?)", (a.id, b.id)
+            )
+        }
+        known = Lengths()
+        assert known.of(conn, [rid[a.id], rid[b.id], 10**9]).tolist() == [3.0, 3.0, 0.0]
+        known.put({rid[a.id]: 7.0})
+        assert known.of(conn, [rid[a.id]]).tolist() == [7.0]
+        assert known.of(conn, [10**9]).tolist() == [0.0]
+
+
+def test_past_its_capacity_known_keeps_the_newer_half() -> None:
+    known = Known(capacity=4)
+    seen = known.at("state 1")
+    seen.columns.update({r: ((), ()) for r in range(6)})
+    assert known.at("state 1") is seen and list(seen.columns) == [3, 4, 5]
+    assert not known.at("state 2").columns  # a write: nothing known

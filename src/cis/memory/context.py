@@ -91,35 +91,85 @@ class Run(msgspec.Struct, frozen=True):
     links: array[float]
 
 
+class Lengths:
+    """Each memory's length in index terms (all columns, as FTS5 counts them), by rowid,
+    in one float32 array (NaN: not read yet): 4 bytes a rowid, so the lengths of every
+    memory of a large node fit (at 100k a search reads about 300 of them)."""
+
+    LARGEST = 1 << 24  # rowids past this are read each time (64 MB of array at most)
+
+    def __init__(self) -> None:
+        self._of = np.empty(0, np.float32)
+
+    def put(self, found: dict[int, float]) -> None:
+        rids = np.fromiter(found.keys(), np.int64, len(found))
+        keep = rids < self.LARGEST
+        if keep.any():
+            self._grow(int(rids[keep].max()))
+            self._of[rids[keep]] = np.fromiter(found.values(), np.float32, len(found))[keep]
+
+    def of(self, conn: apsw.Connection, rids: list[int]) -> Floats:
+        """The lengths of `rids` (0 for one without words), reading those not known from
+        FTS5's docsize table."""
+        at = np.asarray(rids, np.int64)
+        out = np.full(len(at), np.nan)
+        held = at < len(self._of)
+        out[held] = self._of[at[held]]
+        unknown = np.isnan(out)
+        if unknown.any():
+            missing = at[unknown].tolist()
+            listed, values = marks(missing)
+            sql = f"SELECT id, sz FROM memories_fts_docsize WHERE id IN ({listed})"
+            found = dict.fromkeys(missing, 0.0)  # no words: length 0
+            rows = conn.execute(sql, values)
+            found.update((int(rid), float(_total(bytes(sz)))) for rid, sz in rows)
+            self.put(found)
+            out[unknown] = np.fromiter(map(found.__getitem__, missing), np.float64, len(missing))
+        return out
+
+    def _grow(self, largest: int) -> None:
+        if largest >= len(self._of):
+            grown = np.full(max(largest + 1, 2 * len(self._of)), np.nan, np.float32)
+            grown[: len(self._of)] = self._of
+            self._of = grown
+
+
 class Seen(msgspec.Struct):
     """What is known of memories at one state of the node: runs, index lengths, and the
     index terms of each column (cis.index.text.columns_of)."""
 
     runs: dict[int, Run]
-    lengths: dict[int, float]
+    lengths: Lengths
     columns: dict[int, Columns]
 
     def __len__(self) -> int:
-        return len(self.runs) + len(self.lengths) + len(self.columns)
+        """Runs and terms held (lengths take 4 bytes a rowid and are not counted)."""
+        return len(self.runs) + len(self.columns)
 
 
 class Known:
     """Runs, index lengths and index terms of memories, as of one state of the node
     (`token`: a write anywhere or a new vector changes it, and everything known is
     dropped). All are properties of the data, not of a query, so every search after the
-    first reads them here instead of from the database."""
+    first reads them here instead of from the database. Past `capacity` runs and terms,
+    the older half of each goes (those read first): at 100k memories, hits that recur
+    stay known, where dropping everything kept 10% of the runs a search asks for."""
 
-    # at most about 45 MB (760 bytes a run, 240 for the terms of a 12-word memory)
+    # at most about 30 MB (760 bytes a run, 240 for the terms of a 12-word memory)
     def __init__(self, capacity: int = 60_000):
         self.capacity = capacity
         self._token: object = None
-        self._seen = Seen({}, {}, {})
+        self._seen = Seen({}, Lengths(), {})
 
     def at(self, token: object) -> Seen:
         """What is known at `token` (a reader that began before a write fills the dicts
         of its own state, which the write's token then replaces)."""
-        if token != self._token or len(self._seen) > self.capacity:
-            self._token, self._seen = token, Seen({}, {}, {})
+        if token != self._token:
+            self._token, self._seen = token, Seen({}, Lengths(), {})
+        elif len(self._seen) > self.capacity:
+            for held in (self._seen.runs, self._seen.columns):
+                for rid in list(itertools.islice(held, len(held) // 2)):
+                    del held[rid]
         return self._seen
 
 
@@ -248,22 +298,6 @@ def _taking_part(members: Ints, hits: Ints, around: tuple[Ints, Ints, Floats]) -
         return Threads(members.tolist(), around)
     at = np.cumsum(part) - 1  # each member's position among those taking part
     return Threads(members[part].tolist(), (at[mine], at[theirs], weight))
-
-
-def lengths(
-    conn: apsw.Connection, rids: Sequence[int], known: dict[int, float] | None = None
-) -> dict[int, float]:
-    """Each memory's length in index terms (all columns), from FTS5's docsize table;
-    `known` holds lengths read before (and takes those read now)."""
-    known = {} if known is None else known
-    missing = [r for r in rids if r not in known]
-    if missing:
-        listed, values = marks(missing)
-        sql = f"SELECT id, sz FROM memories_fts_docsize WHERE id IN ({listed})"
-        rows = conn.execute(sql, values)
-        found = {int(rid): float(_total(bytes(sz))) for rid, sz in rows}
-        known.update((r, found.get(r, 0.0)) for r in missing)  # no words: length 0
-    return dict(zip(rids, map(known.__getitem__, rids), strict=True))
 
 
 def _total(blob: bytes) -> int:

@@ -3,7 +3,6 @@ read together, fused, filtered, and cached until a write can change them."""
 
 from __future__ import annotations
 
-import itertools
 import threading
 from concurrent.futures import Future
 from typing import Any
@@ -24,7 +23,7 @@ from ..index.vectors import VectorIndex
 from ..model import Hit
 from ..store.sqlite import Database, marks
 from . import cachekeys
-from .context import Known, Seen, lengths, threads
+from .context import Known, Seen, threads
 from .freshness import Freshness
 from .rows import COLUMNS, to_memory
 
@@ -172,8 +171,7 @@ class Searcher:
         found = threads(conn, self.index, [rid for rid, _ in ranked[:pool]], known.runs)
         rids = found.rids
         at = dict(zip(rids, range(len(rids)), strict=True))
-        length_of = lengths(conn, list(at.keys() - terms.lengths.keys()), known.lengths)
-        length_of.update(terms.lengths)
+        known.lengths.put(terms.lengths)  # the word hits' (FTS5's count, from their terms)
         counts = np.zeros((len(rids), len(terms.words)))
         hits = [r for r in terms.counts if r in at]
         if hits:
@@ -182,7 +180,7 @@ class Searcher:
             np.asarray(terms.idf),
             terms.full,
             counts,
-            np.fromiter(map(length_of.get, rids, itertools.repeat(0.0)), np.float64, len(rids)),
+            known.lengths.of(conn, rids),
             found.around,
         )
         return WordSignals(
