@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from array import array
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import apsw
@@ -16,7 +16,7 @@ from cis.index.filters import Filters
 from cis.index.hybrid import fuse, single
 from cis.index.text import _counted, idf, match_query, node_terms, query_words, stems
 from cis.index.timecue import Named
-from cis.memory.context import Known, Lengths, Run, _taking_part, stretches, threads
+from cis.memory.context import RUN_ROW, Known, Lengths, Run, _taking_part, stretches, threads
 
 
 def test_stopwords_are_dropped_unless_nothing_is_left() -> None:
@@ -312,10 +312,15 @@ def test_node_wide_word_counts_are_fts5s(node: Node) -> None:
 def _joined_by_hand(runs: list[Run]) -> list[tuple[int, int, int, bool, float]]:
     """Runs joined by following each memory's successor from each first memory (those
     no run puts after another), firsts by rowid: (memory, stretch, time, explicit, link)."""
-    after = {a: b for run in runs for a, b in zip(run.members, run.members[1:], strict=False)}
-    time_of = {m: t for run in runs for m, t in zip(run.members, run.times, strict=True)}
-    link_of = {m: x for run in runs for m, x in zip(run.members, run.links, strict=False)}
-    explicit = {m for run in runs if run.explicit for m in run.members}
+    after, time_of, link_of, explicit = {}, {}, {}, set()
+    for run in runs:
+        rows = np.frombuffer(run.rows, RUN_ROW).tolist()
+        members = [m for m, _, _ in rows]
+        after.update(itertools.pairwise(members))
+        time_of.update((m, t) for m, t, _ in rows)
+        link_of.update((m, x) for m, _, x in rows[:-1])
+        if run.explicit:
+            explicit.update(members)
     out = []
     for n, start in enumerate(sorted(time_of.keys() - set(after.values()))):
         m = start
@@ -350,14 +355,11 @@ def test_runs_join_into_the_stretches_of_their_threads(
     for which, start, length in windows:
         thread = order[which % len(order)]
         part = thread[start % len(thread) : start % len(thread) + length]
-        runs.append(
-            Run(
-                array("q", part),
-                array("q", [1000 * thread.index(m) for m in part]),
-                threads_[which % len(order)][1],
-                array("d", [0.01 * (m % 97) for m in part[:-1]]),
-            )
-        )
+        rows = np.zeros(len(part), RUN_ROW)
+        rows["member"] = part
+        rows["time"] = [1000 * thread.index(m) for m in part]
+        rows["link"][:-1] = [0.01 * (m % 97) for m in part[:-1]]
+        runs.append(Run(rows.tobytes(), threads_[which % len(order)][1]))
     joined = stretches(runs)
     assert list(
         zip(
