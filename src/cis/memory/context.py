@@ -43,7 +43,7 @@ _PART = (
 # in the index's order (the same-time range ordered by id alone: with the time in its
 # ORDER BY too, SQLite sorted the whole range, 5x slower for memories added in bulk)
 _SIDE = (
-    "(SELECT group_concat(rid || ':' || t) FROM ("
+    "(SELECT group_concat(rid || ',' || t) FROM ("
     + _PART.replace(
         "{where}", _T.format(m="n") + " = " + _T.format(m="c") + " AND n.id {op} c.id"
     ).replace("{by}", "n.id {order}")
@@ -179,12 +179,12 @@ def _read_runs(conn: apsw.Connection, index: VectorIndex, rids: Sequence[int]) -
     read: list[tuple[int, list[int], list[int], bool]] = []
     listed, values = marks(rids)
     for rid, when, named, before, after in conn.execute(_SQL.format(marks=listed), values):
-        sides: list[list[tuple[int, int]]] = []
-        for side in (before, after):
-            items = (i.split(":") for i in str(side or "").split(",") if i)
-            sides.append([(int(a), int(b)) for a, b in items])
-        ordered = [*reversed(sides[0]), (int(rid), int(when)), *sides[1]]
-        read.append((int(rid), [m for m, _ in ordered], [t for _, t in ordered], bool(named)))
+        # each side "rowid,time,rowid,time...", nearest first
+        earlier = list(map(int, str(before).split(","))) if before else []
+        later = list(map(int, str(after).split(","))) if after else []
+        members = [*earlier[-2::-2], int(rid), *later[0::2]]
+        times = [*earlier[::-2], int(when), *later[1::2]]
+        read.append((int(rid), members, times, bool(named)))
     cosines = index.links(
         [pair for _, members, _, named in read if not named for pair in itertools.pairwise(members)]
     )
