@@ -236,13 +236,14 @@ def test_links_are_the_cosines_of_the_pairs_whose_ends_are_indexed(
     assert index.wait_built(30)
     with index.holding():  # 41..50 stay out of the graph meanwhile: scanned exactly
         index.upsert(np.arange(41, 51), data[40:])
-        got = index.links(pairs)
-    held = {
-        p: float(data[p[0] - 1] @ data[p[1] - 1]) for p in pairs if all(1 <= r <= 50 for r in p)
-    }
-    assert got.keys() == held.keys()
-    for pair, cosine in held.items():
-        assert got[pair] == pytest.approx(cosine, abs=1e-2)  # the graph keeps bfloat16 or float16
+        ends = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+        got = index.links(ends[:, 0], ends[:, 1])
+    assert len(got) == len(pairs)
+    for (a, b), cosine in zip(pairs, got.tolist(), strict=True):
+        if 1 <= a <= 50 and 1 <= b <= 50:  # the graph keeps bfloat16 or float16
+            assert cosine == pytest.approx(float(data[a - 1] @ data[b - 1]), abs=1e-2)
+        else:
+            assert np.isnan(cosine)
 
 
 def test_model_loads_after_an_hnsw_index_was_built() -> None:

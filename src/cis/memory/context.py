@@ -185,18 +185,17 @@ def _read_runs(conn: apsw.Connection, index: VectorIndex, rids: Sequence[int]) -
         members = [*earlier[-2::-2], int(rid), *later[0::2]]
         times = [*earlier[::-2], int(when), *later[1::2]]
         read.append((int(rid), members, times, bool(named)))
-    cosines = index.links(
-        [pair for _, members, _, named in read if not named for pair in itertools.pairwise(members)]
-    )
-    rows = np.zeros(sum(len(members) for _, members, _, _ in read), RUN_ROW)
+    sizes = [len(members) for _, members, _, _ in read]
+    rows = np.zeros(sum(sizes), RUN_ROW)
     rows["member"] = [m for _, members, _, _ in read for m in members]
     rows["time"] = [t for _, _, times, _ in read for t in times]
-    rows["link"] = [
-        cosines.get((a, b), 0.0) if b is not None else 0.0
-        for _, members, _, _ in read
-        for a, b in itertools.zip_longest(members, members[1:])
-    ]
-    packed, ends = rows.tobytes(), np.cumsum([len(members) for _, members, _, _ in read])
+    # each member's link with the next: all but a run's last, in inferred threads only
+    linked = np.repeat([not named for _, _, _, named in read], sizes)
+    linked[np.cumsum(sizes) - 1] = False
+    at = np.flatnonzero(linked)
+    cosines = index.links(rows["member"][at], rows["member"][at + 1])
+    rows["link"][at] = np.nan_to_num(cosines, nan=0.0)  # 0 where one has no vector yet
+    packed, ends = rows.tobytes(), np.cumsum(sizes)
     width = RUN_ROW.itemsize
     return {
         rid: Run(packed[(end - len(members)) * width : end * width], named)
