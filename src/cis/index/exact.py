@@ -69,9 +69,6 @@ class ExactRows:
     def __len__(self) -> int:
         return len(self.slots)
 
-    def __contains__(self, rid: int) -> bool:
-        return rid in self.slots
-
     def put(self, rids: np.ndarray, vectors: np.ndarray) -> None:
         """Add or replace rows (of a rowid given twice, the last vector stays)."""
         _, last = np.unique(rids[::-1], return_index=True)

@@ -324,7 +324,6 @@ def node_terms(
         known.update(columns_of(conn, missing))
     lengths: dict[int, float] = {}
     held: dict[int, tuple[float, ...]] = {}
-    single = [terms[0] for terms in planned.terms if len(terms) == 1]
     in_text, in_tags = COLUMN_WEIGHTS
     for rid in found:
         columns = known.get(rid)
@@ -332,9 +331,6 @@ def node_terms(
             continue
         text, tags = columns
         lengths[rid] = float(len(text) + len(tags))
-        if len(single) == len(planned.terms):  # every word one term (the usual case)
-            held[rid] = tuple(in_text * text.count(t) + in_tags * tags.count(t) for t in single)
-            continue
         held[rid] = tuple(
             in_text * _occurrences(text, terms) + in_tags * _occurrences(tags, terms)
             for terms in planned.terms
