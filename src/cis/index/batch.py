@@ -15,7 +15,7 @@ from typing import Any
 
 from ..clock import now_ms
 from ..errors import CISError
-from ..store.sqlite import Database, scalar
+from ..store.sqlite import Database, marks, scalar
 from . import stored
 from .embed import Embedder
 
@@ -138,11 +138,10 @@ class BatchIndexer:
         dead = [o for o in owners if o != self.owner and not _alive(o)]
         if not dead:
             return 0
+        listed, values = marks(dead)
         with self.db.write() as conn:
             conn.execute(
-                "UPDATE embed_queue SET claimed_by = NULL"
-                f" WHERE claimed_by IN ({','.join('?' * len(dead))})",
-                dead,
+                f"UPDATE embed_queue SET claimed_by = NULL WHERE claimed_by IN ({listed})", values
             )
             return conn.changes()
 
@@ -185,18 +184,17 @@ class BatchIndexer:
             if not rows:
                 return []
             self._holds = True
-            marks = ",".join("?" * len(rows))
+            listed, values = marks([r[0] for r in rows])
             items: list[Any] = conn.execute(
-                f"SELECT rid, text, content_hash, deleted FROM memories WHERE rid IN ({marks})",
-                [r[0] for r in rows],
+                f"SELECT rid, text, content_hash, deleted FROM memories WHERE rid IN ({listed})",
+                values,
             ).fetchall()
             gone = [r[0] for r in items if r[3]]
             known = {r[0] for r in items}
             gone += [r[0] for r in rows if r[0] not in known]
             if gone:
-                conn.execute(
-                    f"DELETE FROM embed_queue WHERE rid IN ({','.join('?' * len(gone))})", gone
-                )
+                listed, values = marks(gone)
+                conn.execute(f"DELETE FROM embed_queue WHERE rid IN ({listed})", values)
         out: list[tuple[int, str, bytes]] = []
         size = 0
         for rid, text, chash, deleted in items:
@@ -213,14 +211,14 @@ class BatchIndexer:
         model = self.embedder.model_id
         hashes = list({h for _, _, h in items})
         with self.db.read() as conn:
-            marks = ",".join("?" * len(hashes))
+            listed, values = marks(hashes)
             known = {
                 bytes(h): bytes(v)
                 for h, v in conn.execute(
                     "SELECT m.content_hash, v.vector FROM memories m "
                     "JOIN memory_vectors v ON v.rid = m.rid "
-                    f"WHERE m.content_hash IN ({marks}) AND v.model = ?",
-                    [*hashes, model],
+                    f"WHERE m.content_hash IN ({listed}) AND v.model = ?",
+                    [*values, model],
                 )
             }
         to_embed = {h: t for _, t, h in items if h not in known}

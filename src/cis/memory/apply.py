@@ -25,7 +25,7 @@ from ..model import Memory
 from ..net import oplog
 from ..net.identity import Identity
 from ..net.merge import State, merge, retraction
-from ..store.sqlite import Database, scalar
+from ..store.sqlite import Database, marks, scalar
 from . import validate as check
 from .freshness import Freshness
 from .rows import STATE_COLUMNS, clocks, encode, to_memory, to_state
@@ -94,9 +94,9 @@ def stored_states(conn: apsw.Connection, ids: builtins.list[str]) -> dict[str, t
     found: dict[str, tuple[Any, ...]] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
+        listed, values = marks(chunk)
         for row in conn.execute(
-            f"SELECT {STATE_COLUMNS} FROM memories WHERE id IN ({marks})", chunk
+            f"SELECT {STATE_COLUMNS} FROM memories WHERE id IN ({listed})", values
         ):
             found[row[1]] = row
     return found

@@ -39,7 +39,7 @@ from ..net.merge import create, edit
 from ..net.oplog import Signed
 from ..shapes import shaped
 from ..store.snapshot import SnapshotFile
-from ..store.sqlite import Database, scalar
+from ..store.sqlite import Database, marks, scalar
 from . import cachekeys, quarantine
 from . import validate as check
 from .apply import Change, Writer, stored_state, stored_states
@@ -449,12 +449,12 @@ class MemoryService:
         with self.db.read() as conn:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
-                marks = ",".join("?" * len(chunk))
+                listed, values = marks(chunk)
                 for row in conn.execute(
                     "SELECT m.id, m.content_hash, v.model, v.vector FROM memories m"
                     " JOIN memory_vectors v ON v.rid = m.rid"
-                    f" WHERE m.id IN ({marks}) AND m.domain = 'public' AND m.deleted = 0",
-                    chunk,
+                    f" WHERE m.id IN ({listed}) AND m.domain = 'public' AND m.deleted = 0",
+                    values,
                 ):
                     out.append((str(row[0]), bytes(row[1]), str(row[2]), bytes(row[3])))
         return out
