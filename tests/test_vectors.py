@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FuturesTimeout
 
 import numpy as np
 import pytest
@@ -80,6 +80,8 @@ def test_hnsw_above_threshold_keeps_recall_and_follows_edits() -> None:
     hits = index.search(queries[1].astype(np.float32), 5, allowed)
     expected = allowed[np.argsort(-(data[allowed - 1] @ queries[1]))[:5]]
     assert [r for r, _ in hits] == expected.tolist()
+    assert index.snapshot() is None  # the graph holds stale rows until the next merge
+    assert index.wait_built(120)  # 1,500 stale rows: a merge begins at once
     restored = VectorIndex(64, ann_threshold=1000)
     blob = index.snapshot()
     assert blob is not None
@@ -97,7 +99,7 @@ def _clustered(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
 
 def test_edits_while_the_mover_runs_are_kept() -> None:
     rng = np.random.default_rng(3)
-    index = VectorIndex(32, ann_threshold=2000)
+    index = VectorIndex(32, ann_threshold=2000, quiet_s=0)
     data = _unit(rng, 3000, 32)
     index.upsert(np.arange(1, 2001), data[:2000])  # starts the mover
     index.upsert(np.arange(2001, 3001), data[2000:])  # lands while it runs
@@ -224,20 +226,26 @@ def test_stored_blobs_become_unit_rows_or_none_as_check_would_judge_them() -> No
         assert row is not None and np.allclose(row, index.check(vector), atol=2e-3)
 
 
+@functools.cache
+def _half_graphed() -> tuple[VectorIndex, np.ndarray]:
+    """An index whose rows 1..40 are in the graph and 41..50 wait in the exact part."""
+    data = _clustered(np.random.default_rng(9), 50, 8)
+    index = VectorIndex(8, ann_threshold=30)
+    index.upsert(np.arange(1, 41), data[:40])
+    assert index.wait_built(30) and index.pending == 0
+    index.close()  # 41..50 stay out of the graph: scanned exactly
+    index.upsert(np.arange(41, 51), data[40:])
+    return index, data
+
+
 @given(st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60)), max_size=40))
 @settings(max_examples=60, deadline=None)
 def test_links_are_the_cosines_of_the_pairs_whose_ends_are_indexed(
     pairs: list[tuple[int, int]],
 ) -> None:
-    rng = np.random.default_rng(9)
-    data = _clustered(rng, 50, 8)
-    index = VectorIndex(8, ann_threshold=30)
-    index.upsert(np.arange(1, 41), data[:40])
-    assert index.wait_built(30)
-    with index.holding():  # 41..50 stay out of the graph meanwhile: scanned exactly
-        index.upsert(np.arange(41, 51), data[40:])
-        ends = np.array(pairs, dtype=np.int64).reshape(-1, 2)
-        got = index.links(ends[:, 0], ends[:, 1])
+    index, data = _half_graphed()
+    ends = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+    got = index.links(ends[:, 0], ends[:, 1])
     assert len(got) == len(pairs)
     for (a, b), cosine in zip(pairs, got.tolist(), strict=True):
         if 1 <= a <= 50 and 1 <= b <= 50:  # the graph keeps bfloat16 or float16
@@ -269,7 +277,7 @@ def test_model_loads_after_an_hnsw_index_was_built() -> None:
 @given(
     ops=st.lists(
         st.tuples(
-            st.sampled_from(["put", "del", "tail"]),
+            st.sampled_from(["put", "del", "many"]),
             st.lists(st.integers(1, 12_000), min_size=1, max_size=3),
             st.integers(1, 9_000),
         ),
@@ -277,9 +285,9 @@ def test_model_loads_after_an_hnsw_index_was_built() -> None:
     )
 )
 def test_exact_rows_hold_what_was_put_across_blocks(ops: list[tuple[str, list[int], int]]) -> None:
-    from cis.index.exact import ExactRows
+    from cis.index import exact
 
-    rows = ExactRows(4)
+    rows = exact.ExactRows(4)
     model: dict[int, np.ndarray] = {}
     for op, seeds, count in ops:
         if op == "put":  # a run of rowids from the first seed, the others repeated in it
@@ -292,12 +300,18 @@ def test_exact_rows_hold_what_was_put_across_blocks(ops: list[tuple[str, list[in
             rows.drop(gone)
             for rid in gone:
                 model.pop(rid, None)
-        else:
-            taken, vectors = rows.tail(count)
-            rows.drop_tail(len(taken))
-            for rid, vector in zip(taken.tolist(), vectors, strict=True):
-                assert np.array_equal(model.pop(rid), vector)
+        else:  # every other rowid of a run (most rows, or few, go at once)
+            gone = list(range(seeds[0], seeds[0] + count, 2))
+            rows.drop_many(np.array(gone, dtype=np.int64))
+            for rid in gone:
+                model.pop(rid, None)
     assert len(rows) == len(model)
+    blocks = [rows.block(start) for start in range(0, len(rows) + 1, exact.BLOCK)]
+    assert not len(rows.block(len(rows))[0])
+    held = np.concatenate([rids for rids, _ in blocks])
+    assert sorted(held.tolist()) == sorted(model)  # the blocks hold each row once
+    for rid, vector in zip(held.tolist(), np.concatenate([v for _, v in blocks]), strict=True):
+        assert np.array_equal(model[rid], vector)
     found, vectors = rows.get(sorted(model))
     assert found == sorted(model)
     for rid, vector in zip(found, vectors, strict=True):
@@ -317,7 +331,7 @@ def test_searchers_writers_and_the_mover_all_get_through() -> None:
 
     rng = np.random.default_rng(11)
     data = _clustered(rng, 8000, 32)
-    index = VectorIndex(32, ann_threshold=1000)
+    index = VectorIndex(32, ann_threshold=1000, quiet_s=0)
     index.upsert(np.arange(1, 4001), data[:4000])  # the mover starts
     failures: list[BaseException] = []
     writing = threading.Event()
@@ -372,49 +386,86 @@ def test_a_large_scan_split_over_two_threads_ranks_as_one_scan() -> None:
         assert any(t.name.startswith("cis-scan") for t in threading.enumerate())
 
 
-class _HeldSave:
-    """A graph whose save waits until `go` is set (everything else is the graph's own)."""
+def test_searches_and_edits_go_on_while_a_merge_is_built_and_edits_are_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The merge's child is held before it hands its graph back: meanwhile searches see
+    everything and edits land at once; after the switch, what they changed holds."""
+    from cis.index import graph_build
 
-    def __init__(self, ann: object) -> None:
-        self.ann = ann
-        self.saving = threading.Event()
-        self.go = threading.Event()
+    building, go = threading.Event(), threading.Event()
+    finish = graph_build.Build.finish
 
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.ann, name)
+    def held_finish(build: graph_build.Build) -> bytes:
+        building.set()
+        assert go.wait(60)
+        return finish(build)
 
-    def __len__(self) -> int:
-        return len(self.ann)  # type: ignore[arg-type]
-
-    def save(self, **kwargs: object) -> object:
-        self.saving.set()
-        assert self.go.wait(60)
-        return self.ann.save(**kwargs)  # type: ignore[attr-defined]
-
-
-def test_searches_go_on_while_the_graph_is_saved_and_edits_wait() -> None:
+    monkeypatch.setattr(graph_build.Build, "finish", held_finish)
     rng = np.random.default_rng(11)
-    index = VectorIndex(DIM, ann_threshold=100)
-    data = _unit(rng, 300)
+    data = _unit(rng, 400, 16)
+    index = VectorIndex(16, ann_threshold=100, quiet_s=0)
+    index.upsert(np.arange(1, 201), data[:200])
+    try:
+        assert building.wait(60)
+        with ThreadPoolExecutor(1) as pool:  # not on this thread, so a wait would show
+            edits = pool.submit(
+                lambda: (
+                    index.upsert(np.arange(201, 401), data[200:]),
+                    index.remove([1, 2, 3]),
+                    index.upsert(np.array([4]), data[399:400]),
+                )
+            )
+            edits.result(timeout=30)
+        assert index.search(data[250], 1)[0][0] == 251
+        assert len(index) == 397
+    finally:
+        go.set()
+    assert index.wait_built(60) and index.pending == 0 and index.uses_ann
+    found, vectors = index.vectors(list(range(1, 401)))
+    assert found == list(range(4, 401))
+    assert float(vectors[0] @ data[399]) == pytest.approx(1.0, abs=1e-2)  # the new vector
+    assert {r for r, _ in index.search(data[0], 5)}.isdisjoint({1, 2, 3})
+
+
+def test_a_merge_that_cannot_run_leaves_every_vector_searchable(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cis.index import graph_build
+
+    monkeypatch.setattr(graph_build.sys, "executable", "/nonexistent/python")
+    rng = np.random.default_rng(13)
+    data = _unit(rng, 300, 16)
+    index = VectorIndex(16, ann_threshold=100, quiet_s=0)
     index.upsert(np.arange(1, 301), data)
-    assert index.wait_built(60) and index.uses_ann
-    held = _HeldSave(index._ann)
-    index._ann = held
-    with ThreadPoolExecutor(3) as pool:
-        try:
-            saved = pool.submit(index.snapshot)
-            assert held.saving.wait(60)
-            found = pool.submit(index.search, data[4], 1)
-            assert found.result(timeout=30)[0][0] == 5  # it did not wait for the save
-            edit = pool.submit(index.upsert, np.array([301]), _unit(rng, 1))
-            with pytest.raises(FuturesTimeout):
-                edit.result(timeout=0.2)  # it waits for the save, as it must
-            assert len(index) == 300
-        finally:
-            held.go.set()
-        assert saved.result(60) is not None
-        edit.result(60)
-    assert len(index) == 301
+    assert index.wait_built(60)
+    assert not index.uses_ann and index.pending == 300
+    assert "vector graph not extended" in caplog.text
+    assert [index.search(data[i], 1)[0][0] for i in (0, 299)] == [1, 300]
+
+
+def test_the_graph_builder_takes_a_base_less_its_drops_plus_what_it_is_sent() -> None:
+    from usearch.index import Index
+
+    from cis.index import graph_build
+    from cis.index.vectors import new_ann
+
+    rng = np.random.default_rng(14)
+    data = _unit(rng, 300, 16)
+    base = new_ann(16)
+    base.add(np.arange(1, 201, dtype=np.uint64), data[:200])
+    build = graph_build.Build(16, base.save(), np.array([5, 6], dtype=np.int64))
+    build.send(np.arange(201, 251), data[200:250])
+    build.send(np.arange(251, 301), data[250:])
+    graph = Index.restore(build.finish())
+    assert graph is not None
+    assert sorted(np.asarray(graph.keys).tolist()) == [r for r in range(1, 301) if r not in (5, 6)]
+    wrong = graph_build.Build(16, None, np.empty(0, dtype=np.int64))
+    try:
+        with pytest.raises(ValueError):
+            wrong.send(np.arange(3), data[:2])  # three keys, two rows
+    finally:
+        wrong.close()
 
 
 def test_a_graph_saved_in_float16_restores_and_grows_in_float16() -> None:
@@ -425,7 +476,7 @@ def test_a_graph_saved_in_float16_restores_and_grows_in_float16() -> None:
     data = _unit(rng, 300, 32)
     old = Index(ndim=32, metric="ip", dtype="f16", connectivity=20, expansion_add=48)
     old.add(np.arange(1, 201, dtype=np.uint64), data[:200])
-    index = VectorIndex(32, ann_threshold=100)
+    index = VectorIndex(32, ann_threshold=100, quiet_s=0)
     index.restore(old.save())
     index.upsert(np.arange(201, 301), data[200:])
     assert index.wait_built(60) and index.pending == 0

@@ -1,19 +1,23 @@
 """In-memory vector index: an HNSW graph (usearch) plus the vectors not in it yet.
 
 Vectors are unit length, so similarity is the dot product (cosine). A new vector lands
-in an exact part (`ExactRows`, scanned with numpy); above `ann_threshold` vectors a
-background thread (the mover) puts them into the graph a slice of about SLICE_S at a
-time: a search merges the graph's answer with an exact scan of what has not moved yet,
-so nothing waits for a build. usearch holds the interpreter while it inserts, so a slice
-is the longest another thread waits for it. Callers of the index go before a slice for
-GRACE_S; then that slice goes, then they do (turns, so that neither side starves), and
-during `holding()` (a batch of writes landing) the mover waits. A graph can be saved and
-restored (`snapshot`, `restore`), since building one takes a while.
+in an exact part (`ExactRows`, scanned with numpy); a search merges the graph's answer
+with an exact scan of that part, so nothing waits for a build. The graph is never
+changed in place: usearch holds the interpreter while it inserts (a save or a load of
+100k vectors held it for 45-65 ms before its first progress call, measured), so a merge
+builds the next graph in a child process (`graph_build`) from the last one and the
+vectors waiting, and the index switches to it, viewed where its bytes lie. Rows of the
+graph that an edit made stale are left out of answers until the next merge. A merge
+begins once `ann_threshold` vectors wait for the first graph, MERGE_MIN for the next
+ones, or fewer once edits have been quiet for a while; during `holding()` (a batch of
+writes landing) none begins. A graph is saved and restored as those same bytes
+(`snapshot`, `restore`).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import threading
 import time
@@ -24,8 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInput
-from ..yielding import hand_over
-from . import stored
+from . import graph_build, stored
 from .exact import ExactRows, members, ranked
 
 # measured at 100k (clustered vectors, 2 cores): M=20 with a shallow build (48) inserts
@@ -33,11 +36,18 @@ from .exact import ExactRows, members, ranked
 ANN_CONNECTIVITY = 20
 ANN_EXPANSION_ADD = 48
 ANN_EXPANSION_SEARCH = 160
-SLICE_S = 0.01  # the time one slice of graph insertions aims at (well under 50 ms)
-GRACE_S = 0.002  # how long callers of the index go before a slice that waits for them
+MERGE_MIN = 2048  # vectors waiting that begin a merge at once (0.1 ms of exact scan)
+# a merge takes at most this many waiting vectors, or as many as the graph holds: what
+# waits shrinks as a large backlog goes in (searches scan it meanwhile), at the cost of
+# sending the graph so far again (100k after an open with no snapshot: 15.7-18.8 s to a
+# fast vector stage, against 17.4-20.1 s in one merge, alternated three times)
+MERGE_STEP = 32_768
+QUIET_S = 5.0  # fewer begin one once no edit came for this long
+DEAD_ASK_MAX = 512  # stale graph rows a search looks past; more begin a merge at once
 GATHER_MAX = 2048  # a filter this small or smaller is answered exactly
 FILTER_SEARCH_MAX = 4096  # graph candidates a filtered search asks for at most
-YIELD_S = 0.002  # how long a save or load holds the interpreter between pauses
+
+log = logging.getLogger("cis.index")
 
 
 @functools.cache
@@ -72,20 +82,8 @@ def _keys(rids: np.ndarray | list[int]) -> np.ndarray:
     return np.asarray(rids, dtype=np.uint64)
 
 
-def _pauser() -> Callable[[int, int], bool]:
-    """A usearch progress callback that lets other threads run every YIELD_S."""
-    last = [time.perf_counter()]
-
-    def pause(done: int, total: int) -> bool:
-        now = time.perf_counter()
-        if now - last[0] >= YIELD_S:
-            hand_over()
-            last[0] = time.perf_counter()
-        return True
-
-    # usearch compares the annotations with the types themselves, not their names
-    pause.__annotations__ = {"done": int, "total": int, "return": bool}
-    return pause
+def _sorted_keys(ann: Any) -> np.ndarray:
+    return np.sort(np.asarray(ann.keys, dtype=np.int64))
 
 
 def unit_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -104,7 +102,8 @@ class VectorIndex:
 
     With `build` False the index never builds a graph itself (short-lived processes,
     for which an exact scan is cheaper than a build), but it can `restore` one.
-    `on_built` runs each time the mover has put every vector into the graph.
+    `on_built` runs each time a merge has left every vector in the graph. Fewer than
+    MERGE_MIN waiting vectors are merged once no edit came for `quiet_s`.
     """
 
     def __init__(
@@ -114,28 +113,37 @@ class VectorIndex:
         *,
         build: bool = True,
         on_built: Callable[[], object] | None = None,
+        quiet_s: float = QUIET_S,
     ):
         self.dim = dim
         self.ann_threshold = ann_threshold
         self.can_build = build
         self.on_built = on_built
+        self.quiet_s = quiet_s
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
-        self._counting = threading.Lock()
-        self._waiting = 0  # callers holding or waiting for the lock: the mover lets them first
         self._fresh = ExactRows(dim)
-        self._ann: Any = None
-        self._viewed: bytes | bytearray | memoryview | None = None  # the buffer _ann views
+        self._ann: Any = None  # a usearch Index viewing _blob, never changed in place
+        self._blob: bytes | bytearray | memoryview | None = None
+        # the graph's keys, sorted: usearch's contains() on a viewed graph scans every
+        # row for a key it lacks (1.2 s for 60k absent keys in 40k, measured)
+        self._graphed = np.empty(0, dtype=np.int64)
+        self._dead: set[int] = set()  # rowids whose row in the graph is stale or removed
+        self._dead_sorted = np.empty(0, dtype=np.int64)
+        self._touched: set[int] | None = None  # during a merge: rowids edited since it began
+        self._epoch = 0  # bumped by clear(): a merge begun before it is dropped
         self._mover: threading.Thread | None = None
-        self._slice = 16
-        self._holds = 0  # batches of edits under way: the mover waits for them
-        self._saving = 0  # saves of the graph under way: searches go on, edits wait
-        self._turn_at: float | None = None  # from then on the mover's next slice goes first
-        self._turns = 0  # slices the mover took its turn for
+        self._build: graph_build.Build | None = None
+        self._holds = 0  # batches of edits under way: no merge begins meanwhile
+        self._last_edit = 0.0
         self._closed = False
+        self._failed = False  # a merge failed: the graph stays as it is in this process
 
     def __len__(self) -> int:
-        return len(self._fresh) + (len(self._ann) if self._ann is not None else 0)
+        return len(self._fresh) + self._graph_size()
+
+    def _graph_size(self) -> int:
+        return len(self._ann) - len(self._dead) if self._ann is not None else 0
 
     @property
     def uses_ann(self) -> bool:
@@ -194,51 +202,65 @@ class VectorIndex:
 
     # ---- edits -------------------------------------------------------------------
 
+    # ---- edits -------------------------------------------------------------------
+
     def upsert(self, rids: np.ndarray, vectors: np.ndarray) -> None:
         """Add or replace rows; `vectors` must already be unit length."""
         if len(rids) == 0:
             return
-        with self._editing():
-            if self._ann is not None:
-                self._ann_remove(np.asarray(rids))
-            self._fresh.put(np.asarray(rids), vectors)
-            self._start_mover()
+        rids = np.asarray(rids, dtype=np.int64)
+        with self._lock:
+            self._outdate(rids)
+            self._fresh.put(rids, vectors)
+            self._edited(rids)
 
     def remove(self, rids: list[int]) -> None:
         if not rids:
             return
-        with self._editing():
+        with self._lock:
             self._fresh.drop(rids)
-            if self._ann is not None:
-                self._ann_remove(np.asarray(rids, dtype=np.int64))
+            self._outdate(np.asarray(rids, dtype=np.int64))
+            self._edited(np.asarray(rids, dtype=np.int64))
 
-    def _ann_remove(self, rids: np.ndarray) -> None:
-        if self._viewed is not None:  # a viewed graph changes only as a copy of its own
-            ann = new_ann(self.dim)
-            ann.load(self._viewed)
-            self._ann, self._viewed = ann, None
+    def _outdate(self, rids: np.ndarray) -> None:
+        """The graph's rows of `rids` no longer count (the lock is held)."""
+        if self._ann is None:
+            return
         present = self._in_graph(rids.tolist())
         if len(present):
-            self._ann.remove(present)
+            self._dead.update(present.astype(np.int64).tolist())
+            self._dead_sorted = np.sort(np.fromiter(self._dead, np.int64, len(self._dead)))
+
+    def _edited(self, rids: np.ndarray) -> None:
+        if self._touched is not None:
+            self._touched.update(rids.tolist())
+        self._last_edit = time.monotonic()
+        self._start_mover()
 
     def clear(self) -> None:
-        with self._editing():
+        with self._lock:
+            self._epoch += 1
             self._fresh.clear()
-            self._ann = self._viewed = None
+            self._ann = self._blob = None
+            self._graphed = self._graphed[:0]
+            self._dead = set()
+            self._dead_sorted = self._dead_sorted[:0]
+            if self._build is not None:
+                self._build.kill()
 
     # ---- the HNSW graph ----------------------------------------------------------
 
     def _due(self) -> bool:
-        """Whether vectors wait to be moved into the graph (the lock is held)."""
-        waiting = len(self._fresh)
-        return (
-            self.can_build
-            and not self._closed
-            and not self._holds
-            and not self._saving
-            and waiting > 0
-            and (self._ann is not None or waiting >= self.ann_threshold)
-        )
+        """Whether vectors wait to be merged into the graph (the lock is held)."""
+        if not self.can_build or self._closed or self._failed or self._holds:
+            return False
+        if self._ann is None:
+            return len(self._fresh) >= self.ann_threshold
+        return bool(len(self._fresh) or self._dead)
+
+    def _urgent(self) -> bool:
+        """Whether a due merge begins now, not once edits have been quiet for quiet_s."""
+        return self._ann is None or len(self._fresh) >= MERGE_MIN or len(self._dead) > DEAD_ASK_MAX
 
     def _start_mover(self) -> None:
         if self._mover is None and self._due():
@@ -249,8 +271,7 @@ class VectorIndex:
 
     @contextmanager
     def holding(self) -> Iterator[None]:
-        """Keep the mover off while a batch of edits lands: the edits go at full speed
-        (the mover would take turns with them), and the move resumes after."""
+        """Begin no merge while a batch of edits lands (the merge after takes it all)."""
         with self._lock:
             self._holds += 1
         try:
@@ -263,55 +284,92 @@ class VectorIndex:
     def _move(self) -> None:
         try:
             while True:
-                moved = self._move_all()
-                if moved and not self.pending and self.on_built is not None:
-                    self.on_built()
                 with self._lock:
+                    while self._due() and not self._urgent():
+                        left = self._last_edit + self.quiet_s - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._changed.wait(left)
                     if not self._due():
-                        # cleared in the same hold as the check: whoever makes moving due
+                        # cleared in the same hold as the check: whoever makes a merge due
                         # after it (a batch's end, an upsert) sees no mover and starts one
                         self._mover = None
                         return
+                    epoch, base, drop = self._epoch, self._blob, self._dead_sorted
+                    limit = max(MERGE_STEP, self._graph_size())
+                    self._touched = set()
+                merged = self._merge(epoch, base, drop, limit)
+                if merged and not self.pending and not self._dead and self.on_built is not None:
+                    self.on_built()
         finally:
             with self._lock:
                 if self._mover is threading.current_thread():
                     self._mover = None
-                self._turn_at = None
+                self._touched = self._build = None
                 self._changed.notify_all()
 
-    def _move_all(self) -> int:
-        """Move slices into the graph until none wait; how many moved."""
-        moved = 0
-        while True:
+    def _merge(
+        self,
+        epoch: int,
+        base: bytes | bytearray | memoryview | None,
+        drop: np.ndarray,
+        limit: int,
+    ) -> bool:
+        """Build, in a child process, `base` less `drop` plus about `limit` waiting
+        vectors, and switch to it; what was edited meanwhile stays waiting. False if it
+        was not."""
+        sent: list[np.ndarray] = []
+        build = None
+        try:
+            build = graph_build.Build(self.dim, base, drop)
             with self._lock:
-                if self._waiting:  # callers go first, for GRACE_S at most
-                    self._turn_at = time.perf_counter() + GRACE_S
-                    self._changed.wait_for(lambda: not self._waiting, GRACE_S)
-                if not self._due():
-                    self._end_turn()
-                    return moved
-                if self._ann is None:
-                    self._ann = new_ann(self.dim)
-                rids, vectors = self._fresh.tail(self._slice)
-                start = time.perf_counter()
-                self._ann.add(_keys(rids), vectors)
-                took = time.perf_counter() - start
-                self._fresh.drop_tail(len(rids))
-                moved += len(rids)
-                self._slice = max(4, min(1024, int(len(rids) * SLICE_S / max(took, 1e-6))))
-                self._end_turn()
-            hand_over()
-
-    def _end_turn(self) -> None:
-        if self._turn_at is not None:
-            self._turn_at = None
-            self._turns += 1
-            self._changed.notify_all()
+                self._build = build
+                if self._closed or self._epoch != epoch:
+                    build.kill()
+            at = 0
+            while True:
+                with self._lock:  # a block at a time: rows may move down between blocks
+                    rids, rows = self._fresh.block(at)
+                    if not len(rids) or at >= limit:
+                        break
+                    at += len(rids)
+                    if self._touched:  # an edited row stays waiting: no need to send it
+                        keep = ~np.isin(rids, np.fromiter(self._touched, np.int64))
+                        rids, rows = rids[keep], rows[keep]
+                if len(rids):
+                    build.send(rids, rows)
+                    sent.append(rids)
+            blob = build.finish()
+        except graph_build.BuildFailed as exc:
+            with self._lock:
+                if not self._closed and self._epoch == epoch:
+                    self._failed = True
+                    log.warning("vector graph not extended; searches scan what waits: %s", exc)
+            return False
+        finally:
+            if build is not None:
+                build.close()
+        ann = new_ann(self.dim)
+        ann.view(blob)
+        with self._lock:
+            touched = np.fromiter(self._touched or (), np.int64)
+            self._touched = self._build = None
+            if self._epoch != epoch:
+                return False
+            self._ann, self._blob, self._graphed = ann, blob, _sorted_keys(ann)
+            stale = touched[members(touched, self._graphed)]
+            self._dead = set(stale.tolist())
+            self._dead_sorted = np.sort(stale)
+            moved = np.concatenate(sent) if sent else np.empty(0, dtype=np.int64)
+            self._fresh.drop_many(moved[~np.isin(moved, touched)])
+        return True
 
     def close(self) -> None:
-        """Stop moving vectors into the graph (after the slice under way); searches go on."""
+        """Stop merging (a merge under way is dropped); searches go on."""
         with self._lock:
             self._closed = True
+            if self._build is not None:
+                self._build.kill()
             self._changed.notify_all()
         mover = self._mover
         if mover is not None and mover is not threading.current_thread():
@@ -319,30 +377,21 @@ class VectorIndex:
 
     def wait_built(self, timeout: float | None = None) -> bool:
         """Wait until every vector that will go into the graph is in it (and `on_built`
-        has run); True when nothing is left to move."""
+        has run); True when nothing is left to merge."""
         with self._lock:
             return self._changed.wait_for(lambda: self._mover is None, timeout)
 
-    def snapshot(self) -> bytearray | None:
+    def snapshot(self) -> bytes | bytearray | memoryview | None:
         """The HNSW graph with its vectors, serialized; None while some vectors are not
-        in a graph. Searches go on while it is written out (it takes 0.1 s at 100k);
-        edits and the mover wait for it."""
+        in a graph (or some of its rows are stale)."""
         with self._lock:
-            if self._ann is None or len(self._fresh):
+            if self._ann is None or len(self._fresh) or self._dead:
                 return None
-            ann = self._ann
-            self._saving += 1
-        try:
-            blob: bytearray = ann.save(progress=_pauser())
-        finally:
-            with self._lock:
-                self._saving -= 1
-                self._start_mover()
-                self._changed.notify_all()
-        return blob
+            return self._blob
 
     def restore(self, blob: bytes | bytearray | memoryview) -> None:
-        """Switch to a graph made by snapshot() (replacing everything held now)."""
+        """Switch to a graph made by snapshot() (replacing everything held now); the
+        graph is viewed where it lies, so `blob` must not change."""
         from usearch.index import Index
 
         meta = Index.metadata(blob)
@@ -350,42 +399,15 @@ class VectorIndex:
             raise ValueError("not a vector index snapshot of this dimension")
         ann = new_ann(self.dim)
         try:
-            if self.can_build:
-                ann.load(blob, progress=_pauser())
-            else:  # a process that only reads it: the graph viewed where it lies
-                ann.view(blob)
+            ann.view(blob)
         except RuntimeError as exc:
             raise ValueError(f"vector index snapshot unreadable: {exc}") from exc
+        graphed = _sorted_keys(ann)
         with self._lock:
             self.clear()
-            self._ann = ann
-            self._viewed = None if self.can_build else blob
+            self._ann, self._blob, self._graphed = ann, blob, graphed
 
     # ---- queries -----------------------------------------------------------------
-
-    @contextmanager
-    def _editing(self) -> Iterator[None]:
-        """Hold the index to change it: ahead of the mover, after any save under way."""
-        with self._first():
-            self._changed.wait_for(lambda: not self._saving)
-            yield
-
-    @contextmanager
-    def _first(self) -> Iterator[None]:
-        """Hold the index, ahead of the mover."""
-        with self._counting:
-            self._waiting += 1
-        with self._lock:
-            try:
-                if self._turn_at is not None and time.perf_counter() >= self._turn_at:
-                    turn = self._turns  # the mover waited its turn: one slice, then us
-                    self._changed.wait_for(lambda: self._turns != turn or self._turn_at is None)
-                yield
-            finally:
-                with self._counting:
-                    self._waiting -= 1
-                if not self._waiting:
-                    self._changed.notify_all()
 
     def _vectors(self, rids: list[int]) -> tuple[list[int], np.ndarray]:
         """The rowids of `rids` that are indexed, and their vectors."""
@@ -400,7 +422,7 @@ class VectorIndex:
 
     def vectors(self, rids: list[int]) -> tuple[list[int], np.ndarray]:
         """The rowids of `rids` that are indexed, and their vectors (float32 rows)."""
-        with self._first():
+        with self._lock:
             return self._vectors(rids)
 
     def links(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -409,7 +431,7 @@ class VectorIndex:
         out = np.full(len(left), np.nan)
         if not len(left):
             return out
-        with self._first():
+        with self._lock:
             if self._ann is not None:
                 graphed = self._in_graph(np.union1d(left, right).tolist()).astype(np.int64)
                 inside = members(left, graphed) & members(right, graphed)
@@ -431,13 +453,11 @@ class VectorIndex:
         return out
 
     def _in_graph(self, rids: list[int]) -> np.ndarray:
-        """The keys of the rowids of `rids` whose vectors are in the graph, in order."""
-        exact = self._fresh.slots
-        keys = _keys([r for r in rids if r not in exact])
-        if self._ann is None or not len(keys):
-            return keys[:0]
-        present: np.ndarray = keys[np.asarray(self._ann.contains(keys), dtype=bool).reshape(-1)]
-        return present
+        """The keys of the rowids of `rids` whose vectors are in the graph (and current),
+        in order."""
+        exact, dead = self._fresh.slots, self._dead
+        wanted = np.fromiter((r for r in rids if r not in exact and r not in dead), np.int64)
+        return _keys(wanted[members(wanted, self._graphed)])
 
     def _graph_links(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """The cosine of each pair, both in the graph, where the vectors lie: usearch
@@ -451,7 +471,7 @@ class VectorIndex:
     ) -> list[tuple[int, float]]:
         """The k nearest rowids to `query` (unit length), restricted to `allowed` (rowids
         sorted ascending) if given."""
-        with self._first():
+        with self._lock:
             return self._search(query, k, allowed)
 
     def search_with_vectors(
@@ -459,7 +479,7 @@ class VectorIndex:
     ) -> tuple[list[tuple[int, float]], np.ndarray]:
         """search(), with the vector of each hit (row i that of hit i), in one hold of the
         index (so the mover takes no slice of the graph's build between the two)."""
-        with self._first():
+        with self._lock:
             near = self._search(query, k, allowed)
             wanted = [rid for rid, _ in near]
             found, vectors = self._vectors(wanted)
@@ -474,46 +494,43 @@ class VectorIndex:
     ) -> list[tuple[int, float]]:
         if len(self) == 0 or k <= 0:
             return []
-        graph = self._ann is not None and len(self._ann) > 0
+        graph = self._graph_size() > 0
         if graph and allowed is not None and len(allowed) <= GATHER_MAX:
             return self._gathered(query, k, allowed)
         found = self._fresh.best(query, k, allowed)
-        if graph and allowed is None:
-            found += self._ann_search(query, k)
-        elif graph:
-            assert allowed is not None
-            more = self._ann_filtered(query, k, allowed)
+        if graph:
+            more = self._graph_best(query, k, allowed)
             if more is None:
                 return self._gathered(query, k, allowed)
             found += more
         found.sort(key=lambda pair: (-pair[1], pair[0]))
         return found[:k]
 
-    def _gathered(self, query: np.ndarray, k: int, allowed: np.ndarray) -> list[tuple[int, float]]:
-        """Exact: the vectors of every allowed rowid, scanned."""
+    def _gathered(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> list[tuple[int, float]]:
+        """Exact: the vectors of every allowed rowid (of every one if None), scanned."""
+        if allowed is None:
+            allowed = np.union1d(self._fresh.rids[: len(self._fresh)], self._graphed)
         found, vectors = self._vectors(allowed.tolist())
         return ranked(np.asarray(found, dtype=np.int64), vectors @ query, k)
 
-    def _ann_filtered(
-        self, query: np.ndarray, k: int, allowed: np.ndarray
+    def _graph_best(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None
     ) -> list[tuple[int, float]] | None:
-        """The graph's best among `allowed`: as many candidates as the filter's share
-        suggests, four times more while too few pass; None when an exact scan is due."""
-        want = int(k * len(self) / len(allowed) * 1.2) + 16
-        while want <= FILTER_SEARCH_MAX:
-            keys, sims = self._ann_found(query, want)
-            keep = members(keys, allowed)
+        """The graph's k best current rows (among `allowed` if given): as many candidates
+        as the filter's share and the stale rows suggest, four times more while too few
+        pass; None when an exact scan is due."""
+        want = k if allowed is None else int(k * len(self) / len(allowed) * 1.2) + 16
+        want += len(self._dead)
+        while want <= max(FILTER_SEARCH_MAX, k):
+            found = self._ann.search(query, min(want, len(self._ann)))
+            keys = np.asarray(found.keys, dtype=np.int64)
+            sims = 1.0 - np.asarray(found.distances, dtype=np.float64)
+            keep = ~members(keys, self._dead_sorted)
+            if allowed is not None:
+                keep &= members(keys, allowed)
             if keep.sum() >= k or want >= len(self._ann):
                 return list(zip(keys[keep].tolist(), sims[keep].tolist(), strict=True))
             want *= 4
         return None
-
-    def _ann_found(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The graph's k nearest: rowids and similarities."""
-        found = self._ann.search(query, min(k, len(self._ann)))
-        keys = np.asarray(found.keys, dtype=np.int64)
-        return keys, 1.0 - np.asarray(found.distances, dtype=np.float64)
-
-    def _ann_search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
-        keys, sims = self._ann_found(query, k)
-        return list(zip(keys.tolist(), sims.tolist(), strict=True))
