@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -99,7 +100,7 @@ def _clustered(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
 
 def test_edits_while_the_mover_runs_are_kept() -> None:
     rng = np.random.default_rng(3)
-    index = VectorIndex(32, ann_threshold=2000, quiet_s=0)
+    index = VectorIndex(32, ann_threshold=2000)
     data = _unit(rng, 3000, 32)
     index.upsert(np.arange(1, 2001), data[:2000])  # starts the mover
     index.upsert(np.arange(2001, 3001), data[2000:])  # lands while it runs
@@ -331,7 +332,7 @@ def test_searchers_writers_and_the_mover_all_get_through() -> None:
 
     rng = np.random.default_rng(11)
     data = _clustered(rng, 8000, 32)
-    index = VectorIndex(32, ann_threshold=1000, quiet_s=0)
+    index = VectorIndex(32, ann_threshold=1000)
     index.upsert(np.arange(1, 4001), data[:4000])  # the mover starts
     failures: list[BaseException] = []
     writing = threading.Event()
@@ -386,28 +387,35 @@ def test_a_large_scan_split_over_two_threads_ranks_as_one_scan() -> None:
         assert any(t.name.startswith("cis-scan") for t in threading.enumerate())
 
 
+class _HeldMerges:
+    """Holds every merge's child before it hands its graph back, until `go` is set."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from cis.index import graph_build
+
+        self.building, self.go = threading.Event(), threading.Event()
+        finish = graph_build.Build.finish
+
+        def held_finish(build: graph_build.Build) -> bytes:
+            self.building.set()
+            assert self.go.wait(60)
+            return finish(build)
+
+        monkeypatch.setattr(graph_build.Build, "finish", held_finish)
+
+
 def test_searches_and_edits_go_on_while_a_merge_is_built_and_edits_are_kept(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The merge's child is held before it hands its graph back: meanwhile searches see
-    everything and edits land at once; after the switch, what they changed holds."""
-    from cis.index import graph_build
-
-    building, go = threading.Event(), threading.Event()
-    finish = graph_build.Build.finish
-
-    def held_finish(build: graph_build.Build) -> bytes:
-        building.set()
-        assert go.wait(60)
-        return finish(build)
-
-    monkeypatch.setattr(graph_build.Build, "finish", held_finish)
+    """Meanwhile searches see everything and edits land at once; after the switch, what
+    they changed holds."""
+    held = _HeldMerges(monkeypatch)
     rng = np.random.default_rng(11)
     data = _unit(rng, 400, 16)
-    index = VectorIndex(16, ann_threshold=100, quiet_s=0)
+    index = VectorIndex(16, ann_threshold=100)
     index.upsert(np.arange(1, 201), data[:200])
     try:
-        assert building.wait(60)
+        assert held.building.wait(60)
         with ThreadPoolExecutor(1) as pool:  # not on this thread, so a wait would show
             edits = pool.submit(
                 lambda: (
@@ -420,12 +428,53 @@ def test_searches_and_edits_go_on_while_a_merge_is_built_and_edits_are_kept(
         assert index.search(data[250], 1)[0][0] == 251
         assert len(index) == 397
     finally:
-        go.set()
+        held.go.set()
     assert index.wait_built(60) and index.pending == 0 and index.uses_ann
     found, vectors = index.vectors(list(range(1, 401)))
     assert found == list(range(4, 401))
     assert float(vectors[0] @ data[399]) == pytest.approx(1.0, abs=1e-2)  # the new vector
     assert {r for r, _ in index.search(data[0], 5)}.isdisjoint({1, 2, 3})
+
+
+@pytest.mark.parametrize("removed", [300, 5000])  # past what a search looks past: a scan
+def test_rows_removed_from_the_graph_are_never_answered_before_the_next_merge(
+    monkeypatch: pytest.MonkeyPatch, removed: int
+) -> None:
+    rng = np.random.default_rng(15)
+    data = _clustered(rng, 6000, 8)
+    index = VectorIndex(8, ann_threshold=1000)
+    index.upsert(np.arange(1, 6001), data)
+    assert index.wait_built(60) and index.uses_ann
+    held = _HeldMerges(monkeypatch)
+    try:
+        index.remove(list(range(1, removed + 1)))
+        left = np.arange(removed + 1, 6001)
+        assert len(index) == len(left)
+        for q in data[:20]:
+            got = [r for r, _ in index.search(q, 10)]
+            assert got and min(got) > removed
+            allowed = left[::7]
+            hits = index.search(q, 10, allowed)
+            assert set(r for r, _ in hits) <= set(allowed.tolist())
+            best = np.sort(data[allowed - 1] @ q)[::-1][:10]  # the graph keeps bf16 or f16
+            assert [s for _, s in hits] == pytest.approx(best.tolist(), abs=1e-2)
+    finally:
+        held.go.set()
+    assert index.wait_built(60) and len(index) == len(left)
+
+
+def test_a_small_backlog_is_merged_once_edits_are_quiet() -> None:
+    rng = np.random.default_rng(16)
+    data = _unit(rng, 305, 16)
+    index = VectorIndex(16, ann_threshold=100, quiet_s=0.05)
+    index.upsert(np.arange(1, 301), data[:300])
+    assert index.wait_built(60) and index.pending == 0
+    index.upsert(np.arange(301, 306), data[300:])  # far fewer than MERGE_MIN
+    assert index.pending == 5
+    deadline = time.monotonic() + 60
+    while index.pending and time.monotonic() < deadline:  # no wait_built: it would hurry
+        time.sleep(0.01)
+    assert index.pending == 0 and index.search(data[302], 1)[0][0] == 303
 
 
 def test_a_merge_that_cannot_run_leaves_every_vector_searchable(
@@ -436,7 +485,7 @@ def test_a_merge_that_cannot_run_leaves_every_vector_searchable(
     monkeypatch.setattr(graph_build.sys, "executable", "/nonexistent/python")
     rng = np.random.default_rng(13)
     data = _unit(rng, 300, 16)
-    index = VectorIndex(16, ann_threshold=100, quiet_s=0)
+    index = VectorIndex(16, ann_threshold=100)
     index.upsert(np.arange(1, 301), data)
     assert index.wait_built(60)
     assert not index.uses_ann and index.pending == 300
@@ -476,7 +525,7 @@ def test_a_graph_saved_in_float16_restores_and_grows_in_float16() -> None:
     data = _unit(rng, 300, 32)
     old = Index(ndim=32, metric="ip", dtype="f16", connectivity=20, expansion_add=48)
     old.add(np.arange(1, 201, dtype=np.uint64), data[:200])
-    index = VectorIndex(32, ann_threshold=100, quiet_s=0)
+    index = VectorIndex(32, ann_threshold=100)
     index.restore(old.save())
     index.upsert(np.arange(201, 301), data[200:])
     assert index.wait_built(60) and index.pending == 0
@@ -484,3 +533,23 @@ def test_a_graph_saved_in_float16_restores_and_grows_in_float16() -> None:
     blob = index.snapshot()
     assert blob is not None
     assert Index.metadata(blob)["kind_scalar"] == ScalarKind.F16
+    index.remove(list(range(1, 251)))  # so many gone that the graph is packed anew
+    assert index.wait_built(60) and len(index) == 50
+    assert index.search(data[260], 1)[0][0] == 261
+    blob = index.snapshot()
+    assert blob is not None
+    assert Index.metadata(blob)["kind_scalar"] == ScalarKind.F16
+
+
+def test_a_snapshot_with_many_removed_rows_is_refused_not_read() -> None:
+    """usearch 2.23 reads such a graph past its memory (graph_build.too_holey)."""
+    from cis.index.vectors import new_ann
+
+    rng = np.random.default_rng(17)
+    old = new_ann(8)
+    old.add(np.arange(1, 1001, dtype=np.uint64), _unit(rng, 1000))
+    old.remove(np.arange(1, 701, dtype=np.uint64))
+    index = VectorIndex(8)
+    with pytest.raises(ValueError, match="removed rows"):
+        index.restore(old.save())
+    assert len(index) == 0 and not index.uses_ann

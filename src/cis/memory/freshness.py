@@ -27,7 +27,10 @@ from . import cachekeys
 
 log = logging.getLogger("cis.index")
 
-SNAPSHOT_MAX_LAG = 2000  # log entries a snapshot may be behind and still be used
+# log entries a snapshot may be behind and still be used: it is saved only once every
+# vector is in the graph, and a merge waits for MERGE_MIN vectors or QUIET_S of quiet, so
+# a node closes up to about SNAPSHOT_EVERY + MERGE_MIN entries past its last one
+SNAPSHOT_MAX_LAG = 20_000
 SNAPSHOT_EVERY = 5000  # log entries applied before a long-running process saves anew
 LOAD_CHUNK = 4096  # vectors read from the rows per upsert
 
