@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -55,7 +56,6 @@ class Build:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env=child_env(),
-                start_new_session=True,  # a Ctrl-C meant for the node is the node's to act on
             )
         except OSError as exc:
             raise BuildFailed(f"cannot start a graph builder: {exc}") from exc
@@ -158,6 +158,9 @@ def _packed(ann: Any, dim: int) -> Any:
 def main() -> int:
     from .vectors import new_ann
 
+    # a Ctrl-C at the node's terminal is the node's to act on (it stops this child); not
+    # a session of its own, where the kernel's autogroups would share the cores evenly
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     source, out = sys.stdin.buffer, sys.stdout.buffer
     if hasattr(os, "nice"):
         os.nice(NICE)
