@@ -177,6 +177,7 @@ def main() -> None:
         node.memory.add_many(
             {"text": t, "embedding": v} for t, v in zip(texts, vectors, strict=True)
         )
+        node.memory.search("load", embedding=vectors[0], limit=10)  # the index loads now
         node.memory.index.wait_built()
         asked = queries(SEQUENTIAL, seed=7)
         node.memory.search("warm up", limit=10)
