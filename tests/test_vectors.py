@@ -553,3 +553,27 @@ def test_a_snapshot_with_many_removed_rows_is_refused_not_read() -> None:
     with pytest.raises(ValueError, match="removed rows"):
         index.restore(old.save())
     assert len(index) == 0 and not index.uses_ann
+
+
+def test_close_during_a_merge_stops_its_child_and_keeps_what_the_index_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import psutil
+
+    held = _HeldMerges(monkeypatch)
+    rng = np.random.default_rng(18)
+    data = _unit(rng, 300, 16)
+    index = VectorIndex(16, ann_threshold=100)
+    index.upsert(np.arange(1, 301), data)
+    assert held.building.wait(60)
+    children = psutil.Process().children()
+    assert any("cis.index.graph_build" in " ".join(c.cmdline()) for c in children)
+    closing = threading.Thread(target=index.close)
+    closing.start()
+    for child in children:  # killed by close, not by the merge's own end
+        assert child.wait(30) is not None or not child.is_running()
+    held.go.set()
+    closing.join(60)
+    assert not closing.is_alive() and not psutil.Process().children()
+    assert not index.uses_ann and index.pending == 300  # nothing lost: scanned exactly
+    assert index.search(data[7], 1)[0][0] == 8
