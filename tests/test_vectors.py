@@ -577,3 +577,38 @@ def test_close_during_a_merge_stops_its_child_and_keeps_what_the_index_held(
     assert not closing.is_alive() and not psutil.Process().children()
     assert not index.uses_ann and index.pending == 300  # nothing lost: scanned exactly
     assert index.search(data[7], 1)[0][0] == 8
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["put", "del", "merge"]), st.integers(1, 80), st.integers(1, 40)),
+        max_size=10,
+    )
+)
+def test_the_graph_and_what_waits_answer_as_one_after_edits_and_merges(
+    ops: list[tuple[str, int, int]],
+) -> None:
+    """Any edits, with merges between some of them: the index holds what a dict would."""
+    index = VectorIndex(8, ann_threshold=20)
+    model: dict[int, np.ndarray] = {}
+    for step, (op, lo, count) in enumerate(ops):
+        rids = np.arange(lo, lo + count)
+        if op == "put":
+            vectors = _unit(np.random.default_rng(step), count)
+            index.upsert(rids, vectors)
+            model.update(zip(rids.tolist(), vectors, strict=True))
+        elif op == "del":
+            index.remove(rids.tolist())
+            for rid in rids.tolist():
+                model.pop(rid, None)
+        else:
+            assert index.wait_built(60)
+        assert len(index) == len(model)
+        found, vectors = index.vectors(list(range(1, 121)))
+        assert sorted(found) == sorted(model)
+        for rid, vector in zip(found, vectors, strict=True):  # the graph keeps bf16 or f16
+            assert np.abs(vector - model[rid]).max() < 1e-2
+    assert index.wait_built(60)
+    assert index.pending == 0 or len(index) < 20  # under the threshold no graph is built
+    index.close()

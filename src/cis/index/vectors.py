@@ -471,10 +471,13 @@ class VectorIndex:
 
     def _in_graph(self, rids: list[int]) -> np.ndarray:
         """The keys of the rowids of `rids` whose vectors are in the graph (and current),
-        in order."""
-        exact, dead = self._fresh.slots, self._dead
-        wanted = np.fromiter((r for r in rids if r not in exact and r not in dead), np.int64)
-        return _keys(wanted[members(wanted, self._graphed)])
+        in order. A rowid in the exact part is never current in the graph: its row there,
+        if any, is stale."""
+        wanted = np.asarray(rids, dtype=np.int64)
+        current = members(wanted, self._graphed)
+        if self._dead:
+            current &= ~members(wanted, self._dead_sorted)
+        return _keys(wanted[current])
 
     def _graph_links(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """The cosine of each pair, both in the graph, where the vectors lie: usearch
