@@ -477,20 +477,29 @@ def test_a_small_backlog_is_merged_once_edits_are_quiet() -> None:
     assert index.pending == 0 and index.search(data[302], 1)[0][0] == 303
 
 
-def test_a_merge_that_cannot_run_leaves_every_vector_searchable(
+def test_a_merge_that_cannot_run_leaves_every_vector_searchable_and_is_tried_again(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from cis.index import graph_build
+    from cis.index import graph_build, vectors
 
+    python = graph_build.sys.executable
     monkeypatch.setattr(graph_build.sys, "executable", "/nonexistent/python")
+    monkeypatch.setattr(vectors, "RETRY_FIRST_S", 0.05)
     rng = np.random.default_rng(13)
-    data = _unit(rng, 300, 16)
+    data = _unit(rng, 400, 16)
     index = VectorIndex(16, ann_threshold=100)
-    index.upsert(np.arange(1, 301), data)
+    index.upsert(np.arange(1, 301), data[:300])
     assert index.wait_built(60)
     assert not index.uses_ann and index.pending == 300
     assert "vector graph not extended" in caplog.text
     assert [index.search(data[i], 1)[0][0] for i in (0, 299)] == [1, 300]
+    monkeypatch.setattr(graph_build.sys, "executable", python)  # the trouble passes
+    deadline, rid = time.monotonic() + 60, 300
+    while not index.uses_ann and time.monotonic() < deadline:  # an edit after the backoff
+        rid += 1
+        index.upsert(np.array([rid]), data[[rid % len(data)]])
+        assert index.wait_built(60)
+    assert index.uses_ann and index.pending == 0 and len(index) == rid
 
 
 def test_the_graph_builder_takes_a_base_less_its_drops_plus_what_it_is_sent() -> None:

@@ -47,6 +47,8 @@ MERGE_STEP = 32_768
 # vectors cost a search 0.1 ms
 QUIET_S = 30.0
 DEAD_ASK_MAX = 512  # stale graph rows a search looks past; more begin a merge at once
+RETRY_FIRST_S = 60.0  # after a failed merge (a child out of memory, say), doubling to
+RETRY_MAX_S = 3600.0  # this at most
 GATHER_MAX = 2048  # a filter this small or smaller is answered exactly
 FILTER_SEARCH_MAX = 4096  # graph candidates a filtered search asks for at most
 
@@ -142,7 +144,8 @@ class VectorIndex:
         self._hurry = 0  # callers of wait_built: a due merge begins at once
         self._last_edit = 0.0
         self._closed = False
-        self._failed = False  # a merge failed: the graph stays as it is in this process
+        self._retry_at = 0.0  # after a failed merge, none begins before then (monotonic)
+        self._backoff = RETRY_FIRST_S
 
     def __len__(self) -> int:
         return len(self._fresh) + self._graph_size()
@@ -257,7 +260,9 @@ class VectorIndex:
 
     def _due(self) -> bool:
         """Whether vectors wait to be merged into the graph (the lock is held)."""
-        if not self.can_build or self._closed or self._failed or self._holds:
+        if not self.can_build or self._closed or self._holds:
+            return False
+        if time.monotonic() < self._retry_at:  # the next edit after it tries again
             return False
         if self._ann is None:
             return len(self._fresh) >= self.ann_threshold
@@ -353,8 +358,14 @@ class VectorIndex:
         except graph_build.BuildFailed as exc:
             with self._lock:
                 if not self._closed and self._epoch == epoch:
-                    self._failed = True
-                    log.warning("vector graph not extended; searches scan what waits: %s", exc)
+                    self._retry_at = time.monotonic() + self._backoff
+                    log.warning(
+                        "vector graph not extended (searches scan what waits; trying again"
+                        " after %.0f s): %s",
+                        self._backoff,
+                        exc,
+                    )
+                    self._backoff = min(2 * self._backoff, RETRY_MAX_S)
             return False
         finally:
             if build is not None:
@@ -372,6 +383,7 @@ class VectorIndex:
             self._dead_sorted = np.sort(stale)
             moved = np.concatenate(sent) if sent else np.empty(0, dtype=np.int64)
             self._fresh.drop_many(moved[~np.isin(moved, touched)])
+            self._backoff = RETRY_FIRST_S
         return True
 
     def close(self) -> None:
