@@ -278,7 +278,7 @@ def test_model_loads_after_an_hnsw_index_was_built() -> None:
 @given(
     ops=st.lists(
         st.tuples(
-            st.sampled_from(["put", "del", "many"]),
+            st.sampled_from(["put", "del", "many", "head"]),
             st.lists(st.integers(1, 12_000), min_size=1, max_size=3),
             st.integers(1, 9_000),
         ),
@@ -301,11 +301,16 @@ def test_exact_rows_hold_what_was_put_across_blocks(ops: list[tuple[str, list[in
             rows.drop(gone)
             for rid in gone:
                 model.pop(rid, None)
-        else:  # every other rowid of a run (most rows, or few, go at once)
+        elif op == "many":  # every other rowid of a run (most rows, or few, go at once)
             gone = list(range(seeds[0], seeds[0] + count, 2))
             rows.drop_many(np.array(gone, dtype=np.int64))
             for rid in gone:
                 model.pop(rid, None)
+        else:  # the rows of the first blocks, as a merge sends them
+            head = rows.rids[: min(len(rows), count) // exact.BLOCK * exact.BLOCK]
+            rows.drop_many(head.copy())
+            for rid in head.tolist():
+                del model[rid]
     assert len(rows) == len(model)
     blocks = [rows.block(start) for start in range(0, len(rows) + 1, exact.BLOCK)]
     assert not len(rows.block(len(rows))[0])
@@ -621,3 +626,27 @@ def test_the_graph_and_what_waits_answer_as_one_after_edits_and_merges(
     assert index.wait_built(60)
     assert index.pending == 0 or len(index) < 20  # under the threshold no graph is built
     index.close()
+
+
+def test_dropping_the_first_blocks_lets_them_go_and_keeps_the_rest() -> None:
+    """What a merge sent is the first blocks, in slot order: they go without a copy."""
+    from cis.index import exact
+
+    rows = exact.ExactRows(4)
+    n = 2 * exact.BLOCK + 300
+    rids = np.random.default_rng(19).permutation(np.arange(1, n + 1))
+    vectors = np.random.default_rng(20).normal(size=(n, 4)).astype(np.float32)
+    rows.put(rids, vectors)
+    kept_block = rows.blocks[2]
+    rows.drop_many(rids[: 2 * exact.BLOCK][::-1].copy())  # any order
+    assert len(rows) == 300 and rows.blocks[0] is kept_block  # moved, not copied
+    found, got = rows.get(rids[2 * exact.BLOCK :].tolist())
+    assert found == rids[2 * exact.BLOCK :].tolist()
+    assert np.array_equal(got, vectors[2 * exact.BLOCK :])
+    query = np.ones(4, dtype=np.float32)
+    sims = vectors[2 * exact.BLOCK :] @ query
+    assert [r for r, _ in rows.best(query, 3)] == rids[2 * exact.BLOCK :][
+        np.argsort(-sims, kind="stable")[:3]
+    ].tolist()
+    rows.put(np.array([n + 1]), vectors[:1])  # and it grows on as before
+    assert len(rows) == 301 and rows.get([n + 1])[0] == [n + 1]

@@ -136,6 +136,18 @@ class ExactRows:
         if len(rids) <= DROP_ONE_BY_ONE:
             self.drop(rids.tolist())
             return
+        head = len(rids)
+        if (
+            not head % BLOCK
+            and head <= n
+            and np.array_equal(np.sort(rids), np.sort(self.rids[:head]))
+        ):
+            # the first blocks exactly (what a merge sent, in slot order): let them go
+            del self.blocks[: head // BLOCK]
+            self.rids = self.rids[head:].copy()
+            self.slots = dict(zip(self.rids[: n - head].tolist(), range(n - head), strict=True))
+            self._trim()
+            return
         keep = np.flatnonzero(~np.isin(self.rids[:n], rids))
         blocks = []
         for lo in range(0, len(keep), BLOCK):
