@@ -95,9 +95,10 @@ class Build:
             except OSError as exc:
                 raise BuildFailed(self._reason(f"the graph builder stopped ({exc})")) from exc
             head = self._proc.stdout.read(LENGTH.size)
-            blob = self._proc.stdout.read(LENGTH.unpack(head)[0]) if len(head) == 8 else b""
+            size = LENGTH.unpack(head)[0] if len(head) == LENGTH.size else -1
+            blob = self._proc.stdout.read(size) if size >= 0 else b""
             status = self._proc.wait()
-            if status != 0 or len(head) != 8 or len(blob) != LENGTH.unpack(head)[0]:
+            if status != 0 or len(blob) != size:
                 raise BuildFailed(self._reason(f"the graph builder exited with {status}"))
             return blob
         finally:

@@ -210,8 +210,6 @@ class VectorIndex:
 
     # ---- edits -------------------------------------------------------------------
 
-    # ---- edits -------------------------------------------------------------------
-
     def upsert(self, rids: np.ndarray, vectors: np.ndarray) -> None:
         """Add or replace rows; `vectors` must already be unit length."""
         if len(rids) == 0:
@@ -225,19 +223,25 @@ class VectorIndex:
     def remove(self, rids: list[int]) -> None:
         if not rids:
             return
+        gone = np.asarray(rids, dtype=np.int64)
         with self._lock:
             self._fresh.drop(rids)
-            self._outdate(np.asarray(rids, dtype=np.int64))
-            self._edited(np.asarray(rids, dtype=np.int64))
+            self._outdate(gone)
+            self._edited(gone)
 
     def _outdate(self, rids: np.ndarray) -> None:
         """The graph's rows of `rids` no longer count (the lock is held)."""
         if self._ann is None:
             return
-        present = self._in_graph(rids.tolist())
+        present = self._in_graph(rids)
         if len(present):
-            self._dead.update(present.astype(np.int64).tolist())
-            self._dead_sorted = np.sort(np.fromiter(self._dead, np.int64, len(self._dead)))
+            self._set_dead(self._dead | set(present.astype(np.int64).tolist()))
+
+    def _set_dead(self, dead: set[int]) -> None:
+        """The rowids whose rows in the graph are stale, as a set and sorted (the lock is
+        held)."""
+        self._dead = dead
+        self._dead_sorted = np.sort(np.fromiter(dead, np.int64, len(dead)))
 
     def _edited(self, rids: np.ndarray) -> None:
         if self._touched is not None:
@@ -251,8 +255,7 @@ class VectorIndex:
             self._fresh.clear()
             self._ann = self._blob = None
             self._graphed = self._graphed[:0]
-            self._dead = set()
-            self._dead_sorted = self._dead_sorted[:0]
+            self._set_dead(set())
             if self._build is not None:
                 self._build.kill()
 
@@ -379,8 +382,7 @@ class VectorIndex:
                 return False
             self._ann, self._blob, self._graphed = ann, blob, _sorted_keys(ann)
             stale = touched[members(touched, self._graphed)]
-            self._dead = set(stale.tolist())
-            self._dead_sorted = np.sort(stale)
+            self._set_dead(set(stale.tolist()))
             moved = np.concatenate(sent) if sent else np.empty(0, dtype=np.int64)
             self._fresh.drop_many(moved[~np.isin(moved, touched)])
             self._backoff = RETRY_FIRST_S
@@ -462,7 +464,7 @@ class VectorIndex:
             return out
         with self._lock:
             if self._ann is not None:
-                graphed = self._in_graph(np.union1d(left, right).tolist()).astype(np.int64)
+                graphed = self._in_graph(np.union1d(left, right)).astype(np.int64)
                 inside = members(left, graphed) & members(right, graphed)
                 if inside.any():
                     out[inside] = self._graph_links(left[inside], right[inside])
@@ -481,7 +483,7 @@ class VectorIndex:
         out[at] = np.einsum("ij,ij->i", vectors[rows_a], vectors[rows_b])
         return out
 
-    def _in_graph(self, rids: list[int]) -> np.ndarray:
+    def _in_graph(self, rids: Sequence[int] | np.ndarray) -> np.ndarray:
         """The keys of the rowids of `rids` whose vectors are in the graph (and current),
         in order. A rowid in the exact part is never current in the graph: its row there,
         if any, is stale."""
@@ -510,7 +512,7 @@ class VectorIndex:
         self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
     ) -> tuple[list[tuple[int, float]], np.ndarray]:
         """search(), with the vector of each hit (row i that of hit i), in one hold of the
-        index (so the mover takes no slice of the graph's build between the two)."""
+        index (so no merge's switch comes between the two)."""
         with self._lock:
             near = self._search(query, k, allowed)
             wanted = [rid for rid, _ in near]
