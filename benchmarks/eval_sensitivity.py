@@ -15,7 +15,7 @@ from common import emit, temp_dir
 
 from cis import Node
 from cis.index import centred, fields, hybrid
-from cis.memory import context
+from cis.memory import context, search
 
 DATA = Path(__file__).parent / "data"
 PARAMETERS = {
@@ -29,6 +29,7 @@ PARAMETERS = {
     "EXPLICIT": context,
     "NEIGHBOURHOOD": centred,  # a count of memories, but moved by 20% too
     "SHRINK": centred,
+    "CANDIDATES": search,  # each signal's pool, a count of memories moved by 20%
 }
 BY_ONE = {"WEAK_HELD"}
 

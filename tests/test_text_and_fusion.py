@@ -146,6 +146,36 @@ def test_coverage_ranks_full_matches_first(node: Node) -> None:
     assert hits[0].score > hits[1].score
 
 
+def test_asking_for_more_hits_keeps_the_first_ones_in_order(node: Node) -> None:
+    """Up to CANDIDATES hits, the limit only cuts the ranking: a search for 40 begins
+    with the 10 a search for 10 gives, in every mode."""
+    from cis.memory.search import CANDIDATES
+
+    rng = np.random.default_rng(3)
+    words = "river stone lamp garden winter letter violin harbour ladder copper".split()
+    vectors = rng.normal(size=(300, 384)).astype(np.float32)
+    node.memory.add_many(
+        {"text": " ".join(rng.choice(words, 5)), "embedding": v, "scope": "project/p"}
+        for v in vectors
+    )
+    node.memory.flush()
+    query = vectors[7] + 0.5 * rng.normal(size=384).astype(np.float32)
+    assert CANDIDATES >= 40  # the limits below share one pool
+    for mode in ("hybrid", "vector", "text"):
+        for scope in (None, "project/p"):
+            ids = [
+                [
+                    h.memory.id
+                    for h in node.memory.search(
+                        "stone lamp winter", embedding=query, limit=n, mode=mode, scope=scope
+                    )
+                ]
+                for n in (10, 40)
+            ]
+            assert len(ids[0]) == 10 and len(ids[1]) == 40
+            assert ids[1][:10] == ids[0], (mode, scope)
+
+
 def test_inferred_threads_stay_in_scope_and_time(node: Node) -> None:
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
     texts = ["the boat needs new sails", "we sail the boat at dawn", "boat sails are costly"]
