@@ -169,16 +169,20 @@ def embed_cost(texts: list[str]) -> float:
     return (time.process_time() - began) / len(texts)
 
 
+def fill(node: Node, n: int) -> None:
+    """Store n English texts with vectors supplied, their graph built (over 40k), so that
+    the node saves it on close for the server to restore."""
+    texts = english_sentences(n, seed=3)
+    vectors = clustered_vectors(n, seed=3)
+    node.memory.add_many({"text": t, "embedding": v} for t, v in zip(texts, vectors, strict=True))
+    node.memory.search("load", embedding=vectors[0], limit=10)  # the index loads now
+    node.memory.index.wait_built()
+
+
 def main() -> None:
     data_dir = temp_dir("http")
-    texts = english_sentences(N, seed=3)
-    vectors = clustered_vectors(N, seed=3)
-    with Node.open(data_dir) as node:  # builds the graph (over 40k) and saves it on close
-        node.memory.add_many(
-            {"text": t, "embedding": v} for t, v in zip(texts, vectors, strict=True)
-        )
-        node.memory.search("load", embedding=vectors[0], limit=10)  # the index loads now
-        node.memory.index.wait_built()
+    with Node.open(data_dir) as node:
+        fill(node, N)
         asked = queries(SEQUENTIAL, seed=7)
         node.memory.search("warm up", limit=10)
         in_process = []

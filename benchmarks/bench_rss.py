@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import httpx
 import psutil
-from bench_http import queries, start
-from common import clustered_vectors, emit, english_sentences, temp_dir
+from bench_http import fill, queries, start
+from common import emit, temp_dir
 
 from cis import Node
 
@@ -21,14 +21,8 @@ ADDS = 3000
 
 def main() -> None:
     data_dir = temp_dir("rss")
-    texts = english_sentences(N, seed=3)
-    vectors = clustered_vectors(N, seed=3)
-    with Node.open(data_dir) as node:  # builds the graph and saves it for the server
-        node.memory.add_many(
-            {"text": t, "embedding": v} for t, v in zip(texts, vectors, strict=True)
-        )
-        node.memory.search("load", embedding=vectors[0], limit=10)
-        node.memory.index.wait_built()
+    with Node.open(data_dir) as node:
+        fill(node, N)
     process, url, secret = start(data_dir)
     figures = {}
     try:

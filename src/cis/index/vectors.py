@@ -1,7 +1,7 @@
 """In-memory vector index: an HNSW graph (usearch) plus the vectors not in it yet.
 
 Vectors are unit length, so similarity is the dot product (cosine). A new vector lands
-in an exact part (`ExactRows`, scanned with numpy); a search merges the graph's answer
+in an exact part (`ExactRows`, scanned exactly); a search merges the graph's answer
 with an exact scan of that part, so nothing waits for a build. The graph is never
 changed in place: usearch holds the interpreter while it inserts (a save or a load of
 100k vectors held it for 45-65 ms before its first progress call, measured), so a merge
