@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import anyio
-from common import clustered_vectors, emit, english_sentences, median, percentile, temp_dir
+from bench_http import fill
+from common import emit, english_sentences, median, percentile, temp_dir
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
@@ -44,13 +45,9 @@ async def session(data_dir: Path, queries: list[str]) -> tuple[float, float, lis
 
 def main() -> None:
     data_dir = temp_dir("mcp")
-    texts = english_sentences(N, seed=3)
-    vectors = clustered_vectors(N, seed=3)
     queries = english_sentences(CALLS, seed=7, length=6)
     with Node.open(data_dir, background=False) as node:
-        node.memory.add_many(
-            {"text": t, "embedding": v} for t, v in zip(texts, vectors, strict=True)
-        )
+        fill(node, N)
         node.memory.search("warm up")
         python_api = []
         for q in queries:
