@@ -145,7 +145,7 @@ def test_supplied_vectors_travel_with_the_export(tmp_path: Path) -> None:
     assert b'"embedding"' in lines[0] and b'"embedding"' not in lines[1]
     dump = tmp_path / "dump.jsonl"
     dump.write_bytes(out.getvalue())
-    with Node.open(tmp_path / "b") as b:
+    with Node.open(tmp_path / "b", background=False) as b:
         b.memory.import_file(dump)
         assert b.memory.pending() == 1  # only the model-made one is embedded again
         hit = b.memory.search("x", embedding=vector, mode="vector", limit=1)[0]
