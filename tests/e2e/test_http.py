@@ -488,3 +488,22 @@ def test_no_request_reaches_an_opentelemetry_exporter_set_up_in_the_process(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-1] == "0"  # spans started
+
+
+def test_the_server_runs_on_uvloop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvicorn's `loop` setting reaches only its own run(); serve_http makes the loop."""
+    import asyncio
+
+    import uvloop
+
+    from cis.server import serve
+
+    loops: list[type] = []
+
+    async def record(*_: object) -> None:
+        loops.append(type(asyncio.get_running_loop()))
+
+    monkeypatch.setattr(serve, "_serve", record)
+    with Node.open(tmp_path / "node", background=False) as node:
+        serve.serve_http(node, "127.0.0.1", 0)
+    assert loops == [uvloop.Loop]

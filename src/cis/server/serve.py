@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import uvicorn
+import uvloop
 
 from ..errors import NetworkError
 from ..node import Node
@@ -73,7 +74,6 @@ def serve_http(node: Node, host: str, port: int, sync: socket.socket | None = No
     node.memory.embedder_warm()
     config = uvicorn.Config(
         http_app(node, host),
-        loop="uvloop",
         http="httptools",
         lifespan="on",
         access_log=False,
@@ -85,7 +85,11 @@ def serve_http(node: Node, host: str, port: int, sync: socket.socket | None = No
     # found; a quiet one lets the node close and the process exit 0 instead of dying
     quiet = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        asyncio.run(_serve(server, listener, host))
+        # uvicorn's `loop` setting applies only to its own run(); serve() runs on the loop
+        # it is given, so uvloop is made here (the event loop's CPU a search at 100k:
+        # 1.16 ms against 1.49-2.0 on asyncio's own loop)
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_serve(server, listener, host))
     finally:
         syncing.close()
         listener.close()
