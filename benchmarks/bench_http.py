@@ -213,6 +213,7 @@ def main() -> None:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
     embed_batched = embed_cost(queries(96, seed=10))
+    alone = 1 / median(in_process)  # searches a second of one caller in the process
     emit(
         "http_search",
         memories=N,
@@ -225,6 +226,8 @@ def main() -> None:
         **{f"concurrent_{k}": v for k, v in distinct.items()},
         **{f"concurrent_repeated_{k}": v for k, v in repeated.items()},
         **{f"wrk_{k}": v for k, v in from_wrk.items()},
+        concurrent_over_python_api=distinct["searches_per_s"] / alone,
+        wrk_over_python_api=from_wrk["searches_per_s"] / alone if from_wrk else None,
         wrk_server_cpu_ms_per_search_embedding_aside=(
             from_wrk["server_cpu_ms_per_search"] - embed_batched * 1000 if from_wrk else None
         ),
@@ -234,7 +237,9 @@ def main() -> None:
         " (the HTTP layer's own ceiling); query_embedding_cpu_ms_batched: CPU time to"
         " embed one query in batches of 8, the floor of a distinct search's cost; wrk_*:"
         " the distinct load from wrk (C; absent when wrk is not installed: apt-get install"
-        " wrk), with the server process's CPU time per search",
+        " wrk), with the server process's CPU time per search; *_over_python_api: that"
+        " rate against one caller's in the process (1 / python_api_p50), measured in the"
+        " same run, so that the machine's hour cancels out",
     )
 
 
