@@ -239,7 +239,7 @@ def main() -> None:
         " the distinct load from wrk (C; absent when wrk is not installed: apt-get install"
         " wrk), with the server process's CPU time per search; *_over_python_api: that"
         " rate against one caller's in the process (1 / python_api_p50), measured in the"
-        " same run, so that the machine's hour cancels out",
+        " same run, so that the machine's hour counts less (it does not cancel out)",
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -13,12 +14,14 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cis import Node
 from cis.errors import SkillError
 from cis.model import Filter
+from cis.server import serve
 
 from ..conftest import CIS
 from .shells import env_for, served
@@ -492,12 +495,6 @@ def test_no_request_reaches_an_opentelemetry_exporter_set_up_in_the_process(
 
 def test_the_server_runs_on_uvloop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """uvicorn's `loop` setting reaches only its own run(); serve_http makes the loop."""
-    import asyncio
-
-    import uvloop
-
-    from cis.server import serve
-
     loops: list[type] = []
 
     async def record(*_: object) -> None:
