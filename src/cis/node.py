@@ -201,7 +201,7 @@ class Node:
         if "sync" in self.__dict__:  # started
             self.sync.close()
         self.memory.indexer.close()
-        self.memory.queries.close()
+        self.memory.searcher.close()
         self.tokens.close()
         self.skills.close()
         # vectors not yet in the HNSW graph stay out of the snapshot (the next opener

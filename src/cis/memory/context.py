@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import apsw
 import msgspec
@@ -24,6 +25,9 @@ from ..index.fields import FAR, NEAR, Floats, Ints, pairs
 from ..index.text import Columns
 from ..index.vectors import VectorIndex
 from ..store.sqlite import marks
+
+if TYPE_CHECKING:
+    from .order import Order
 
 WINDOW_MS = 30 * 60 * 1000  # an inferred thread's memories stand within half an hour
 # an explicit thread's coherence: the writer says its memories belong together, but a
@@ -65,10 +69,11 @@ _SQL = (
 
 class Threads(msgspec.Struct, frozen=True):
     """The memories read around some word hits: `rids` (positions 0..n-1) and the
-    (memory, neighbour, weight) triples between them."""
+    (memory, neighbour, weight) triples between them; `read`: how many runs came from SQL."""
 
     rids: list[int]
     around: tuple[Ints, Ints, Floats]
+    read: int = 0
 
     def neighbours(self, rid: int) -> list[int]:
         """The memories whose words lend `rid` weight (its thread's nearest)."""
@@ -266,18 +271,24 @@ def threads(
     index: VectorIndex,
     rids: Sequence[int],
     known: dict[int, Run] | None = None,
+    order: Order | None = None,
 ) -> Threads:
-    """The threads around `rids`: who lends whom words, and with what weight. `known`
-    holds runs read before (and takes those read now)."""
+    """The threads around `rids`: who lends whom words, and with what weight. Each run
+    comes from `known` (runs read before), else from `order`, else from SQL (and then
+    goes into `known`)."""
     known = {} if known is None else known
     wanted = list(dict.fromkeys(rids))
-    missing = [r for r in wanted if r not in known]
+    unknown = [r for r in wanted if r not in known]
+    cut = order.runs(unknown) if order is not None and unknown else {}
+    missing = [r for r in unknown if r not in cut]
     if missing:
         known.update(_read_runs(conn, index, missing))
-    joined = stretches([known[r] for r in wanted if r in known])
+    joined = stretches(
+        [known[r] if r in known else cut[r] for r in wanted if r in known or r in cut]
+    )
     if not len(joined.members):
         empty = np.empty(0, np.int64)
-        return Threads([], (empty, empty, np.empty(0)))
+        return Threads([], (empty, empty, np.empty(0)), len(missing))
     named = joined.explicit
     around = pairs(
         joined.segments,
@@ -286,7 +297,8 @@ def threads(
         WINDOW_MS,
         ~named,
     )
-    return _taking_part(joined.members, np.asarray(wanted, dtype=np.int64), around)
+    taking = _taking_part(joined.members, np.asarray(wanted, dtype=np.int64), around)
+    return msgspec.structs.replace(taking, read=len(missing))
 
 
 def _taking_part(members: Ints, hits: Ints, around: tuple[Ints, Ints, Floats]) -> Threads:

@@ -63,6 +63,11 @@ class Freshness:
         self._scope_epochs: dict[str | None, int] = {}
         self.loaded = False
 
+    @property
+    def generation(self) -> int:
+        """The generation of memories this process's caches stand at."""
+        return self._generation
+
     def scope_token(self, scope: str | None) -> tuple[int, int]:
         """Part of a cached result's key: changes when a write may alter that result."""
         return self.results_epoch, self._scope_epochs.get(scope, 0)

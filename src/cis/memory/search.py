@@ -25,6 +25,7 @@ from ..store.sqlite import Database, marks
 from . import cachekeys
 from .context import Known, Seen, threads
 from .freshness import Freshness
+from .order import Order, Orders
 from .rows import COLUMNS, to_memory
 
 # each signal's pool before fusion: this many, or the limit if larger. Not a multiple of
@@ -40,12 +41,13 @@ class WordSignals(msgspec.Struct, frozen=True):
     """The word signals of a hybrid search, by rowid: each memory's own score, its score
     with its thread (BM25F), how many of the query's words it holds with its thread; and
     whether the words are strong evidence (the best word hit holds at least TRUSTED of
-    the query's words)."""
+    the query's words); and how many runs it read from SQL."""
 
     own: dict[int, float]
     words: dict[int, float]
     held: dict[int, int]
     trusted: bool
+    read: int = 0  # runs read from SQL
 
 
 NO_WORDS = WordSignals({}, {}, {}, False)
@@ -73,6 +75,7 @@ class Searcher:
         self.fresh = fresh
         self.queries = QueryBatcher(embedder)
         self.known = Known()
+        self.orders = Orders(db, index, fresh)
         self._warm: Future[np.ndarray] | None = None
         self._one_at_a_time = threading.Lock()
 
@@ -101,7 +104,8 @@ class Searcher:
         words: dict[int, float] = {}
         sims: dict[int, float] = {}
         meaning: Meaning | None = None
-        known = self.known.at(self.fresh.scope_token(None))  # before the snapshot begins
+        token = self.fresh.scope_token(None)  # before the snapshot begins
+        known, order = self.known.at(token), self.orders.at(token)
         with self.db.read() as conn:
             embedding = None
             if mode != "text" and qvec is None:  # embedded on the batcher's thread meanwhile
@@ -114,7 +118,9 @@ class Searcher:
                 )
             words_found = None
             if mode == "hybrid" and query.strip():  # while the query still embeds
-                words_found = self._words(conn, query, flt, pool, known)
+                words_found = self._words(conn, query, flt, pool, known, order)
+                if order is None:
+                    self.orders.note_read(conn, token, words_found.read)
             if mode != "text":
                 allowed = None if flt.empty else self._allowed(conn, flt)
                 if embedding is not None:
@@ -163,6 +169,7 @@ class Searcher:
         flt: Filters,
         pool: int,
         known: Seen,
+        order: Order | None,
     ) -> WordSignals:
         """The word signals of a hybrid search."""
         terms = (
@@ -174,7 +181,7 @@ class Searcher:
         if not ranked:
             return NO_WORDS
         trusted = strong(terms.held(ranked[0][0]), terms.asked)
-        found = threads(conn, self.index, [rid for rid, _ in ranked[:pool]], known.runs)
+        found = threads(conn, self.index, [rid for rid, _ in ranked[:pool]], known.runs, order)
         rids = found.rids
         at = dict(zip(rids, range(len(rids)), strict=True))
         known.lengths.put(terms.lengths)  # the word hits' (FTS5's count, from their terms)
@@ -196,6 +203,7 @@ class Searcher:
             if trusted
             else dict(zip(rids, held(counts, found.around).tolist(), strict=True)),
             trusted=trusted,
+            read=found.read,
         )
 
     def _fused(
@@ -249,6 +257,11 @@ class Searcher:
         )  # sorted: the index tests membership by binary search
         self.cache.set(key, rids)
         return rids
+
+    def close(self) -> None:
+        """Stop the query embedder and a reading of the thread order."""
+        self.orders.close()
+        self.queries.close()
 
     def warm(self) -> None:
         """Start loading the embedding model in the background (no-op once loaded)."""

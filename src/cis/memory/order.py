@@ -1,0 +1,191 @@
+"""Every live memory's place in its thread, read once for one state of the node, so that
+a search cuts the run around each word hit (cis.memory.context) out of arrays.
+
+Read from SQL, a run costs four short range scans: at 100k memories the runs of a
+search's 50 word hits took 2.2-2.8 ms where no search had read them before, against
+0.55-0.7 ms cut from the order. Reading the whole order costs about 2 us a memory (0.2 s
+at 100k, most of it in SQLite, outside the interpreter lock), a run from SQL 25-50 us;
+so once the runs read from SQL at one state cost about what the order does, it is read
+in the background (ski rental: it never costs much more than it saves). A write or a
+new vector changes the state; the order is then unused until read again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import apsw
+import numpy as np
+
+from ..errors import CISError
+from ..index.vectors import VectorIndex
+from ..store.sqlite import Database, scalar
+from ..yielding import hand_over
+from .context import REACH, RUN_ROW, Run
+
+if TYPE_CHECKING:
+    from .freshness import Freshness
+
+log = logging.getLogger("cis.index")
+
+RATIO = 10  # one run read from SQL costs what this many memories of the order cost
+CHUNK = 4096  # links measured between hand-overs
+
+# each thread in one row, its members and their times in its order (the ordered
+# aggregates read the index memories_scope_time; parsed in numpy, not row by row)
+_BY = "ORDER BY coalesce(event_at, created_at), id"
+_ORDER = (
+    "SELECT thread IS NOT NULL OR scope LIKE 'session/%',"
+    f" group_concat(rid, ',' {_BY}), group_concat(coalesce(event_at, created_at), ',' {_BY})"
+    " FROM memories WHERE deleted = 0 GROUP BY scope, thread"
+)
+
+
+class Order:
+    """The live memories of one state, thread after thread, each thread in the order
+    every replica shares: a RUN_ROW each (the link with the next of its thread, 0 at a
+    thread's end and in an explicit thread), where each thread begins, and whether it is
+    explicit."""
+
+    def __init__(self, table: np.ndarray, starts: np.ndarray, explicit: np.ndarray):
+        self.table = table
+        self._starts = starts
+        self._ends = np.append(starts[1:], len(table))
+        self._explicit = explicit
+        self._thread = np.repeat(np.arange(len(starts)), self._ends - starts)
+        self._by_rid = np.argsort(table["member"])
+        self._rids = table["member"][self._by_rid]
+
+    def runs(self, rids: Sequence[int]) -> dict[int, Run]:
+        """The run of each live rowid of `rids`, as cis.memory.context reads it from SQL:
+        up to REACH memories of its thread on either side, the last one's link 0."""
+        wanted = np.asarray(rids, dtype=np.int64)
+        i = np.minimum(np.searchsorted(self._rids, wanted), max(0, len(self._rids) - 1))
+        live = self._rids[i] == wanted if len(self._rids) else np.zeros(len(wanted), bool)
+        pos, found = self._by_rid[i[live]], wanted[live]
+        if not len(pos):
+            return {}
+        thread = self._thread[pos]
+        low = np.maximum(pos - REACH, self._starts[thread])
+        high = np.minimum(pos + REACH + 1, self._ends[thread])
+        sizes = high - low
+        ends = np.cumsum(sizes)
+        rows = self.table[np.repeat(low - (ends - sizes), sizes) + np.arange(int(ends[-1]))]
+        rows["link"][ends - 1] = 0.0
+        packed, width = rows.tobytes(), RUN_ROW.itemsize
+        return {
+            rid: Run(packed[(end - size) * width : end * width], explicit)
+            for rid, end, size, explicit in zip(
+                found.tolist(),
+                ends.tolist(),
+                sizes.tolist(),
+                self._explicit[thread].tolist(),
+                strict=True,
+            )
+        }
+
+
+def read_order(
+    conn: apsw.Connection, index: VectorIndex, stopping: threading.Event | None = None
+) -> Order | None:
+    """The order of the live memories in `conn`'s snapshot, the links from `index`;
+    None if `stopping` is set meanwhile."""
+    members: list[np.ndarray] = []
+    times: list[np.ndarray] = []
+    explicit: list[bool] = []
+    for named, rids, whens in conn.execute(_ORDER):
+        if stopping is not None and stopping.is_set():
+            return None
+        members.append(np.fromstring(str(rids), dtype=np.int64, sep=","))
+        times.append(np.fromstring(str(whens), dtype=np.int64, sep=","))
+        explicit.append(bool(named))
+    sizes = np.fromiter(map(len, members), np.int64, len(members))
+    table = np.zeros(int(sizes.sum()), RUN_ROW)
+    if len(members):
+        table["member"] = np.concatenate(members)
+        table["time"] = np.concatenate(times)
+    starts = np.cumsum(sizes) - sizes
+    named = np.asarray(explicit, bool)
+    linked = ~np.repeat(named, sizes)  # each with the next of its inferred thread
+    linked[starts + sizes - 1] = False
+    at = np.flatnonzero(linked)
+    for part in range(0, len(at), CHUNK):
+        if stopping is not None and stopping.is_set():
+            return None
+        here = at[part : part + CHUNK]
+        cosines = index.links(table["member"][here], table["member"][here + 1])
+        table["link"][here] = np.nan_to_num(cosines, nan=0.0)  # 0 where one has no vector
+        hand_over()
+    return Order(table, starts, named)
+
+
+class Orders:
+    """The order for the node's current state: read in the background once the runs
+    read from SQL at one state (`note_read`) have cost what reading it costs."""
+
+    def __init__(self, db: Database, index: VectorIndex, fresh: Freshness):
+        self._db = db
+        self._index = index
+        self._fresh = fresh
+        self._order: tuple[object, Order] | None = None
+        self._counted: object = None
+        self._read = 0
+        self._size = 0
+        self._lock = threading.Lock()
+        self._builder: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def at(self, token: object) -> Order | None:
+        """The order of the state `token` names, if it has been read."""
+        held = self._order
+        return held[1] if held is not None and held[0] == token else None
+
+    def note_read(self, conn: apsw.Connection, token: object, runs: int) -> None:
+        """`runs` were read from SQL at `token`; once they cost what the order costs,
+        read the order."""
+        with self._lock:
+            busy = self._builder is not None or self._stopping.is_set()
+            if busy or not runs or self.at(token) is not None:
+                return
+            if token != self._counted:  # the highest rowid: at least the live memories
+                self._counted, self._read = token, 0
+                self._size = int(scalar(conn, "SELECT coalesce(max(rid), 0) FROM memories"))
+            self._read += runs
+            if self._read * RATIO < self._size:
+                return
+            self._builder = threading.Thread(
+                target=self._build, args=(token,), name="cis-thread-order", daemon=True
+            )
+            self._builder.start()
+
+    def _build(self, token: object) -> None:
+        try:
+            with self._db.read() as conn:
+                generation = int(scalar(conn, "SELECT value FROM meta WHERE name = 'generation'"))
+                order = read_order(conn, self._index, self._stopping)
+            # the snapshot holds the memories of the state `token` names only if no write
+            # came between: the generation the caches stand at is then the snapshot's
+            same = self._fresh.scope_token(None) == token
+            if order is not None and same and self._fresh.generation == generation:
+                self._order = (token, order)
+        except (CISError, apsw.Error, MemoryError) as exc:  # SQL runs go on meanwhile
+            log.warning("the thread order was not read: %s", exc)
+        finally:
+            with self._lock:
+                self._builder = None
+                self._counted = None  # a failed or stale read is paid for anew
+
+    def wait(self) -> None:
+        """Wait for a reading under way (none: return at once)."""
+        with self._lock:
+            builder = self._builder
+        if builder is not None:
+            builder.join()
+
+    def close(self) -> None:
+        """Stop a reading under way and wait for it."""
+        self._stopping.set()
+        self.wait()
