@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -113,3 +114,25 @@ def test_an_order_read_across_a_write_is_not_kept(node: Node) -> None:
         node.memory.searcher.orders.note_read(conn, token, 10**6)  # asked at the old state
     node.memory.searcher.orders.wait()
     assert node.memory.searcher.orders.at(token) is None
+
+
+def test_an_order_that_cannot_be_read_leaves_searches_to_sql(
+    node: Node, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cis.memory import order as order_module
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise ValueError("no order today")
+
+    monkeypatch.setattr(order_module, "read_order", fail)
+    node.memory.add_many({"text": f"note {n}", "embedding": np.ones(384)} for n in range(20))
+    node.memory.fresh.refresh()
+    token = node.memory.fresh.scope_token(None)
+    orders = node.memory.searcher.orders
+    with node.db.read() as conn:
+        orders.note_read(conn, token, 10**6)
+    orders.wait()
+    assert orders.at(token) is None
+    assert "the thread order was not read: ValueError: no order today" in caplog.text
+    hits = node.memory.search("note 7", embedding=np.ones(384))  # its threads from SQL
+    assert "note 7" in [h.memory.text for h in hits]

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 import apsw
 import numpy as np
 
-from ..errors import CISError
 from ..index.vectors import VectorIndex
 from ..store.sqlite import Database, scalar
 from ..yielding import hand_over
@@ -171,8 +170,8 @@ class Orders:
             same = self._fresh.scope_token(None) == token
             if order is not None and same and self._fresh.generation == generation:
                 self._order = (token, order)
-        except (CISError, apsw.Error, MemoryError) as exc:  # SQL runs go on meanwhile
-            log.warning("the thread order was not read: %s", exc)
+        except Exception as exc:  # a background read: whatever fails, runs come from SQL
+            log.warning("the thread order was not read: %s: %s", type(exc).__name__, exc)
         finally:
             with self._lock:
                 self._builder = None
