@@ -13,6 +13,7 @@ each other words.
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from ..index.fields import FAR, NEAR, Floats, Ints, pairs
 from ..index.text import Columns
 from ..index.vectors import VectorIndex
 from ..store.sqlite import marks
+from ..yielding import hand_over
 
 if TYPE_CHECKING:
     from .order import Order
@@ -35,6 +37,7 @@ WINDOW_MS = 30 * 60 * 1000  # an inferred thread's memories stand within half an
 # conversations with each session a thread; 1.0 lent too much, see the README)
 EXPLICIT = 0.5
 REACH = FAR + NEAR  # memories read on either side of a word hit
+LINK_CHUNK = 4096  # cosines of consecutive memories measured between hand-overs
 
 _T = "coalesce({m}.event_at, {m}.created_at)"
 _PART = (
@@ -191,21 +194,49 @@ def _read_runs(conn: apsw.Connection, index: VectorIndex, rids: Sequence[int]) -
         members = [*earlier[-2::-2], int(rid), *later[0::2]]
         times = [*earlier[::-2], int(when), *later[1::2]]
         read.append((int(rid), members, times, bool(named)))
-    sizes = [len(members) for _, members, _, _ in read]
-    rows = np.zeros(sum(sizes), RUN_ROW)
+    sizes = np.fromiter((len(members) for _, members, _, _ in read), np.int64, len(read))
+    rows = np.zeros(int(sizes.sum()), RUN_ROW)
     rows["member"] = [m for _, members, _, _ in read for m in members]
     rows["time"] = [t for _, _, times, _ in read for t in times]
-    # each member's link with the next: all but a run's last, in inferred threads only
-    linked = np.repeat([not named for _, _, _, named in read], sizes)
+    explicit = np.fromiter((named for _, _, _, named in read), bool, len(read))
+    link(rows, sizes, explicit, index)
+    return runs_of([rid for rid, _, _, _ in read], rows, sizes, explicit)
+
+
+def link(
+    rows: np.ndarray,
+    sizes: Ints,
+    explicit: npt.NDArray[np.bool_],
+    index: VectorIndex,
+    stopping: threading.Event | None = None,
+) -> bool:
+    """Set the link of RUN_ROW `rows`, laid out run after run (`sizes` rows each): each
+    member's cosine with the next, all but a run's last, in inferred threads only (0
+    where one has no vector yet); LINK_CHUNK pairs at a time, handing over between them.
+    False if `stopping` is set meanwhile."""
+    linked = ~np.repeat(explicit, sizes)
     linked[np.cumsum(sizes) - 1] = False
     at = np.flatnonzero(linked)
-    cosines = index.links(rows["member"][at], rows["member"][at + 1])
-    rows["link"][at] = np.nan_to_num(cosines, nan=0.0)  # 0 where one has no vector yet
-    packed, ends = rows.tobytes(), np.cumsum(sizes)
-    width = RUN_ROW.itemsize
+    for part in range(0, len(at), LINK_CHUNK):
+        if part:
+            hand_over()
+            if stopping is not None and stopping.is_set():
+                return False
+        here = at[part : part + LINK_CHUNK]
+        cosines = index.links(rows["member"][here], rows["member"][here + 1])
+        rows["link"][here] = np.nan_to_num(cosines, nan=0.0)
+    return True
+
+
+def runs_of(
+    rids: Sequence[int], rows: np.ndarray, sizes: Ints, explicit: npt.NDArray[np.bool_]
+) -> dict[int, Run]:
+    """The Run of each of `rids` from RUN_ROW `rows` laid out run after run (`sizes`
+    rows each, `explicit` whether each run's thread is)."""
+    packed, ends, width = rows.tobytes(), np.cumsum(sizes).tolist(), RUN_ROW.itemsize
     return {
-        rid: Run(packed[(end - len(members)) * width : end * width], named)
-        for (rid, members, _, named), end in zip(read, ends.tolist(), strict=True)
+        rid: Run(packed[(end - size) * width : end * width], named)
+        for rid, end, size, named in zip(rids, ends, sizes.tolist(), explicit.tolist(), strict=True)
     }
 
 

@@ -22,8 +22,7 @@ import numpy as np
 
 from ..index.vectors import VectorIndex
 from ..store.sqlite import Database, scalar
-from ..yielding import hand_over
-from .context import REACH, RUN_ROW, Run
+from .context import REACH, RUN_ROW, Run, link, runs_of
 
 if TYPE_CHECKING:
     from .freshness import Freshness
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("cis.index")
 
 RATIO = 10  # one run read from SQL costs what this many memories of the order cost
-CHUNK = 4096  # links measured between hand-overs
 
 # each thread in one row, its members and their times in its order (the ordered
 # aggregates read the index memories_scope_time; parsed in numpy, not row by row)
@@ -50,7 +48,7 @@ class Order:
     explicit."""
 
     def __init__(self, table: np.ndarray, starts: np.ndarray, explicit: np.ndarray):
-        self.table = table
+        self._table = table
         self._starts = starts
         self._ends = np.append(starts[1:], len(table))
         self._explicit = explicit
@@ -72,19 +70,9 @@ class Order:
         high = np.minimum(pos + REACH + 1, self._ends[thread])
         sizes = high - low
         ends = np.cumsum(sizes)
-        rows = self.table[np.repeat(low - (ends - sizes), sizes) + np.arange(int(ends[-1]))]
+        rows = self._table[np.repeat(low - (ends - sizes), sizes) + np.arange(int(ends[-1]))]
         rows["link"][ends - 1] = 0.0
-        packed, width = rows.tobytes(), RUN_ROW.itemsize
-        return {
-            rid: Run(packed[(end - size) * width : end * width], explicit)
-            for rid, end, size, explicit in zip(
-                found.tolist(),
-                ends.tolist(),
-                sizes.tolist(),
-                self._explicit[thread].tolist(),
-                strict=True,
-            )
-        }
+        return runs_of(found.tolist(), rows, sizes, self._explicit[thread])
 
 
 def read_order(
@@ -106,19 +94,10 @@ def read_order(
     if len(members):
         table["member"] = np.concatenate(members)
         table["time"] = np.concatenate(times)
-    starts = np.cumsum(sizes) - sizes
     named = np.asarray(explicit, bool)
-    linked = ~np.repeat(named, sizes)  # each with the next of its inferred thread
-    linked[starts + sizes - 1] = False
-    at = np.flatnonzero(linked)
-    for part in range(0, len(at), CHUNK):
-        if stopping is not None and stopping.is_set():
-            return None
-        here = at[part : part + CHUNK]
-        cosines = index.links(table["member"][here], table["member"][here + 1])
-        table["link"][here] = np.nan_to_num(cosines, nan=0.0)  # 0 where one has no vector
-        hand_over()
-    return Order(table, starts, named)
+    if not link(table, sizes, named, index, stopping):
+        return None
+    return Order(table, np.cumsum(sizes) - sizes, named)
 
 
 class Orders:
