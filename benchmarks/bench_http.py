@@ -115,7 +115,8 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 def wrk_load(url: str, secret: str, load: list[str], server: psutil.Process) -> dict[str, float]:
     """The distinct-query load again from wrk (C, 2 threads, CLIENTS connections), so the
-    client's cost is small; with the server's CPU time per search."""
+    client's cost is small; with the server's CPU time per search and its /healthz
+    round trips meanwhile."""
     work = temp_dir("wrk")
     paths = work / "paths.txt"
     paths.write_text("".join(f"/v1/search?{urlencode({'q': q, 'limit': 10})}\n" for q in load))
@@ -123,6 +124,10 @@ def wrk_load(url: str, secret: str, load: list[str], server: psutil.Process) -> 
     script.write_text(WRK_SCRIPT)
     env = {**os.environ, "CIS_WRK_PATHS": str(paths), "CIS_WRK_TOKEN": secret}
     env["CIS_WRK_THREADS"] = "2"
+    probes: list[float] = []
+    loaded = threading.Event()
+    prober = threading.Thread(target=probe_liveness, args=(url, loaded, probes))
+    prober.start()
     before = server.cpu_times()
     done = subprocess.run(
         [
@@ -141,6 +146,8 @@ def wrk_load(url: str, secret: str, load: list[str], server: psutil.Process) -> 
         check=True,
     )
     after = server.cpu_times()
+    loaded.set()
+    prober.join()
     out = done.stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
@@ -156,7 +163,20 @@ def wrk_load(url: str, secret: str, load: list[str], server: psutil.Process) -> 
         "p99_ms": latency["99"],
         "errors": int(bad.group(1)) if bad else 0,
         "server_cpu_ms_per_search": cpu / max(total, 1) * 1000,
+        "healthz_p50_ms": median(probes) * 1000,
+        "healthz_max_ms": max(probes) * 1000,
     }
+
+
+def probe_liveness(url: str, done: threading.Event, took: list[float]) -> None:
+    """GET /healthz every 0.1 s until `done`, each round trip's time into `took`: whether
+    the node still answers its liveness check while searches saturate it."""
+    with httpx.Client(base_url=url, timeout=30) as client:
+        while not done.is_set():
+            began = time.perf_counter()
+            client.get("/healthz").raise_for_status()
+            took.append(time.perf_counter() - began)
+            done.wait(0.1)
 
 
 def embed_cost(texts: list[str]) -> float:
@@ -237,7 +257,8 @@ def main() -> None:
         " (the HTTP layer's own ceiling); query_embedding_cpu_ms_batched: CPU time to"
         " embed one query in batches of 8, the floor of a distinct search's cost; wrk_*:"
         " the distinct load from wrk (C; absent when wrk is not installed: apt-get install"
-        " wrk), with the server process's CPU time per search; *_over_python_api: that"
+        " wrk), with the server process's CPU time per search and /healthz probed every 0.1 s"
+        " meanwhile; *_over_python_api: that"
         " rate against one caller's in the process (1 / python_api_p50), measured in the"
         " same run, so that the machine's hour counts less (it does not cancel out)",
     )
