@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 
 import httpx
 import psutil
-from common import clustered_vectors, emit, english_sentences, median, percentile, temp_dir
+from common import emit, english_sentences, fill_english, median, percentile, temp_dir
 
 from cis import Node
 from cis.index.embed import MiniLMEmbedder
@@ -189,20 +189,10 @@ def embed_cost(texts: list[str]) -> float:
     return (time.process_time() - began) / len(texts)
 
 
-def fill(node: Node, n: int) -> None:
-    """Store n English texts with vectors supplied, their graph built (over 40k), so that
-    the node saves it on close for the server to restore."""
-    texts = english_sentences(n, seed=3)
-    vectors = clustered_vectors(n, seed=3)
-    node.memory.add_many({"text": t, "embedding": v} for t, v in zip(texts, vectors, strict=True))
-    node.memory.search("load", embedding=vectors[0], limit=10)  # the index loads now
-    node.memory.index.wait_built()
-
-
 def main() -> None:
     data_dir = temp_dir("http")
     with Node.open(data_dir) as node:
-        fill(node, N)
+        fill_english(node, N)
         asked = queries(SEQUENTIAL, seed=7)
         node.memory.search("warm up", limit=10)
         in_process = []

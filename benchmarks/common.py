@@ -101,6 +101,16 @@ def clustered_vectors(n: int, dim: int = 384, clusters: int = 1000, seed: int = 
     return data.astype(np.float32)
 
 
+def fill_english(node: Any, n: int) -> None:
+    """Store n English texts with vectors supplied in `node` (a cis.Node), their graph
+    built (over 40k), so that the node saves it on close for a server to restore."""
+    texts = english_sentences(n, seed=3)
+    vectors = clustered_vectors(n, seed=3)
+    node.memory.add_many({"text": t, "embedding": v} for t, v in zip(texts, vectors, strict=True))
+    node.memory.search("load", embedding=vectors[0], limit=10)  # the index loads now
+    node.memory.index.wait_built()
+
+
 def temp_dir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"cis-bench-{prefix}-"))
 

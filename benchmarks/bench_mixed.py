@@ -1,0 +1,77 @@
+"""Hybrid search while memories are being written, against search alone, at 100k
+memories (or as many as the first argument says): what an agent that writes as it
+reads gets.
+
+Rounds alternate two blocks of distinct English queries in one process: searches alone
+(after WARM_UP untimed ones at the same state, so that they are what a node that is
+only read gives), and the same number of searches with one `add` (its vector given, so
+nothing waits for the embedder) before every WRITE_EVERY-th. Each search is timed on
+its own, the add outside it, so the ratio is what a write costs the searches after it:
+every write is a new state of the node, and what searches keep of the data between them
+(the terms, lengths and thread runs of `Known`, the thread order) is of one state.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from common import clustered_vectors, emit, english_sentences, fill_english, median, temp_dir
+
+from cis import Node
+
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+ROUNDS = 5
+SEARCHES = 200  # a block
+WRITE_EVERY = 10
+WARM_UP = 400  # searches before each round: the thread order is read by then
+
+
+def block(node: Node, queries: list[str], writes: list[tuple[str, list[float]]]) -> list[float]:
+    """Seconds taken by each search of `queries`, an add from `writes` before every
+    WRITE_EVERY-th if any are given."""
+    took = []
+    for i, query in enumerate(queries):
+        if writes and i % WRITE_EVERY == 0:
+            text, vector = writes.pop()
+            node.memory.add(text, embedding=vector)
+        began = time.perf_counter()
+        node.memory.search(query, limit=10)
+        took.append(time.perf_counter() - began)
+    return took
+
+
+def main() -> None:
+    data_dir = temp_dir("mixed")
+    queries = english_sentences(ROUNDS * (WARM_UP + 2 * SEARCHES), seed=21, length=6)
+    count = ROUNDS * SEARCHES // WRITE_EVERY
+    texts = english_sentences(count, seed=22)
+    writes = list(zip(texts, clustered_vectors(count, seed=22).tolist(), strict=True))
+    alone: list[float] = []
+    mixed: list[float] = []
+    with Node.open(data_dir) as node:
+        fill_english(node, N)
+        at = 0
+        for _ in range(ROUNDS):
+            for query in queries[at : at + WARM_UP]:
+                node.memory.search(query, limit=10)
+            at += WARM_UP
+            alone += block(node, queries[at : at + SEARCHES], [])
+            at += SEARCHES
+            mixed += block(node, queries[at : at + SEARCHES], writes)
+            at += SEARCHES
+    emit(
+        "search_while_writing",
+        memories=N,
+        write_every=WRITE_EVERY,
+        searches_alone_p50_ms=median(alone) * 1000,
+        searches_while_writing_p50_ms=median(mixed) * 1000,
+        while_writing_over_alone=median(mixed) / median(alone),
+        note="one add (vector given) before every write_every-th search of the mixed"
+        " blocks, each search timed without it; blocks of 200 alternated five times in one"
+        " process, each alone block after 400 untimed searches at its state",
+    )
+
+
+if __name__ == "__main__":
+    main()
