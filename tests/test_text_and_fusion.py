@@ -423,9 +423,13 @@ def test_lengths_read_once_are_known_by_rowid(node: Node) -> None:
         assert known.of(conn, [10**9]).tolist() == [0.0]
 
 
-def test_past_its_capacity_known_keeps_the_newer_half() -> None:
+def test_past_its_capacity_known_keeps_the_newer_half(node: Node) -> None:
+    kept = node.memory.add("the kayak is in the garage")
     known = Known(capacity=4)
-    seen = known.at("state 1")
-    seen.columns.update({r: ((), ()) for r in range(6)})
-    assert known.at("state 1") is seen and list(seen.columns) == [3, 4, 5]
-    assert not known.at("state 2").columns  # a write: nothing known
+    with node.db.read() as conn:
+        seen = known.at(conn, node.memory.index, 0)
+        seen.columns.update({r: ((), ()) for r in range(6)})
+        assert known.at(conn, node.memory.index, 0) is seen and list(seen.columns) == [3, 4, 5]
+    node.memory.update(kept.id, "the kayak is in the shed")
+    with node.db.read() as conn:
+        assert not known.at(conn, node.memory.index, 0).columns  # an edit: nothing known

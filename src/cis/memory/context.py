@@ -25,7 +25,7 @@ import numpy.typing as npt
 from ..index.fields import FAR, NEAR, Floats, Ints, pairs
 from ..index.text import Columns
 from ..index.vectors import VectorIndex
-from ..store.sqlite import marks
+from ..store.sqlite import marks, scalar
 from ..yielding import hand_over
 
 if TYPE_CHECKING:
@@ -156,31 +156,82 @@ class Seen(msgspec.Struct):
         return len(self.runs) + len(self.columns)
 
 
+# changes a state may be behind and still be carried forward (each costs its run read)
+CARRIED_MAX = 256
+
+
 class Known:
-    """Runs, index lengths and index terms of memories, as of one state of the node
-    (`token`: a write anywhere or a new vector changes it, and everything known is
-    dropped). All are properties of the data, not of a query, so every search after the
-    first reads them here instead of from the database. Past `capacity` runs and terms,
-    the older half of each goes (those read first): at 100k memories, hits that recur
-    stay known, where dropping everything kept 10% of the runs a search asks for."""
+    """Runs, index lengths and index terms of memories, as of one state of the node (the
+    last row of the memories' history and of the vector log taken into the vector index).
+    All are properties of the data, not of a query, so every search after the first reads
+    them here instead of from the database. A state after new memories alone (an add, or
+    a vector that came for one) keeps what it knew, less the runs of the memories around
+    each (a new memory's own terms and length were never read). Any other change
+    (an edit, a removal, more than CARRIED_MAX changes) drops everything. Past `capacity`
+    runs and terms, the older half of each goes (those read first): at 100k memories,
+    hits that recur stay known, where dropping everything kept 10% of the runs a search
+    asks for."""
 
     # at most about 48 MB (550 bytes a run, 250 for the terms of a 12-word memory); at
     # 100k memories a search ran in 5.4 ms of CPU with 120k, 6.9-8.2 ms with 60k
     def __init__(self, capacity: int = 120_000):
         self.capacity = capacity
-        self._token: object = None
+        self._state: tuple[int, int] | None = None
         self._seen = Seen({}, Lengths(), {})
 
-    def at(self, token: object) -> Seen:
-        """What is known at `token` (a reader that began before a write fills the dicts
-        of its own state, which the write's token then replaces)."""
-        if token != self._token:
-            self._token, self._seen = token, Seen({}, Lengths(), {})
+    def at(self, conn: apsw.Connection, index: VectorIndex, logged: int) -> Seen:
+        """What is known at the state of `conn`'s snapshot, with the vector index holding
+        the vector log up to `logged` (a vector logged later is carried forward when the
+        index takes it in)."""
+        state = (int(scalar(conn, "SELECT coalesce(max(seq), 0) FROM memory_history")), logged)
+        if state != self._state:
+            if self._state is None or not self._carry(conn, index, self._state, state):
+                self._seen = Seen({}, Lengths(), {})
+            self._state = state
         elif len(self._seen) > self.capacity:
             for held in (self._seen.runs, self._seen.columns):
                 for rid in list(itertools.islice(held, len(held) // 2)):
                     del held[rid]
         return self._seen
+
+    def _carry(
+        self,
+        conn: apsw.Connection,
+        index: VectorIndex,
+        was: tuple[int, int],
+        now: tuple[int, int],
+    ) -> bool:
+        """Forget what the changes from `was` to `now` touch; False if they are more than
+        new memories (or too many), and nothing may be kept."""
+        if now[0] < was[0] or now[1] < was[1]:
+            return False  # a history that went back: another file, or a restored one
+        limit = CARRIED_MAX + 1
+        ops = [
+            (int(rid), str(op))
+            for rid, op in conn.execute(
+                "SELECT memory_rid, op FROM memory_history WHERE seq > ? AND seq <= ? LIMIT ?",
+                (was[0], now[0], limit),
+            )
+        ]
+        logged = [
+            int(rid)
+            for (rid,) in conn.execute(
+                "SELECT rid FROM index_log WHERE seq > ? AND seq <= ? LIMIT ?",
+                (was[1], now[1], limit),
+            )
+        ]
+        if any(op != "add" for _, op in ops) or len(ops) + len(logged) > CARRIED_MAX:
+            return False
+        changed = sorted({rid for rid, _ in ops} | set(logged))
+        if not changed:
+            return True
+        seen = self._seen
+        # a memory's run changes only where a new one (or a new vector's links) stands
+        # within its reach, that is, where it stands in the new one's run
+        for run in _read_runs(conn, index, changed).values():
+            for rid in np.frombuffer(run.rows, RUN_ROW)["member"].tolist():
+                seen.runs.pop(rid, None)
+        return True
 
 
 def _read_runs(conn: apsw.Connection, index: VectorIndex, rids: Sequence[int]) -> dict[int, Run]:

@@ -68,6 +68,11 @@ class Freshness:
         """The generation of memories this process's caches stand at."""
         return self._generation
 
+    @property
+    def logged(self) -> int:
+        """The last row of the vector log the index has taken in."""
+        return self._log_seq
+
     def scope_token(self, scope: str | None) -> tuple[int, int]:
         """Part of a cached result's key: changes when a write may alter that result."""
         return self.results_epoch, self._scope_epochs.get(scope, 0)

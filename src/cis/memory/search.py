@@ -105,8 +105,9 @@ class Searcher:
         sims: dict[int, float] = {}
         meaning: Meaning | None = None
         token = self.fresh.scope_token(None)  # before the snapshot begins
-        known, order = self.known.at(token), self.orders.at(token)
+        order = self.orders.at(token)
         with self.db.read() as conn:
+            known = self.known.at(conn, self.index, self.fresh.logged)
             embedding = None
             if mode != "text" and qvec is None:  # embedded on the batcher's thread meanwhile
                 embedding = self._query_vector(query)
