@@ -40,11 +40,18 @@ steps = st.lists(
 
 
 def _held_as_stored(node: Node) -> int:
-    """Check every run, terms and length known against the database; how many runs."""
+    """Check every run, terms and length known, and every run the thread order gives,
+    against the database; how many runs are known."""
     searcher = node.memory.searcher
     index = node.memory.index
+    searcher.orders.wait()
     with node.db.read() as conn:
         seen = searcher.known.at(conn, index, node.memory.fresh.logged)
+        carried = searcher.orders.at(searcher.known)
+        if carried is not None:
+            everyone = [int(r) for (r,) in conn.execute("SELECT rid FROM memories")]
+            cut = carried.runs(everyone)
+            assert cut == _read_runs(conn, index, list(cut))
         runs = dict(seen.runs)
         if runs:
             assert _read_runs(conn, index, list(runs)) == runs

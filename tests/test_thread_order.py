@@ -74,7 +74,8 @@ def test_runs_cut_from_the_order_are_the_runs_sql_reads(
 def test_a_search_reads_the_order_once_its_runs_cost_as_much(node: Node) -> None:
     """Searches at one state read runs from SQL until they have cost what the order does;
     it is then read in the background and used while the state holds, with the same hits
-    as before, and after a write searches read from SQL again."""
+    as before; a new memory leaves it in use, less the runs around the new one, and an
+    edit leaves searches to SQL again."""
     rng = np.random.default_rng(5)
     words = "river stone lamp garden winter letter violin harbour ladder copper".split()
     node.memory.add_many(
@@ -84,14 +85,13 @@ def test_a_search_reads_the_order_once_its_runs_cost_as_much(node: Node) -> None
     node.memory.flush()
     searcher = node.memory.searcher
     asked = [(" ".join(rng.choice(words, 3)), rng.normal(size=384)) for _ in range(80)]
-    token = node.memory.fresh.scope_token(None)
     found = []
     for query, vector in asked:
         found.append([h.memory.id for h in node.memory.search(query, embedding=vector)])
         searcher.orders.wait()
-        if searcher.orders.at(token) is not None:
+        if searcher.orders.at(searcher.known) is not None:
             break
-    assert searcher.orders.at(token) is not None, "the order was never read"
+    assert searcher.orders.at(searcher.known) is not None, "the order was never read"
     assert len(found) > 2  # not at once: once some searches' runs cost as much
     node.memory.cache.clear()
     searcher.known = Known()  # so that every run is cut from the order
@@ -100,20 +100,22 @@ def test_a_search_reads_the_order_once_its_runs_cost_as_much(node: Node) -> None
         for query, vector in asked[: len(found)]
     ]
     assert again == found
-    node.memory.add("a new note about the violin")
-    node.memory.fresh.refresh()
-    assert searcher.orders.at(node.memory.fresh.scope_token(None)) is None
 
-
-def test_an_order_read_across_a_write_is_not_kept(node: Node) -> None:
-    node.memory.add_many({"text": f"note {n}", "embedding": np.ones(384)} for n in range(20))
-    node.memory.fresh.refresh()
-    token = node.memory.fresh.scope_token(None)
-    node.memory.add("one more note")
+    new = node.memory.add("a new note about the violin", embedding=rng.normal(size=384))
+    node.memory.search("violin", embedding=rng.normal(size=384))
+    carried = searcher.orders.at(searcher.known)
+    assert carried is not None and carried.touched
+    index = node.memory.index
     with node.db.read() as conn:
-        node.memory.searcher.orders.note_read(conn, token, 10**6)  # asked at the old state
-    node.memory.searcher.orders.wait()
-    assert node.memory.searcher.orders.at(token) is None
+        rids = [int(r) for (r,) in conn.execute("SELECT rid FROM memories")]
+        (added,) = [r for r in rids if r not in carried.order.runs(rids)]
+        assert added in carried.touched  # new: from SQL
+        cut = carried.runs(rids)
+        assert cut == _read_runs(conn, index, list(cut))
+        assert not set(cut) & carried.touched
+    node.memory.update(new.id, "an edited note about the violin")
+    node.memory.search("violin", embedding=rng.normal(size=384))
+    assert searcher.orders.at(searcher.known) is None
 
 
 def test_an_order_that_cannot_be_read_leaves_searches_to_sql(
@@ -127,12 +129,12 @@ def test_an_order_that_cannot_be_read_leaves_searches_to_sql(
     monkeypatch.setattr(order_module, "read_order", fail)
     node.memory.add_many({"text": f"note {n}", "embedding": np.ones(384)} for n in range(20))
     node.memory.fresh.refresh()
-    token = node.memory.fresh.scope_token(None)
-    orders = node.memory.searcher.orders
+    searcher = node.memory.searcher
     with node.db.read() as conn:
-        orders.note_read(conn, token, 10**6)
-    orders.wait()
-    assert orders.at(token) is None
+        searcher.known.at(conn, node.memory.index, node.memory.fresh.logged)
+        searcher.orders.note_read(conn, searcher.known, 10**6)
+    searcher.orders.wait()
+    assert searcher.orders.at(searcher.known) is None
     assert "the thread order was not read: ValueError: no order today" in caplog.text
     hits = node.memory.search("note 7", embedding=np.ones(384))  # its threads from SQL
     assert "note 7" in [h.memory.text for h in hits]

@@ -29,7 +29,7 @@ from ..store.sqlite import marks, scalar
 from ..yielding import hand_over
 
 if TYPE_CHECKING:
-    from .order import Order
+    from .order import Carried, Order
 
 WINDOW_MS = 30 * 60 * 1000  # an inferred thread's memories stand within half an hour
 # an explicit thread's coherence: the writer says its memories belong together, but a
@@ -158,6 +158,10 @@ class Seen(msgspec.Struct):
 
 # changes a state may be behind and still be carried forward (each costs its run read)
 CARRIED_MAX = 256
+# a state of the data: the last row of the memories' history, and of the vector log the
+# vector index holds (every change of a memory writes history, every vector the log)
+State = tuple[int, int]
+HISTORY_MARK = "SELECT coalesce(max(seq), 0) FROM memory_history"
 
 
 class Known:
@@ -176,18 +180,23 @@ class Known:
     # 100k memories a search ran in 5.4 ms of CPU with 120k, 6.9-8.2 ms with 60k
     def __init__(self, capacity: int = 120_000):
         self.capacity = capacity
-        self._state: tuple[int, int] | None = None
+        self.state: State | None = None
+        # the last change of state: from, to, and the memories whose runs it touched
+        # (None: not carried over, everything dropped)
+        self.moved: tuple[State | None, State, frozenset[int] | None] | None = None
         self._seen = Seen({}, Lengths(), {})
 
     def at(self, conn: apsw.Connection, index: VectorIndex, logged: int) -> Seen:
         """What is known at the state of `conn`'s snapshot, with the vector index holding
         the vector log up to `logged` (a vector logged later is carried forward when the
         index takes it in)."""
-        state = (int(scalar(conn, "SELECT coalesce(max(seq), 0) FROM memory_history")), logged)
-        if state != self._state:
-            if self._state is None or not self._carry(conn, index, self._state, state):
+        state = (int(scalar(conn, HISTORY_MARK)), logged)
+        if state != self.state:
+            touched = None if self.state is None else self._carry(conn, index, self.state, state)
+            if touched is None:
                 self._seen = Seen({}, Lengths(), {})
-            self._state = state
+            self.moved = (self.state, state, touched)
+            self.state = state
         elif len(self._seen) > self.capacity:
             for held in (self._seen.runs, self._seen.columns):
                 for rid in list(itertools.islice(held, len(held) // 2)):
@@ -195,16 +204,12 @@ class Known:
         return self._seen
 
     def _carry(
-        self,
-        conn: apsw.Connection,
-        index: VectorIndex,
-        was: tuple[int, int],
-        now: tuple[int, int],
-    ) -> bool:
-        """Forget what the changes from `was` to `now` touch; False if they are more than
-        new memories (or too many), and nothing may be kept."""
+        self, conn: apsw.Connection, index: VectorIndex, was: State, now: State
+    ) -> frozenset[int] | None:
+        """Forget the runs the changes from `was` to `now` touch, and name them; None if
+        the changes are more than new memories (or too many), and nothing may be kept."""
         if now[0] < was[0] or now[1] < was[1]:
-            return False  # a history that went back: another file, or a restored one
+            return None  # a history that went back: another file, or a restored one
         limit = CARRIED_MAX + 1
         ops = [
             (int(rid), str(op))
@@ -221,17 +226,18 @@ class Known:
             )
         ]
         if any(op != "add" for _, op in ops) or len(ops) + len(logged) > CARRIED_MAX:
-            return False
+            return None
         changed = sorted({rid for rid, _ in ops} | set(logged))
-        if not changed:
-            return True
-        seen = self._seen
         # a memory's run changes only where a new one (or a new vector's links) stands
         # within its reach, that is, where it stands in the new one's run
-        for run in _read_runs(conn, index, changed).values():
-            for rid in np.frombuffer(run.rows, RUN_ROW)["member"].tolist():
-                seen.runs.pop(rid, None)
-        return True
+        touched = {
+            rid
+            for run in (_read_runs(conn, index, changed).values() if changed else ())
+            for rid in np.frombuffer(run.rows, RUN_ROW)["member"].tolist()
+        }
+        for rid in touched:
+            self._seen.runs.pop(rid, None)
+        return frozenset(touched)
 
 
 def _read_runs(conn: apsw.Connection, index: VectorIndex, rids: Sequence[int]) -> dict[int, Run]:
@@ -353,7 +359,7 @@ def threads(
     index: VectorIndex,
     rids: Sequence[int],
     known: dict[int, Run] | None = None,
-    order: Order | None = None,
+    order: Order | Carried | None = None,
 ) -> Threads:
     """The threads around `rids`: who lends whom words, and with what weight. Each run
     comes from `known` (runs read before), else from `order`, else from SQL (and then

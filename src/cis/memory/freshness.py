@@ -64,11 +64,6 @@ class Freshness:
         self.loaded = False
 
     @property
-    def generation(self) -> int:
-        """The generation of memories this process's caches stand at."""
-        return self._generation
-
-    @property
     def logged(self) -> int:
         """The last row of the vector log the index has taken in."""
         return self._log_seq

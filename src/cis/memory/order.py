@@ -6,8 +6,11 @@ search's 50 word hits took 2.2-2.8 ms where no search had read them before, agai
 0.55-0.7 ms cut from the order. Reading the whole order costs about 2 us a memory (0.2 s
 at 100k, most of it in SQLite, outside the interpreter lock), a run from SQL 25-50 us;
 so once the runs read from SQL at one state cost about what the order does, it is read
-in the background (ski rental: it never costs much more than it saves). A write or a
-new vector changes the state; the order is then unused until read again.
+in the background (ski rental: it never costs much more than it saves). A write of new
+memories (or of a vector for one) leaves the order of every other thread as it was, and
+of the memories around the new ones (cis.memory.context.Known), those runs alone come
+from SQL from then on; any other write, or more than TOUCHED_MAX such memories, and the
+order is unused until read again.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import apsw
+import msgspec
 import numpy as np
 
 from ..index.vectors import VectorIndex
 from ..store.sqlite import Database, scalar
-from .context import REACH, RUN_ROW, Run, link, runs_of
+from .context import HISTORY_MARK, REACH, RUN_ROW, Known, Run, State, link, runs_of
 
 if TYPE_CHECKING:
     from .freshness import Freshness
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("cis.index")
 
 RATIO = 10  # one run read from SQL costs what this many memories of the order cost
+TOUCHED_MAX = 4096  # memories whose runs have changed since the order was read, at most
 
 # each thread in one row, its members and their times in its order (the ordered
 # aggregates read the index memories_scope_time; parsed in numpy, not row by row)
@@ -75,6 +80,17 @@ class Order:
         return runs_of(found.tolist(), rows, sizes, self._explicit[thread])
 
 
+class Carried(msgspec.Struct, frozen=True):
+    """An order read at an earlier state, and the memories whose runs changed since."""
+
+    order: Order
+    touched: frozenset[int] = frozenset()
+
+    def runs(self, rids: Sequence[int]) -> dict[int, Run]:
+        """Order.runs() of those of `rids` whose runs are as the order holds them."""
+        return self.order.runs([rid for rid in rids if rid not in self.touched])
+
+
 def read_order(
     conn: apsw.Connection, index: VectorIndex, stopping: threading.Event | None = None
 ) -> Order | None:
@@ -108,7 +124,7 @@ class Orders:
         self._db = db
         self._index = index
         self._fresh = fresh
-        self._order: tuple[object, Order] | None = None
+        self._order: tuple[State, Carried] | None = None
         self._counted: object = None
         self._read = 0
         self._size = 0
@@ -116,39 +132,58 @@ class Orders:
         self._builder: threading.Thread | None = None
         self._stopping = threading.Event()
 
-    def at(self, token: object) -> Order | None:
-        """The order of the state `token` names, if it has been read."""
+    def at(self, known: Known) -> Carried | None:
+        """The order at `known`'s state, if it has been read at it or carried to it."""
         held = self._order
-        return held[1] if held is not None and held[0] == token else None
+        if held is None or known.state is None:
+            return None
+        state, carried = held
+        if state == known.state:
+            return carried
+        if known.moved is None:
+            return None
+        was, now, touched = known.moved
+        if was != state or now != known.state or touched is None:
+            return None
+        if len(carried.touched) + len(touched) > TOUCHED_MAX:
+            return None
+        carried = Carried(carried.order, carried.touched | touched)
+        self._order = (now, carried)
+        return carried
 
-    def note_read(self, conn: apsw.Connection, token: object, runs: int) -> None:
-        """`runs` were read from SQL at `token`; once they cost what the order costs,
-        read the order."""
+    def note_read(self, conn: apsw.Connection, known: Known, runs: int) -> None:
+        """`runs` were read from SQL at `known`'s state; once they cost what the order
+        costs, read the order."""
+        token = known.state
         with self._lock:
             busy = self._builder is not None or self._stopping.is_set()
-            if busy or not runs or self.at(token) is not None:
+            if busy or not runs or token is None or self.at(known) is not None:
                 return
-            if token != self._counted:  # the highest rowid: at least the live memories
-                self._counted, self._read = token, 0
-                self._size = int(scalar(conn, "SELECT coalesce(max(rid), 0) FROM memories"))
+            if token != self._counted:
+                moved = known.moved
+                carried = moved is not None and moved[:2] == (self._counted, token)
+                if not carried or moved is None or moved[2] is None:
+                    # a new count; the highest rowid: at least the live memories
+                    self._read = 0
+                    self._size = int(scalar(conn, "SELECT coalesce(max(rid), 0) FROM memories"))
+                self._counted = token
             self._read += runs
             if self._read * RATIO < self._size:
                 return
             self._builder = threading.Thread(
-                target=self._build, args=(token,), name="cis-thread-order", daemon=True
+                target=self._build, name="cis-thread-order", daemon=True
             )
             self._builder.start()
 
-    def _build(self, token: object) -> None:
+    def _build(self) -> None:
         try:
             with self._db.read() as conn:
-                generation = int(scalar(conn, "SELECT value FROM meta WHERE name = 'generation'"))
+                logged = self._fresh.logged
+                state = (int(scalar(conn, HISTORY_MARK)), logged)
                 order = read_order(conn, self._index, self._stopping)
-            # the snapshot holds the memories of the state `token` names only if no write
-            # came between: the generation the caches stand at is then the snapshot's
-            same = self._fresh.scope_token(None) == token
-            if order is not None and same and self._fresh.generation == generation:
-                self._order = (token, order)
+            # the links are of the vectors the index held throughout, those of `state`
+            if order is not None and self._fresh.logged == logged:
+                self._order = (state, Carried(order))
         except Exception as exc:  # a background read: whatever fails, runs come from SQL
             log.warning("the thread order was not read: %s: %s", type(exc).__name__, exc)
         finally:

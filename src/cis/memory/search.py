@@ -25,7 +25,7 @@ from ..store.sqlite import Database, marks
 from . import cachekeys
 from .context import Known, Seen, threads
 from .freshness import Freshness
-from .order import Order, Orders
+from .order import Carried, Orders
 from .rows import COLUMNS, to_memory
 
 # each signal's pool before fusion: this many, or the limit if larger. Not a multiple of
@@ -104,10 +104,9 @@ class Searcher:
         words: dict[int, float] = {}
         sims: dict[int, float] = {}
         meaning: Meaning | None = None
-        token = self.fresh.scope_token(None)  # before the snapshot begins
-        order = self.orders.at(token)
         with self.db.read() as conn:
             known = self.known.at(conn, self.index, self.fresh.logged)
+            order = self.orders.at(self.known)
             embedding = None
             if mode != "text" and qvec is None:  # embedded on the batcher's thread meanwhile
                 embedding = self._query_vector(query)
@@ -121,7 +120,7 @@ class Searcher:
             if mode == "hybrid" and query.strip():  # while the query still embeds
                 words_found = self._words(conn, query, flt, pool, known, order)
                 if order is None:
-                    self.orders.note_read(conn, token, words_found.read)
+                    self.orders.note_read(conn, self.known, words_found.read)
             if mode != "text":
                 allowed = None if flt.empty else self._allowed(conn, flt)
                 if embedding is not None:
@@ -170,7 +169,7 @@ class Searcher:
         flt: Filters,
         pool: int,
         known: Seen,
-        order: Order | None,
+        order: Carried | None,
     ) -> WordSignals:
         """The word signals of a hybrid search."""
         terms = (
