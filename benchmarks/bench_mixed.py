@@ -2,13 +2,14 @@
 memories (or as many as the first argument says): what an agent that writes as it
 reads gets.
 
-Rounds alternate two blocks of distinct English queries in one process: searches alone
-(after WARM_UP untimed ones at the same state, so that they are what a node that is
-only read gives), and the same number of searches with one `add` (its vector given, so
-nothing waits for the embedder) before every WRITE_EVERY-th. Each search is timed on
-its own, the add outside it, so the ratio is what a write costs the searches after it:
-every write is a new state of the node, and what searches keep of the data between them
-(the terms, lengths and thread runs of `Known`, the thread order) is of one state.
+Rounds alternate three blocks of distinct English queries in one process: searches
+alone (after WARM_UP untimed ones at the same state, so that they are what a node that
+is only read gives), the same number with one `add` before every WRITE_EVERY-th, and
+the same with one edit (`set` of a memory added before: a new text) instead. Vectors are
+given, so nothing waits for the embedder. Each search is timed on its own, the write
+outside it, so each ratio is what a write costs the searches after it: every write is a
+new state of the node, and what searches keep of the data between them (the terms,
+lengths and thread runs of `Known`, the thread order) is carried over what it changed.
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ WARM_UP = 400  # searches before each round: the thread order is read by then
 
 
 def block(node: Node, queries: list[str], writes: list[tuple[str, list[float]]]) -> list[float]:
-    """Seconds taken by each search of `queries`, an add from `writes` before every
-    WRITE_EVERY-th if any are given."""
+    """Seconds taken by each search of `queries`, a `set` from `writes` (key, vector)
+    before every WRITE_EVERY-th if any are given."""
     took = []
     for i, query in enumerate(queries):
         if writes and i % WRITE_EVERY == 0:
-            text, vector = writes.pop()
-            node.memory.add(text, embedding=vector)
+            key, vector = writes.pop()
+            node.memory.set(key, f"{key} {query}", embedding=vector)
         began = time.perf_counter()
         node.memory.search(query, limit=10)
         took.append(time.perf_counter() - began)
@@ -43,12 +44,14 @@ def block(node: Node, queries: list[str], writes: list[tuple[str, list[float]]])
 
 def main() -> None:
     data_dir = temp_dir("mixed")
-    queries = english_sentences(ROUNDS * (WARM_UP + 2 * SEARCHES), seed=21, length=6)
+    queries = english_sentences(ROUNDS * (WARM_UP + 3 * SEARCHES), seed=21, length=6)
     count = ROUNDS * SEARCHES // WRITE_EVERY
-    texts = english_sentences(count, seed=22)
-    writes = list(zip(texts, clustered_vectors(count, seed=22).tolist(), strict=True))
+    vectors = clustered_vectors(2 * count, seed=22).tolist()
+    adds = [(f"note{n}", vectors[n]) for n in range(count)]  # new keys: adds
+    edits = [(f"note{n}", vectors[count + n]) for n in range(count)]  # the same keys again
     alone: list[float] = []
     mixed: list[float] = []
+    edited: list[float] = []
     with Node.open(data_dir) as node:
         fill_english(node, N)
         at = 0
@@ -58,18 +61,23 @@ def main() -> None:
             at += WARM_UP
             alone += block(node, queries[at : at + SEARCHES], [])
             at += SEARCHES
-            mixed += block(node, queries[at : at + SEARCHES], writes)
+            mixed += block(node, queries[at : at + SEARCHES], adds)
+            at += SEARCHES
+            edited += block(node, queries[at : at + SEARCHES], edits)
             at += SEARCHES
     emit(
         "search_while_writing",
         memories=N,
         write_every=WRITE_EVERY,
         searches_alone_p50_ms=median(alone) * 1000,
-        searches_while_writing_p50_ms=median(mixed) * 1000,
-        while_writing_over_alone=median(mixed) / median(alone),
-        note="one add (vector given) before every write_every-th search of the mixed"
-        " blocks, each search timed without it; blocks of 200 alternated five times in one"
-        " process, each alone block after 400 untimed searches at its state",
+        searches_while_adding_p50_ms=median(mixed) * 1000,
+        while_adding_over_alone=median(mixed) / median(alone),
+        searches_while_editing_p50_ms=median(edited) * 1000,
+        while_editing_over_alone=median(edited) / median(alone),
+        note="one add, or one edit of a memory added before (vectors given), before every"
+        " write_every-th search of the writing blocks, each search timed without it; blocks"
+        " of 200 alternated five times in one process, each alone block after 400 untimed"
+        " searches at its state",
     )
 
 

@@ -1,6 +1,6 @@
-"""What searches know of the data (cis.memory.context.Known) across writes: carried over
-new memories, less what they touch, and dropped on any other change; in every case what
-is held is what the database says at the state searched."""
+"""What searches know of the data (cis.memory.context.Known) and the thread order across
+writes: carried over, less what the changes touch, or dropped; in every case what is
+held is what the database says at the state searched."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from cis import Node
 from cis.index.text import columns_of
-from cis.memory.context import REACH, _read_runs
+from cis.memory.context import _read_runs
 
 SCOPES = ("project/a", "project/a", "project/b", "session/s")
 THREADS = (None, None, "t1")
@@ -33,6 +33,10 @@ steps = st.lists(
         st.tuples(st.just("search"), st.integers(0, 2**16)),
         st.tuples(st.just("search"), st.integers(0, 2**16)),
         st.tuples(st.sampled_from(["edit", "delete", "flush"]), st.integers(0, 2**16)),
+        # a memory moved in its scope: another time, another thread
+        st.tuples(
+            st.just("move"), st.integers(0, 2**16), st.integers(0, 40), st.sampled_from(THREADS)
+        ),
     ),
     min_size=5,
     max_size=30,
@@ -79,6 +83,7 @@ def test_what_searches_know_is_what_the_database_says_after_any_writes(
             added.append(
                 node.memory.add(
                     " ".join(rng.choice(WORDS, 3)),
+                    key=f"k{len(added)}",
                     scope=scope,
                     thread=thread,
                     event_at=1_700_000_000_000 + minutes * 60_000,
@@ -107,14 +112,23 @@ def test_what_searches_know_is_what_the_database_says_after_any_writes(
                     continue
                 if kind == "edit":
                     node.memory.update(memory.id, "lamp " * 3, scope=memory.scope)
+                elif kind == "move":
+                    _, _, minutes, thread = step
+                    node.memory.set(
+                        str(memory.key),
+                        memory.text,
+                        scope=memory.scope,
+                        event_at=1_700_000_000_000 + int(minutes) * 60_000,  # type: ignore[call-overload]
+                        thread=thread,
+                    )
                 else:
                     node.memory.delete(memory.id, scope=memory.scope)
         assert kept  # the searches held runs to check
 
 
-def test_a_new_memory_leaves_what_searches_know_of_the_rest(node: Node) -> None:
-    """An add drops the runs it touches, in its own thread, and keeps the others; an edit
-    drops everything."""
+def test_a_change_leaves_what_searches_know_of_the_rest(node: Node) -> None:
+    """An add or an edit has the runs it touches, in its own thread, read again and keeps
+    the others; a removal of a memory whose run before is not known drops everything."""
     rng = np.random.default_rng(3)
     for scope in ("project/a", "project/b"):
         node.memory.add_many(
@@ -135,8 +149,13 @@ def test_a_new_memory_leaves_what_searches_know_of_the_rest(node: Node) -> None:
     node.memory.add(
         "river stone late", scope="project/b", event_at=last + 1, embedding=rng.normal(size=384)
     )
-    # those of project/a kept, and of project/b's the REACH before the new one dropped
-    assert _held_as_stored(node) == 24 - REACH
+    # those of project/a kept, of project/b's the REACH before the new one read again,
+    # and the new one's own run known
+    assert _held_as_stored(node) == 25
     edited = node.memory.list(scope="project/a", limit=1)[0]
     node.memory.update(edited.id, "river lamp", scope="project/a")
+    # the runs around the edited one read again, the others kept
+    assert _held_as_stored(node) == 25
+    unread = node.memory.add("garden winter", scope="project/c", embedding=rng.normal(size=384))
+    node.memory.delete(unread.id, scope="project/c")  # its run before was never read
     assert _held_as_stored(node) == 0

@@ -74,8 +74,8 @@ def test_runs_cut_from_the_order_are_the_runs_sql_reads(
 def test_a_search_reads_the_order_once_its_runs_cost_as_much(node: Node) -> None:
     """Searches at one state read runs from SQL until they have cost what the order does;
     it is then read in the background and used while the state holds, with the same hits
-    as before; a new memory leaves it in use, less the runs around the new one, and an
-    edit leaves searches to SQL again."""
+    as before; a new memory or an edit leaves it in use, less the runs around the
+    changed one, and a removal whose run before is unknown leaves searches to SQL."""
     rng = np.random.default_rng(5)
     words = "river stone lamp garden winter letter violin harbour ladder copper".split()
     node.memory.add_many(
@@ -101,7 +101,7 @@ def test_a_search_reads_the_order_once_its_runs_cost_as_much(node: Node) -> None
     ]
     assert again == found
 
-    new = node.memory.add("a new note about the violin", embedding=rng.normal(size=384))
+    node.memory.add("a new note about the violin", embedding=rng.normal(size=384))
     node.memory.search("violin", embedding=rng.normal(size=384))
     carried = searcher.orders.at(searcher.known)
     assert carried is not None and carried.touched
@@ -113,7 +113,16 @@ def test_a_search_reads_the_order_once_its_runs_cost_as_much(node: Node) -> None
         cut = carried.runs(rids)
         assert cut == _read_runs(conn, index, list(cut))
         assert not set(cut) & carried.touched
-    node.memory.update(new.id, "an edited note about the violin")
+        (held,) = conn.execute("SELECT id FROM memories WHERE rid = ?", (min(cut),)).fetchall()
+    node.memory.update(str(held[0]), "an edited note about the violin")  # its run in the order
+    node.memory.search("violin", embedding=rng.normal(size=384))
+    edited = searcher.orders.at(searcher.known)
+    assert edited is not None and min(cut) in edited.touched
+    with node.db.read() as conn:
+        cut = edited.runs(rids)
+        assert cut == _read_runs(conn, index, list(cut))
+    gone = node.memory.add("a passing note", embedding=rng.normal(size=384))
+    node.memory.delete(gone.id)  # between two searches: its run before is nowhere
     node.memory.search("violin", embedding=rng.normal(size=384))
     assert searcher.orders.at(searcher.known) is None
 

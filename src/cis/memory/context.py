@@ -136,6 +136,11 @@ class Lengths:
             out[unknown] = np.fromiter(map(found.__getitem__, missing), np.float64, len(missing))
         return out
 
+    def forget(self, rids: list[int]) -> None:
+        """Read the lengths of `rids` again when next asked."""
+        at = np.asarray(rids, np.int64)
+        self._of[at[at < len(self._of)]] = np.nan
+
     def _grow(self, largest: int) -> None:
         if largest >= len(self._of):
             grown = np.full(max(largest + 1, 2 * len(self._of)), np.nan, np.float32)
@@ -158,6 +163,7 @@ class Seen(msgspec.Struct):
 
 # changes a state may be behind and still be carried forward (each costs its run read)
 CARRIED_MAX = 256
+REREAD_MAX = 1024  # runs a change touched that are read again at once, at most
 # a state of the data: the last row of the memories' history, and of the vector log the
 # vector index holds (every change of a memory writes history, every vector the log)
 State = tuple[int, int]
@@ -168,13 +174,14 @@ class Known:
     """Runs, index lengths and index terms of memories, as of one state of the node (the
     last row of the memories' history and of the vector log taken into the vector index).
     All are properties of the data, not of a query, so every search after the first reads
-    them here instead of from the database. A state after new memories alone (an add, or
-    a vector that came for one) keeps what it knew, less the runs of the memories around
-    each (a new memory's own terms and length were never read). Any other change
-    (an edit, a removal, more than CARRIED_MAX changes) drops everything. Past `capacity`
-    runs and terms, the older half of each goes (those read first): at 100k memories,
-    hits that recur stay known, where dropping everything kept 10% of the runs a search
-    asks for."""
+    them here instead of from the database. A later state (adds, vectors that came,
+    edits, removals) keeps what it knew, less the runs of the memories around each
+    changed one (now, and before for one edited or removed) and the terms and length of
+    one edited or removed. More than CARRIED_MAX changes, or an edited or removed memory
+    whose run before is neither known nor in the thread order, drop everything. Past
+    `capacity` runs and terms, the older half of each goes (those read first): at 100k
+    memories, hits that recur stay known, where dropping everything kept 10% of the runs
+    a search asks for."""
 
     # at most about 48 MB (550 bytes a run, 250 for the terms of a 12-word memory); at
     # 100k memories a search ran in 5.4 ms of CPU with 120k, 6.9-8.2 ms with 60k
@@ -186,13 +193,22 @@ class Known:
         self.moved: tuple[State | None, State, frozenset[int] | None] | None = None
         self._seen = Seen({}, Lengths(), {})
 
-    def at(self, conn: apsw.Connection, index: VectorIndex, logged: int) -> Seen:
+    def at(
+        self,
+        conn: apsw.Connection,
+        index: VectorIndex,
+        logged: int,
+        order: Carried | None = None,
+    ) -> Seen:
         """What is known at the state of `conn`'s snapshot, with the vector index holding
         the vector log up to `logged` (a vector logged later is carried forward when the
-        index takes it in)."""
+        index takes it in); `order`, the thread order at the state known until now, gives
+        the runs an edit or a removal leaves."""
         state = (int(scalar(conn, HISTORY_MARK)), logged)
         if state != self.state:
-            touched = None if self.state is None else self._carry(conn, index, self.state, state)
+            touched = (
+                None if self.state is None else self._carry(conn, index, self.state, state, order)
+            )
             if touched is None:
                 self._seen = Seen({}, Lengths(), {})
             self.moved = (self.state, state, touched)
@@ -204,10 +220,16 @@ class Known:
         return self._seen
 
     def _carry(
-        self, conn: apsw.Connection, index: VectorIndex, was: State, now: State
+        self,
+        conn: apsw.Connection,
+        index: VectorIndex,
+        was: State,
+        now: State,
+        order: Carried | None,
     ) -> frozenset[int] | None:
         """Forget the runs the changes from `was` to `now` touch, and name them; None if
-        the changes are more than new memories (or too many), and nothing may be kept."""
+        nothing may be kept (too many changes, or an edited or removed memory whose run
+        at `was` is not known)."""
         if now[0] < was[0] or now[1] < was[1]:
             return None  # a history that went back: another file, or a restored one
         limit = CARRIED_MAX + 1
@@ -225,18 +247,39 @@ class Known:
                 (was[1], now[1], limit),
             )
         ]
-        if any(op != "add" for _, op in ops) or len(ops) + len(logged) > CARRIED_MAX:
+        if len(ops) + len(logged) > CARRIED_MAX:
+            return None
+        # a memory's run changes only where a changed one stands within its reach: in the
+        # changed one's run now, or, for one edited or removed, in its run before
+        left = sorted({rid for rid, op in ops if op != "add"})
+        known = self._seen.runs
+        before = {rid: known[rid] for rid in left if rid in known}
+        if order is not None:
+            before.update(order.runs([rid for rid in left if rid not in before]))
+        if len(before) < len(left):
             return None
         changed = sorted({rid for rid, _ in ops} | set(logged))
-        # a memory's run changes only where a new one (or a new vector's links) stands
-        # within its reach, that is, where it stands in the new one's run
+        now_runs = _read_runs(conn, index, changed) if changed else {}
         touched = {
             rid
-            for run in (_read_runs(conn, index, changed).values() if changed else ())
+            for run in [*before.values(), *now_runs.values()]
             for rid in np.frombuffer(run.rows, RUN_ROW)["member"].tolist()
         }
+        seen = self._seen
         for rid in touched:
-            self._seen.runs.pop(rid, None)
+            seen.runs.pop(rid, None)
+        for rid in left:  # their words may have changed
+            seen.columns.pop(rid, None)
+        seen.lengths.forget(left)
+        # the touched ones' runs read now, so that a later edit or removal of one of them
+        # is carried over too (recent memories touch each other: an edit of one soon
+        # found its run gone); not a removed one's: no live memory's run holds it, so no
+        # later change would name it
+        if touched and len(touched) <= REREAD_MAX:
+            listed, values = marks(sorted(touched))
+            live = f"SELECT rid FROM memories WHERE rid IN ({listed}) AND deleted = 0"
+            alive = [int(rid) for (rid,) in conn.execute(live, values)]
+            seen.runs.update(_read_runs(conn, index, alive))
         return frozenset(touched)
 
 

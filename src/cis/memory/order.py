@@ -6,11 +6,10 @@ search's 50 word hits took 2.2-2.8 ms where no search had read them before, agai
 0.55-0.7 ms cut from the order. Reading the whole order costs about 2 us a memory (0.2 s
 at 100k, most of it in SQLite, outside the interpreter lock), a run from SQL 25-50 us;
 so once the runs read from SQL at one state cost about what the order does, it is read
-in the background (ski rental: it never costs much more than it saves). A write of new
-memories (or of a vector for one) leaves the order of every other thread as it was, and
-of the memories around the new ones (cis.memory.context.Known), those runs alone come
-from SQL from then on; any other write, or more than TOUCHED_MAX such memories, and the
-order is unused until read again.
+in the background (ski rental: it never costs much more than it saves). A write leaves
+every run as it was but those around the memories it changed (cis.memory.context.Known
+names them), which come from SQL from then on; a write Known cannot carry over, or more
+than TOUCHED_MAX such memories, and the order is unused until read again.
 """
 
 from __future__ import annotations

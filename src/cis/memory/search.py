@@ -105,7 +105,8 @@ class Searcher:
         sims: dict[int, float] = {}
         meaning: Meaning | None = None
         with self.db.read() as conn:
-            known = self.known.at(conn, self.index, self.fresh.logged)
+            before = self.orders.at(self.known)  # the order of the state known until now
+            known = self.known.at(conn, self.index, self.fresh.logged, before)
             order = self.orders.at(self.known)
             embedding = None
             if mode != "text" and qvec is None:  # embedded on the batcher's thread meanwhile
