@@ -175,10 +175,11 @@ class Known:
     last row of the memories' history and of the vector log taken into the vector index).
     All are properties of the data, not of a query, so every search after the first reads
     them here instead of from the database. A later state (adds, vectors that came,
-    edits, removals) keeps what it knew, less the runs of the memories around each
-    changed one (now, and before for one edited or removed) and the terms and length of
-    one edited or removed. More than CARRIED_MAX changes, or an edited or removed memory
-    whose run before is neither known nor in the thread order, drop everything. Past
+    edits, removals) keeps what it knew, with the runs of the memories around each
+    changed one (now, and before for one edited or removed) read again, and the terms
+    and length of one edited or removed forgotten. More than CARRIED_MAX changes, or an
+    edited or removed memory whose run before is neither known nor in the thread order,
+    drop everything. Past
     `capacity` runs and terms, the older half of each goes (those read first): at 100k
     memories, hits that recur stay known, where dropping everything kept 10% of the runs
     a search asks for."""
@@ -227,9 +228,9 @@ class Known:
         now: State,
         order: Carried | None,
     ) -> frozenset[int] | None:
-        """Forget the runs the changes from `was` to `now` touch, and name them; None if
-        nothing may be kept (too many changes, or an edited or removed memory whose run
-        at `was` is not known)."""
+        """Read again the runs the changes from `was` to `now` touch (forget them, past
+        REREAD_MAX), and name them; None if nothing may be kept (too many changes, or an
+        edited or removed memory whose run at `was` is not known)."""
         if now[0] < was[0] or now[1] < was[1]:
             return None  # a history that went back: another file, or a restored one
         limit = CARRIED_MAX + 1
