@@ -51,17 +51,16 @@ def _held_as_stored(node: Node) -> int:
     searcher.orders.wait()
     with node.db.read() as conn:
         seen = searcher.known.at(conn, index, node.memory.fresh.logged)
+        rids = [int(r) for (r,) in conn.execute("SELECT rid FROM memories")]
         carried = searcher.orders.at(searcher.known)
         if carried is not None:
-            everyone = [int(r) for (r,) in conn.execute("SELECT rid FROM memories")]
-            cut = carried.runs(everyone)
+            cut = carried.runs(rids)
             assert cut == _read_runs(conn, index, list(cut))
         runs = dict(seen.runs)
         if runs:
             assert _read_runs(conn, index, list(runs)) == runs
         if seen.columns:
             assert columns_of(conn, list(seen.columns)) == seen.columns
-        rids = [int(r) for (r,) in conn.execute("SELECT rid FROM memories")]
         known = seen.lengths.of(conn, rids)
         fresh = type(seen.lengths)().of(conn, rids)
         assert known.tolist() == fresh.tolist()

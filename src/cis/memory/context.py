@@ -179,10 +179,9 @@ class Known:
     changed one (now, and before for one edited or removed) read again, and the terms
     and length of one edited or removed forgotten. More than CARRIED_MAX changes, or an
     edited or removed memory whose run before is neither known nor in the thread order,
-    drop everything. Past
-    `capacity` runs and terms, the older half of each goes (those read first): at 100k
-    memories, hits that recur stay known, where dropping everything kept 10% of the runs
-    a search asks for."""
+    drop everything. Past `capacity` runs and terms, the older half of each goes (those
+    read first): at 100k memories, hits that recur stay known, where dropping everything
+    kept 10% of the runs a search asks for."""
 
     # at most about 48 MB (550 bytes a run, 250 for the terms of a 12-word memory); at
     # 100k memories a search ran in 5.4 ms of CPU with 120k, 6.9-8.2 ms with 60k
@@ -280,7 +279,10 @@ class Known:
             listed, values = marks(sorted(touched))
             live = f"SELECT rid FROM memories WHERE rid IN ({listed}) AND deleted = 0"
             alive = [int(rid) for (rid,) in conn.execute(live, values)]
-            seen.runs.update(_read_runs(conn, index, alive))
+            seen.runs.update((rid, now_runs[rid]) for rid in alive if rid in now_runs)
+            rest = [rid for rid in alive if rid not in now_runs]  # those not read above
+            if rest:
+                seen.runs.update(_read_runs(conn, index, rest))
         return frozenset(touched)
 
 

@@ -124,7 +124,7 @@ class Orders:
         self._index = index
         self._fresh = fresh
         self._order: tuple[State, Carried] | None = None
-        self._counted: object = None
+        self._counted: State | None = None  # the state the runs read are counted at
         self._read = 0
         self._size = 0
         self._lock = threading.Lock()
@@ -160,9 +160,9 @@ class Orders:
                 return
             if token != self._counted:
                 moved = known.moved
-                carried = moved is not None and moved[:2] == (self._counted, token)
-                if not carried or moved is None or moved[2] is None:
-                    # a new count; the highest rowid: at least the live memories
+                if moved is None or moved[:2] != (self._counted, token) or moved[2] is None:
+                    # not carried over from the state counted: a new count; the highest
+                    # rowid: at least the live memories
                     self._read = 0
                     self._size = int(scalar(conn, "SELECT coalesce(max(rid), 0) FROM memories"))
                 self._counted = token
