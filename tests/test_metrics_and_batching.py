@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cis.index.embed import QueryBatcher
+from cis import Node
+from cis.index.embed import QueryBatcher, normalize
 from cis.metrics import Counter, Histogram, render, sample
+from cis.model import Hit, Search
 
 
 def test_histogram_renders_cumulative_buckets() -> None:
@@ -78,3 +82,72 @@ def test_a_failed_batch_fails_its_callers_and_the_worker_goes_on() -> None:
         batcher.submit("boom").result(5)
     assert batcher.submit("fine").result(5)[0] == 4
     batcher.close()
+
+
+class GatedWords(GatedEmbedder):
+    """Words hashed into 384 dimensions (a real bag-of-words embedding); queries wait at
+    the gate as GatedEmbedder's do, memories do not."""
+
+    model_id = "gated-words"
+    dim = 384
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+                out[row, int.from_bytes(digest[:4], "little") % self.dim] += 1.0
+        return normalize(out)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        self.entered.set()
+        self.release.wait(10)
+        self.batches.append(list(texts))
+        return self.embed(texts)
+
+
+def test_searches_waiting_their_turn_have_their_queries_embedded_together(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedder = GatedWords()
+    with Node.open(data_dir, embedder=embedder, background=False) as node:
+        memory = node.memory
+        memory.add_many({"text": t} for t in ("otters swim in rivers", "owls hunt at night"))
+        memory.flush()
+        busy = memory.searcher.queries.submit("the search before")  # holds the worker
+        assert embedder.entered.wait(5)
+        for query in ("otters swim", "owls hunt", "otters swim"):
+            memory.expect(Search(query=query))
+        for skipped in (
+            Search(query="words only", mode="text"),
+            Search(query="no such mode", mode="sideways"),
+            Search(query="   "),
+            Search(query="x" * (memory.config.max_text_bytes + 1)),
+        ):
+            memory.expect(skipped)  # nothing to embed ahead: find() refuses or needs none
+        # a search that comes while its query is still embedding waits for that one
+        asked = threading.Event()
+        vector_of = memory.searcher._query_vector
+
+        def noted(query: str) -> object:
+            try:
+                return vector_of(query)
+            finally:
+                asked.set()
+
+        monkeypatch.setattr(memory.searcher, "_query_vector", noted)
+        found: list[list[Hit]] = []
+        searching = threading.Thread(
+            target=lambda: found.append(memory.search("otters swim", mode="vector", limit=1))
+        )
+        searching.start()
+        assert asked.wait(5)
+        embedder.release.set()
+        searching.join(10)
+        busy.result(5)
+        owls = memory.search("owls hunt", limit=1)
+        assert found[0][0].memory.text == "otters swim in rivers"
+        assert owls[0].memory.text == "owls hunt at night"
+        # one batch for both, each once; the searches embedded nothing again
+        assert embedder.batches == [["the search before"], ["otters swim", "owls hunt"]]
+        assert memory.searcher._expected == {}  # nothing held once embedded

@@ -261,6 +261,12 @@ def test_metrics_and_openapi(server: Server) -> None:
         "cis_cache_hit_ratio ",
     ):
         assert name in text, name
+    counted = {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith(("cis_query_embeddings_total ", "cis_query_batches_total "))
+    }
+    assert counted["cis_query_embeddings_total"] >= counted["cis_query_batches_total"] >= 1
     spec = c.get("/openapi.json").json()
     assert {"/v1/memories", "/v1/search", "/v1/import", "/v1/export", "/metrics"} <= set(
         spec["paths"]

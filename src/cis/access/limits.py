@@ -222,6 +222,10 @@ class Access:
     def search(self, asked: Search) -> list[Hit]:
         return self.memory.find(self._within(asked))
 
+    def expect(self, asked: Search) -> None:
+        """Begin embedding the query of a search to come (the scope plays no part)."""
+        self.memory.expect(asked)
+
     def list(self, asked: Listing) -> Page:
         return self.memory.page(self._within(asked))
 

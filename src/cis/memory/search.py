@@ -78,6 +78,8 @@ class Searcher:
         self.orders = Orders(db, index, fresh)
         self._warm: Future[np.ndarray] | None = None
         self._one_at_a_time = threading.Lock()
+        self._expected: dict[str, Future[np.ndarray]] = {}  # queries embedding ahead
+        self._expected_lock = threading.Lock()
 
     def run(
         self, query: str, qvec: np.ndarray | None, flt: Filters, limit: int, mode: str
@@ -269,11 +271,35 @@ class Searcher:
         if self._warm is None:
             self._warm = self.queries.submit("warm up")
 
+    def expect(self, query: str) -> None:
+        """Begin embedding `query` for a search of it still to come (one waiting its
+        turn): its vector is ready when the turn comes, and queries that arrive together
+        are embedded in one batch."""
+        key = cachekeys.query_vector(self.embedder.model_id, query)
+        with self._expected_lock:
+            if query in self._expected or self.cache.get(key) is not None:
+                return
+            future = self.queries.submit(query)
+            self._expected[query] = future
+        future.add_done_callback(lambda done: self._embedded(query, key, done))
+
+    def _embedded(self, query: str, key: str, done: Future[np.ndarray]) -> None:
+        """An expected query's vector goes to the cache (after an error, its search
+        embeds it again and meets the error itself)."""
+        if done.exception() is None:
+            self.cache.set(key, done.result())
+        with self._expected_lock:
+            if self._expected.get(query) is done:
+                del self._expected[query]
+
     def _query_vector(self, query: str) -> Future[np.ndarray]:
-        """The query's vector: from the cache, else embedded by the batcher."""
+        """The query's vector: from the cache, else from its embedding begun ahead,
+        else embedded by the batcher now."""
         cached = self.cache.get(cachekeys.query_vector(self.embedder.model_id, query))
         if cached is not None:
             done: Future[np.ndarray] = Future()
             done.set_result(cached)
             return done
-        return self.queries.submit(query)
+        with self._expected_lock:
+            expected = self._expected.get(query)
+        return self.queries.submit(query) if expected is None else expected

@@ -710,6 +710,17 @@ class MemoryService:
         """Start loading the embedding model in the background (no-op once loaded)."""
         self.searcher.warm()
 
+    def expect(self, asked: Search) -> None:
+        """Begin embedding the query of a search that waits its turn (nothing for a
+        search that needs no embedding, or one that find() will refuse)."""
+        if asked.mode not in SEARCH_MODES or asked.mode == "text" or asked.embedding is not None:
+            return
+        try:
+            query = check.text(asked.query, self.config.max_text_bytes, "query")
+        except InvalidInput:
+            return
+        self.searcher.expect(query)
+
     def find(self, asked: Search) -> builtins.list[Hit]:
         """The hits of a search, best first."""
         query, mode = asked.query, asked.mode

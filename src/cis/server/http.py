@@ -388,6 +388,7 @@ def _routes(app: FastAPI, node: Node) -> None:
     lane = anyio.CapacityLimiter(SEARCHES_AT_ONCE)
 
     async def searched(access: Access, asked: Search) -> JSON:
+        access.expect(asked)  # embedded while it waits its turn
         hits = await anyio.to_thread.run_sync(access.search, asked, limiter=lane)
         return ok(wire.SearchResult(hits=hits))
 
@@ -593,6 +594,18 @@ def _metrics(node: Node, meter: Meter) -> str:
                 "Texts embedded by this process.",
                 "counter",
                 memory.indexer.embedded,
+            ),
+            sample(
+                "cis_query_embeddings_total",
+                "Search queries embedded by this process.",
+                "counter",
+                memory.queries.embedded,
+            ),
+            sample(
+                "cis_query_batches_total",
+                "Embedding calls those queries took (searches waiting together share one).",
+                "counter",
+                memory.queries.batches,
             ),
             sample(
                 "cis_embed_reused_total",
