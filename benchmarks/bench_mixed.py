@@ -5,8 +5,9 @@ reads gets.
 Rounds alternate three blocks of distinct English queries in one process: searches
 alone (after WARM_UP untimed ones at the same state, so that they are what a node that
 is only read gives), the same number with one `add` before every WRITE_EVERY-th, and
-the same with one edit (`set` of a memory added before: a new text) instead. Vectors are
-given, so nothing waits for the embedder. Each search is timed on its own, the write
+the same with one edit (`set` of a memory added before: a new text) instead, and the
+same after one bulk add of BULK memories (`add_many`, one thread). Vectors are given, so
+nothing waits for the embedder. Each search is timed on its own, the write
 outside it, so each ratio is what a write costs the searches after it: every write is a
 new state of the node, and what searches keep of the data between them (the terms,
 lengths and thread runs of `Known`, the thread order) is carried over what it changed.
@@ -26,6 +27,7 @@ ROUNDS = 5
 SEARCHES = 200  # a block
 WRITE_EVERY = 10
 WARM_UP = 400  # searches before each round: the thread order is read by then
+BULK = 1000  # memories of the bulk add before a block
 
 
 def block(node: Node, queries: list[str], writes: list[tuple[str, list[float]]]) -> list[float]:
@@ -44,14 +46,17 @@ def block(node: Node, queries: list[str], writes: list[tuple[str, list[float]]])
 
 def main() -> None:
     data_dir = temp_dir("mixed")
-    queries = english_sentences(ROUNDS * (WARM_UP + 3 * SEARCHES), seed=21, length=6)
+    queries = english_sentences(ROUNDS * (WARM_UP + 4 * SEARCHES), seed=21, length=6)
     count = ROUNDS * SEARCHES // WRITE_EVERY
     vectors = clustered_vectors(2 * count, seed=22).tolist()
     adds = [(f"note{n}", vectors[n]) for n in range(count)]  # new keys: adds
     edits = [(f"note{n}", vectors[count + n]) for n in range(count)]  # the same keys again
+    bulks = clustered_vectors(ROUNDS * BULK, seed=23)
     alone: list[float] = []
     mixed: list[float] = []
     edited: list[float] = []
+    bulked: list[float] = []
+    firsts: list[float] = []  # the first search after each bulk add
     with Node.open(data_dir) as node:
         fill_english(node, N)
         at = 0
@@ -65,6 +70,16 @@ def main() -> None:
             at += SEARCHES
             edited += block(node, queries[at : at + SEARCHES], edits)
             at += SEARCHES
+            lo = len(firsts) * BULK
+            node.memory.add_many(
+                {"text": f"bulk {n} {queries[n % len(queries)]}", "embedding": v, "thread": "bulk"}
+                for n, v in enumerate(bulks[lo : lo + BULK], start=lo)
+            )
+            after = block(node, queries[at : at + SEARCHES], [])
+            firsts.append(after[0])
+            bulked += after
+            at += SEARCHES
+            node.memory.index.wait_built()  # no merge of the bulk's vectors in the next round
     emit(
         "search_while_writing",
         memories=N,
@@ -74,9 +89,15 @@ def main() -> None:
         while_adding_over_alone=median(mixed) / median(alone),
         searches_while_editing_p50_ms=median(edited) * 1000,
         while_editing_over_alone=median(edited) / median(alone),
+        bulk_add=BULK,
+        searches_after_bulk_add_p50_ms=median(bulked) * 1000,
+        after_bulk_add_over_alone=median(bulked) / median(alone),
+        first_search_after_bulk_add_ms=median(firsts) * 1000,
         note="one add, or one edit of a memory added before (vectors given), before every"
-        " write_every-th search of the writing blocks, each search timed without it; blocks"
-        " of 200 alternated five times in one process, each alone block after 400 untimed"
+        " write_every-th search of the writing blocks, each search timed without it; a"
+        " block after one add_many of bulk_add memories (first_search_*: the median over"
+        " rounds of the first search after it, which reads the new runs); blocks of 200"
+        " alternated five times in one process, each alone block after 400 untimed"
         " searches at its state",
     )
 

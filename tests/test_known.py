@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from cis import Node
 from cis.index.text import columns_of
-from cis.memory.context import _read_runs
+from cis.memory.context import CARRIED_MAX, _read_runs
 
 SCOPES = ("project/a", "project/a", "project/b", "session/s")
 THREADS = (None, None, "t1")
@@ -157,4 +157,29 @@ def test_a_change_leaves_what_searches_know_of_the_rest(node: Node) -> None:
     assert _held_as_stored(node) == 25
     unread = node.memory.add("garden winter", scope="project/c", embedding=rng.normal(size=384))
     node.memory.delete(unread.id, scope="project/c")  # its run before was never read
+    assert _held_as_stored(node) == 0
+
+
+def test_a_bulk_add_is_carried_over_a_change_a_memory(node: Node) -> None:
+    """An add with its vector is one change, so a bulk add of CARRIED_MAX memories keeps
+    what searches know (the new runs read at once); one change more drops it."""
+    rng = np.random.default_rng(5)
+
+    def bulk(scope: str, count: int) -> None:
+        node.memory.add_many(
+            {
+                "text": f"harbour lamp {n}",
+                "scope": scope,
+                "event_at": 1_700_000_000_000 + n * 60_000,
+                "embedding": rng.normal(size=384),
+            }
+            for n in range(count)
+        )
+
+    bulk("project/a", 12)
+    node.memory.search("harbour lamp", embedding=rng.normal(size=384), limit=30)
+    assert _held_as_stored(node) == 12
+    bulk("project/b", CARRIED_MAX)
+    assert _held_as_stored(node) == 12 + CARRIED_MAX
+    bulk("project/c", CARRIED_MAX + 1)
     assert _held_as_stored(node) == 0
