@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,9 +10,11 @@ import numpy as np
 import pytest
 
 from cis import Node
-from cis.index.embed import QueryBatcher, normalize
+from cis.index.embed import QueryBatcher
 from cis.metrics import Counter, Histogram, render, sample
 from cis.model import Hit, Search
+
+from .test_model_change import HashingEmbedder
 
 
 def test_histogram_renders_cumulative_buckets() -> None:
@@ -84,20 +85,16 @@ def test_a_failed_batch_fails_its_callers_and_the_worker_goes_on() -> None:
     batcher.close()
 
 
-class GatedWords(GatedEmbedder):
+class GatedWords(HashingEmbedder):
     """Words hashed into 384 dimensions (a real bag-of-words embedding); queries wait at
-    the gate as GatedEmbedder's do, memories do not."""
+    `release`, as GatedEmbedder's do, memories do not."""
 
     model_id = "gated-words"
-    dim = 384
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in text.lower().split():
-                digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
-                out[row, int.from_bytes(digest[:4], "little") % self.dim] += 1.0
-        return normalize(out)
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.batches: list[list[str]] = []
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         self.entered.set()

@@ -182,11 +182,11 @@ class Known:
     them here instead of from the database. A later state (adds, vectors that came,
     edits, removals) keeps what it knew, with the runs of the memories around each
     changed one (now, and before for one edited or removed) read again, and the terms
-    and length of one edited or removed forgotten. More than CARRIED_MAX changed memories, or an
-    edited or removed memory whose run before is neither known nor in the thread order,
-    drop everything. Past `capacity` runs and terms, the older half of each goes (those
-    read first): at 100k memories, hits that recur stay known, where dropping everything
-    kept 10% of the runs a search asks for."""
+    and length of one edited or removed forgotten. More than CARRIED_MAX changed
+    memories, or an edited or removed memory whose run before is neither known nor in
+    the thread order, drop everything. Past `capacity` runs and terms, the older half of
+    each goes (those read first): at 100k memories, hits that recur stay known, where
+    dropping everything kept 10% of the runs a search asks for."""
 
     # at most about 48 MB (550 bytes a run, 250 for the terms of a 12-word memory); at
     # 100k memories a search ran in 5.4 ms of CPU with 120k, 6.9-8.2 ms with 60k
