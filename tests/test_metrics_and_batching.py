@@ -140,7 +140,8 @@ def test_searches_waiting_their_turn_have_their_queries_embedded_together(
         searching.start()
         assert asked.wait(5)
         embedder.release.set()
-        searching.join(10)
+        searching.join(30)
+        assert not searching.is_alive()
         busy.result(5)
         owls = memory.search("owls hunt", limit=1)
         assert found[0][0].memory.text == "otters swim in rivers"
