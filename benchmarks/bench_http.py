@@ -128,27 +128,29 @@ def wrk_load(url: str, secret: str, load: list[str], server: psutil.Process) -> 
     loaded = threading.Event()
     prober = threading.Thread(target=probe_liveness, args=(url, loaded, probes))
     prober.start()
-    embedded, calls = query_embedding(url, secret)
-    before = server.cpu_times()
-    done = subprocess.run(
-        [
-            "wrk",
-            "-t2",
-            f"-c{CLIENTS}",
-            f"-d{int(CONCURRENT_S)}s",
-            "--latency",
-            "-s",
-            str(script),
-            url,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    after = server.cpu_times()
-    loaded.set()
-    prober.join()
+    try:  # the prober stops however the load ends
+        embedded, calls = query_embedding(url, secret)
+        before = server.cpu_times()
+        done = subprocess.run(
+            [
+                "wrk",
+                "-t2",
+                f"-c{CLIENTS}",
+                f"-d{int(CONCURRENT_S)}s",
+                "--latency",
+                "-s",
+                str(script),
+                url,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        after = server.cpu_times()
+    finally:
+        loaded.set()
+        prober.join()
     embedded_after, calls_after = query_embedding(url, secret)
     out = done.stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -232,9 +234,10 @@ def main() -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
-    embed_batched = embed_cost(queries(96, seed=10), 8)
-    served = round(from_wrk["queries_a_model_call"]) if from_wrk else 8
-    embed_served = embed_cost(queries(96, seed=10), max(1, served))
+    to_embed = queries(96, seed=10)
+    embed_batched = embed_cost(to_embed, 8)
+    served = max(1, round(from_wrk["queries_a_model_call"])) if from_wrk else 8
+    embed_served = embed_batched if served == 8 else embed_cost(to_embed, served)
     alone = 1 / median(in_process)  # searches a second of one caller in the process
     emit(
         "http_search",

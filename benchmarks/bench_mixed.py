@@ -2,11 +2,11 @@
 memories (or as many as the first argument says): what an agent that writes as it
 reads gets.
 
-Rounds alternate three blocks of distinct English queries in one process: searches
+Rounds alternate four blocks of distinct English queries in one process: searches
 alone (after WARM_UP untimed ones at the same state, so that they are what a node that
-is only read gives), the same number with one `add` before every WRITE_EVERY-th, and
-the same with one edit (`set` of a memory added before: a new text) instead, and the
-same after one bulk add of BULK memories (`add_many`, one thread). Vectors are given, so
+is only read gives), the same number with one `add` before every WRITE_EVERY-th, the
+same with one edit (`set` of a memory added before: a new text) instead, and the same
+after one bulk add of BULK memories (`add_many`, one thread). Vectors are given, so
 nothing waits for the embedder. Each search is timed on its own, the write
 outside it, so each ratio is what a write costs the searches after it: every write is a
 new state of the node, and what searches keep of the data between them (the terms,
